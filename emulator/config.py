@@ -1,0 +1,98 @@
+"""Typed settings: flags override EMULATOR_* environment variables, which override defaults.
+
+Built once at start-up (``Settings.load``) and passed down; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EMULATOR_", extra="ignore")
+
+    # --- serving -------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".emulator")
+    config: Path | None = None  # endpoints.toml
+    api_key: str | None = None
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "info"
+
+    # --- how worker containers reach the control plane -----------------------------------
+    # The worker protocol is served on its own listener. By default it binds to the gateway
+    # address of the Docker network the workers join, so containers reach it and the client
+    # API stays on 127.0.0.1. In a container (compose) set worker_host=0.0.0.0 and
+    # worker_url=http://<service name>:<worker_port>.
+    worker_host: str | None = None  # None: the Docker network's gateway (or 127.0.0.1 without Docker)
+    worker_port: int = 0  # 0: pick a free port once and remember it in the data dir
+    worker_url: str | None = None  # what containers are told; None: derived from host and port
+    network: str = "serverless-emulator"
+
+    # --- runtime ------------------------------------------------------------------------
+    runtime: Literal["docker", "none"] = "docker"
+    keep_workers: bool = False
+    base_image: str | None = None
+    gpu_mode: Literal["auto", "nvidia", "emulate", "off"] = "auto"
+    gpus: str | None = None  # comma-separated device ids, overrides discovery
+    emulated_gpus: int = 0
+
+    # --- job semantics --------------------------------------------------------------------
+    run_retention_s: float = 30 * 60
+    sync_retention_s: float = 60
+    default_ttl_ms: int = 24 * 3600 * 1000
+    max_job_retries: int = 3
+    max_run_body_bytes: int = 10 * 1024 * 1024
+    max_runsync_body_bytes: int = 20 * 1024 * 1024
+    max_stream_chunk_bytes: int = 1024 * 1024
+    webhook_attempts: int = 3
+    webhook_interval_s: float = 10.0
+    webhook_timeout_s: float = 10.0
+
+    # --- worker protocol -------------------------------------------------------------------
+    job_take_hold_s: float = 30.0  # how long an empty job-take long poll is held before 204
+    job_stop_hold_s: float = 30.0
+    ping_interval_ms: int = 2000  # RUNPOD_PING_INTERVAL given to workers (the SDK floors to seconds)
+    worker_lost_after_s: float = 15.0  # no ping or poll for this long: the worker is gone
+    janitor_interval_s: float = 0.5
+
+    # --- supervisor ------------------------------------------------------------------------
+    reconcile_interval_s: float = 0.25
+    max_concurrent_starts: int = 4
+    startup_timeout_s: float = 120.0
+    stop_grace_s: float = 10.0
+    worker_memory_budget_mb: int | None = None
+    worker_cpu_budget: float | None = None
+    flashboot_pause_s: float = 600.0
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "emulator.db"
+
+    @classmethod
+    def load(cls, **overrides: object) -> Settings:
+        """Environment first, then explicit overrides (flags) that are not None."""
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return cls(**clean)  # type: ignore[arg-type]
+
+
+def default_settings_for_tests(data_dir: Path, **kw: object) -> Settings:
+    """Settings with short holds, for tests that run many short-lived control planes."""
+    base: dict[str, object] = dict(
+        data_dir=data_dir,
+        port=0,
+        runtime="none",
+        job_take_hold_s=5.0,
+        job_stop_hold_s=5.0,
+        webhook_interval_s=0.2,
+    )
+    base.update(kw)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+__all__ = ["Settings", "default_settings_for_tests", "Field"]

@@ -1,0 +1,64 @@
+"""The project's errors. Each carries data; the HTTP mapping lives only in ``emulator.api.errors``."""
+
+from __future__ import annotations
+
+
+class EmulatorError(Exception):
+    """Base of every error the emulator raises on purpose."""
+
+    def __init__(self, message: str, **data: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class NotFound(EmulatorError):
+    """An endpoint, job or worker that does not exist (or no longer exists)."""
+
+
+class Conflict(EmulatorError):
+    """The request is valid but clashes with the current state (a duplicate name, a job not retryable)."""
+
+
+class InvalidInput(EmulatorError):
+    """A request that is well-formed JSON but wrong: ``field`` names what is wrong."""
+
+    def __init__(self, message: str, field: str | None = None, **data: object) -> None:
+        super().__init__(message, field=field, **data)
+        self.field = field
+
+
+class PayloadTooLarge(EmulatorError):
+    """A body over the route's size limit."""
+
+
+class Unauthorized(EmulatorError):
+    """A missing or wrong API key or worker token."""
+
+
+class Forbidden(EmulatorError):
+    """A worker acting on a job that was not handed to it."""
+
+
+class QueueFull(EmulatorError):
+    """The endpoint's queue is at its bound; the client should retry later (429)."""
+
+
+class RuntimeUnavailable(EmulatorError):
+    """The container runtime (Docker) cannot be reached."""
+
+
+class RuntimeFailure(EmulatorError):
+    """The container runtime refused an operation; ``reason`` is its explanation."""
+
+
+class ContainerNotFound(RuntimeFailure):
+    """The container is gone."""
+
+
+class ImageNotFound(RuntimeFailure):
+    """The image does not exist locally and cannot be pulled."""
+
+
+class GpuUnavailable(EmulatorError):
+    """GPUs were asked for but the host cannot provide them; the message names the fix."""

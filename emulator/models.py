@@ -1,0 +1,199 @@
+"""Validated shapes shared by the API, the store and the supervisor (RunPod's field names)."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_ID_RE = re.compile(ID_PATTERN)
+
+
+def is_valid_id(value: str) -> bool:
+    return bool(_ID_RE.match(value))
+
+
+class JobStatus(StrEnum):
+    IN_QUEUE = "IN_QUEUE"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT}
+)
+
+
+class WorkerState(StrEnum):
+    """RunPod's worker states, as reported in the workers list and /health."""
+
+    INITIALIZING = "INITIALIZING"
+    IDLE = "IDLE"
+    RUNNING = "RUNNING"
+    THROTTLED = "THROTTLED"
+    OUTDATED = "OUTDATED"
+    UNHEALTHY = "UNHEALTHY"
+
+
+class BackoffPolicy(BaseModel):
+    """How an UNHEALTHY worker is restarted: initial delay, growth, cap, give-up time, reset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    initialDelayS: float = Field(1.0, gt=0, le=86400)
+    factor: float = Field(2.0, ge=1, le=100)
+    maxDelayS: float = Field(300.0, gt=0, le=7 * 86400)
+    giveUpAfterS: float = Field(7 * 86400.0, gt=0, le=30 * 86400)
+    resetAfterS: float = Field(60.0, gt=0, le=86400)
+
+
+StartCmd = list[str] | str | None
+# Fields whose change alters what a worker runs: a change bumps the endpoint's version.
+VERSIONED_FIELDS = ("imageName", "env", "gpuCount", "dockerStartCmd", "memoryInMb", "networkVolumeId")
+
+
+class _EndpointFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("env", check_fields=False)
+    @classmethod
+    def _env_keys(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        if v is None:
+            return v
+        for key in v:
+            if not key or "=" in key or "\x00" in key:
+                raise ValueError(f"invalid environment variable name {key!r}")
+        return v
+
+    @field_validator("dockerStartCmd", check_fields=False)
+    @classmethod
+    def _start_cmd(cls, v: StartCmd) -> StartCmd:
+        if isinstance(v, str) and not v.strip():
+            return None
+        if isinstance(v, list) and not v:
+            return None
+        return v
+
+
+NameStr = Annotated[str, Field(min_length=1, max_length=191)]
+ImageStr = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class EndpointSpec(_EndpointFields):
+    """The body of POST /v1/endpoints (and one [[endpoints]] table of endpoints.toml)."""
+
+    name: NameStr
+    imageName: ImageStr
+    id: str | None = Field(None, pattern=ID_PATTERN)
+    workersMin: int = Field(0, ge=0, le=100)
+    workersMax: int = Field(3, ge=0, le=100)
+    extraWorkers: int = Field(2, ge=0, le=100)
+    idleTimeout: float = Field(5, gt=0, le=3600)
+    scalerType: Literal["QUEUE_DELAY", "REQUEST_COUNT"] = "QUEUE_DELAY"
+    scalerValue: float = Field(4, gt=0, le=3600)
+    gpuCount: int = Field(0, ge=0, le=16)
+    executionTimeoutMs: int = Field(600_000, ge=5_000, le=7 * 86400 * 1000)
+    flashboot: bool = False
+    env: dict[str, str] = Field(default_factory=dict)
+    dockerStartCmd: StartCmd = None
+    memoryInMb: int | None = Field(None, ge=6, le=1024 * 1024)
+    networkVolumeId: str | None = Field(None, pattern=ID_PATTERN)
+    backoff: BackoffPolicy = Field(default_factory=BackoffPolicy)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> EndpointSpec:
+        if self.workersMin > self.workersMax:
+            raise ValueError("workersMin must not exceed workersMax")
+        return self
+
+
+class EndpointPatch(_EndpointFields):
+    """The body of PATCH /v1/endpoints/{id}: any field but ``id``."""
+
+    name: NameStr | None = None
+    imageName: ImageStr | None = None
+    workersMin: int | None = Field(None, ge=0, le=100)
+    workersMax: int | None = Field(None, ge=0, le=100)
+    extraWorkers: int | None = Field(None, ge=0, le=100)
+    idleTimeout: float | None = Field(None, gt=0, le=3600)
+    scalerType: Literal["QUEUE_DELAY", "REQUEST_COUNT"] | None = None
+    scalerValue: float | None = Field(None, gt=0, le=3600)
+    gpuCount: int | None = Field(None, ge=0, le=16)
+    executionTimeoutMs: int | None = Field(None, ge=5_000, le=7 * 86400 * 1000)
+    flashboot: bool | None = None
+    env: dict[str, str] | None = None
+    dockerStartCmd: StartCmd = None
+    memoryInMb: int | None = Field(None, ge=6, le=1024 * 1024)
+    networkVolumeId: str | None = Field(None, pattern=ID_PATTERN)
+    backoff: BackoffPolicy | None = None
+
+
+class Endpoint(EndpointSpec):
+    """An endpoint as stored and returned: the spec plus identity and version."""
+
+    id: str  # type: ignore[assignment]
+    version: int = 1
+    createdAt: float = 0.0
+    updatedAt: float = 0.0
+    rollout: dict[str, Any] | None = None  # {"status": ..., "reason": ...} while a rollout is stuck
+
+    def spec_dict(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"version", "createdAt", "updatedAt", "rollout"})
+
+    def apply_patch(self, patch: EndpointPatch) -> tuple[Endpoint, bool]:
+        """The endpoint after ``patch`` and whether what workers run changed (a version bump)."""
+        changes = patch.model_dump(exclude_unset=True)
+        merged = self.model_dump()
+        bump = False
+        for key, value in changes.items():
+            if key in VERSIONED_FIELDS and merged.get(key) != value:
+                bump = True
+            merged[key] = value
+        if bump:
+            merged["version"] = self.version + 1
+        updated = Endpoint.model_validate(merged)
+        return updated, bump
+
+
+class JobPolicy(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    executionTimeout: int | None = Field(None, ge=5_000, le=7 * 86400 * 1000)
+    lowPriority: bool = False
+    ttl: int | None = Field(None, ge=10_000, le=7 * 86400 * 1000)
+
+
+class JobRequest(BaseModel):
+    """The body of /run and /runsync."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    input: Any = Field(...)
+    webhook: str | None = Field(None, max_length=2048)
+    policy: JobPolicy = Field(default_factory=JobPolicy)
+    s3Config: dict[str, Any] | None = None
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook_url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not (v.startswith("http://") or v.startswith("https://")):
+            raise ValueError("webhook must be an http:// or https:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _input_present(self) -> JobRequest:
+        if self.input is None:
+            raise ValueError("input is required")
+        return self
