@@ -1,0 +1,555 @@
+"""The Docker adapter: the only module in the project that imports ``docker``.
+
+Every blocking SDK call runs in a small bounded thread pool; long-lived streams (logs, events) each
+get their own thread, bridged to the event loop through a bounded ``asyncio.Queue`` and closed when
+the consumer stops. Docker's errors are translated into ``emulator.errors`` here and nowhere else.
+The emulator never pulls images: a missing image is an ``ImageNotFound`` that names the fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import ipaddress
+import math
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from datetime import datetime
+from typing import Any, TypeVar, cast
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.types import DeviceRequest, Mount
+
+from emulator.errors import (
+    ContainerNotFound,
+    EmulatorError,
+    GpuUnavailable,
+    ImageNotFound,
+    InvalidInput,
+    RuntimeFailure,
+    RuntimeUnavailable,
+)
+from emulator.runtime import VOLUME_MOUNT, gpu_unavailable, image_not_found
+from emulator.runtime.base import (
+    LABEL_ENDPOINT,
+    LABEL_VERSION,
+    LABEL_WORKER,
+    ContainerEvent,
+    ContainerInfo,
+    ContainerSpec,
+    ContainerStatus,
+)
+
+T = TypeVar("T")
+API = Any  # docker.APIClient; the SDK is untyped
+
+DOCKER_HINT = "is the Docker daemon running? check `docker info`"
+_GPU_REFUSALS = (
+    "could not select device driver",
+    "nvidia-container-cli",
+    "unknown or invalid runtime name: nvidia",
+    "unresolvable cdi devices",
+)
+_FORBIDDEN_NETWORKS = ("host", "none")
+_CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
+
+
+def gpu_unavailable_from(explanation: str, device_ids: Iterable[str] = ()) -> GpuUnavailable | None:
+    """The engine's refusal of a GPU device request as a GpuUnavailable naming the fix, else None."""
+    if any(marker in explanation.lower() for marker in _GPU_REFUSALS):
+        return gpu_unavailable(explanation, device_ids)
+    return None
+
+
+def translate_error(exc: BaseException, kind: str = "container", subject: str = "") -> BaseException:
+    """Map an exception raised by the SDK to the project's errors (``kind``: container, image, ...)."""
+    if isinstance(exc, EmulatorError):
+        return exc
+    if isinstance(exc, docker.errors.ImageNotFound) or (
+        isinstance(exc, docker.errors.NotFound) and kind == "image"
+    ):
+        return image_not_found(subject)
+    if isinstance(exc, docker.errors.NotFound):
+        if kind == "container":
+            return ContainerNotFound(f"container {subject} not found", container_id=subject)
+        return RuntimeFailure(f"{kind} {subject}: {_explain(exc)}", reason=_explain(exc), status=404)
+    if isinstance(exc, docker.errors.APIError):
+        explanation = _explain(exc)
+        gpu = gpu_unavailable_from(explanation)
+        if gpu is not None:
+            return gpu
+        return RuntimeFailure(
+            f"Docker refused ({kind} {subject}): {explanation}", reason=explanation, status=exc.status_code
+        )
+    if isinstance(exc, requests.exceptions.ConnectionError | ConnectionError | FileNotFoundError):
+        return RuntimeUnavailable(f"cannot reach the Docker engine ({exc}); {DOCKER_HINT}")
+    if isinstance(exc, requests.exceptions.Timeout):
+        return RuntimeFailure(f"the Docker engine did not answer in time ({kind} {subject})", reason=str(exc))
+    if isinstance(exc, docker.errors.DockerException):
+        return RuntimeFailure(f"Docker error ({kind} {subject}): {exc}", reason=str(exc))
+    return exc
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    explanation = exc.explanation
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode("utf-8", "replace")
+    return str(explanation or exc)
+
+
+def parse_docker_time(value: str | None) -> float | None:
+    """Docker's RFC 3339 timestamps (nanoseconds, 'Z') as epoch seconds; the zero time as None."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    stamp = value.strip()
+    tz = "+00:00"
+    if stamp.endswith("Z"):
+        stamp = stamp[:-1]
+    elif len(stamp) > 6 and stamp[-6] in "+-" and stamp[-3] == ":":
+        stamp, tz = stamp[:-6], stamp[-6:]
+    if "." in stamp:
+        whole, frac = stamp.split(".", 1)
+        stamp = f"{whole}.{frac[:6]}"
+    return datetime.fromisoformat(stamp + tz).timestamp()
+
+
+def container_info(data: dict[str, Any]) -> ContainerInfo:
+    """A ContainerInfo from the engine's inspect document."""
+    state = data.get("State") or {}
+    status = cast(ContainerStatus, state.get("Status") or "created")
+    ended = status in ("exited", "dead")
+    return ContainerInfo(
+        id=data["Id"],
+        name=str(data.get("Name") or "").lstrip("/"),
+        labels=dict((data.get("Config") or {}).get("Labels") or {}),
+        status=status,
+        exit_code=state.get("ExitCode") if ended else None,
+        oom_killed=bool(state.get("OOMKilled")),
+        started_at=parse_docker_time(state.get("StartedAt")),
+        finished_at=parse_docker_time(state.get("FinishedAt")) if ended else None,
+        error=state.get("Error") or None,
+    )
+
+
+def _label_filter(labels: dict[str, str]) -> list[str]:
+    return [f"{key}={value}" for key, value in sorted(labels.items())]
+
+
+class _LineSplitter:
+    """Turns the log stream's byte chunks (not line-aligned) into text lines."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[str]:
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
+
+    def flush(self) -> list[str]:
+        rest, self._buffer = self._buffer, b""
+        return [rest.decode("utf-8", "replace").rstrip("\r")] if rest else []
+
+
+class DockerRuntime:
+    """The Runtime protocol on a real Docker engine (``base_url`` None: the environment's DOCKER_HOST)."""
+
+    def __init__(
+        self, base_url: str | None = None, *, max_threads: int = 16, timeout_s: float = 60.0
+    ) -> None:
+        self._base_url = base_url
+        self._timeout_s = timeout_s
+        self._max_threads = max_threads
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_threads, thread_name_prefix="docker-runtime")
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._open_streams = 0
+
+    # --- plumbing ------------------------------------------------------------------------
+    @property
+    def open_streams(self) -> int:
+        """How many log/event streams are open (each holds one thread)."""
+        return self._open_streams
+
+    def _api(self) -> API:
+        """The SDK's low-level client, created on first use (creating it already talks to the engine)."""
+        with self._client_lock:
+            if self._client is None:
+                kwargs: dict[str, Any] = {"timeout": int(self._timeout_s), "max_pool_size": self._max_threads}
+                try:
+                    if self._base_url is None:
+                        self._client = docker.from_env(**kwargs)
+                    else:
+                        self._client = docker.DockerClient(base_url=self._base_url, **kwargs)
+                except Exception as exc:  # DockerException, ConnectionError, a missing socket ...
+                    where = self._base_url or os.environ.get("DOCKER_HOST") or "the default socket"
+                    raise RuntimeUnavailable(
+                        f"cannot reach the Docker engine at {where}: {exc}; {DOCKER_HINT}"
+                    ) from exc
+            return self._client.api
+
+    async def _call(self, fn: Callable[..., T], *args: Any, kind: str = "container", subject: str = "") -> T:
+        def run() -> T:
+            return fn(self._api(), *args)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+        except Exception as exc:
+            translated = translate_error(exc, kind, subject)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    async def close(self) -> None:
+        """Release the thread pool and the engine connection."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def ping(self) -> None:
+        await self._call(lambda api: api.ping(), kind="engine")
+
+    async def create(self, spec: ContainerSpec) -> str:
+        if spec.network in _FORBIDDEN_NETWORKS or (spec.network or "").startswith("container:"):
+            raise InvalidInput(
+                f"network {spec.network!r} is not allowed for worker containers", field="network"
+            )
+        if spec.volume:
+            await self.ensure_volume(spec.volume, _volume_labels(spec.labels))
+
+        def create(api: API) -> str:
+            mem = spec.memory_mb * 1024 * 1024 if spec.memory_mb else None
+            host_config = api.create_host_config(
+                mem_limit=mem,
+                memswap_limit=mem,  # no swap on top of the limit, as on RunPod
+                nano_cpus=spec.nano_cpus,
+                mounts=[Mount(target=VOLUME_MOUNT, source=spec.volume, type="volume")]
+                if spec.volume
+                else None,
+                network_mode=spec.network,
+                extra_hosts=dict(spec.extra_hosts) or None,
+                device_requests=_device_requests(spec.gpu_device_ids),
+                privileged=False,
+            )
+            created = api.create_container(
+                image=spec.image,
+                command=spec.command,
+                name=spec.name,
+                environment=dict(spec.env),
+                labels=dict(spec.labels),
+                host_config=host_config,
+                detach=True,
+            )
+            return str(created["Id"])
+
+        try:
+            return await self._call(create, kind="create", subject=spec.name)
+        except ImageNotFound as exc:
+            raise image_not_found(spec.image) from exc
+
+    async def start(self, container_id: str) -> None:
+        await self._call(lambda api: api.start(container_id), subject=container_id)
+
+    async def stop(self, container_id: str, timeout_s: float = 10.0) -> None:
+        def stop(api: API) -> None:
+            with _tolerate(404):
+                api.stop(container_id, timeout=math.ceil(timeout_s))
+
+        await self._call(stop, subject=container_id)
+
+    async def kill(self, container_id: str, signal: str = "SIGKILL") -> None:
+        def kill(api: API) -> None:
+            with _tolerate(404, 409, explanation="is not running"):
+                api.kill(container_id, signal=signal)
+
+        await self._call(kill, subject=container_id)
+
+    async def remove(self, container_id: str, force: bool = True) -> None:
+        def remove(api: API) -> None:
+            with _tolerate(404, 409, explanation="already in progress"):
+                api.remove_container(container_id, force=force)
+
+        await self._call(remove, subject=container_id)
+
+    async def pause(self, container_id: str) -> None:
+        await self._call(lambda api: api.pause(container_id), subject=container_id)
+
+    async def unpause(self, container_id: str) -> None:
+        await self._call(lambda api: api.unpause(container_id), subject=container_id)
+
+    # --- observation -----------------------------------------------------------------------
+    async def inspect(self, container_id: str) -> ContainerInfo:
+        return container_info(await self.inspect_raw(container_id))
+
+    async def inspect_raw(self, container_id: str) -> dict[str, Any]:
+        """The engine's own inspect document (HostConfig, Mounts, ...); for diagnostics and tests."""
+        return await self._call(lambda api: api.inspect_container(container_id), subject=container_id)
+
+    async def list(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        def list_all(api: API) -> list[ContainerInfo]:
+            found = []
+            for summary in api.containers(all=True, filters={"label": _label_filter(labels)}):
+                try:
+                    found.append(container_info(api.inspect_container(summary["Id"])))
+                except docker.errors.NotFound:
+                    continue  # removed between the listing and the inspect
+            return found
+
+        return await self._call(list_all, subject=",".join(_label_filter(labels)))
+
+    async def logs(self, container_id: str, tail: int = 100) -> str:
+        def read(api: API) -> str:
+            raw = api.logs(container_id, stdout=True, stderr=True, tail=tail if tail >= 0 else "all")
+            return bytes(raw).decode("utf-8", "replace")
+
+        return await self._call(read, subject=container_id)
+
+    def follow_logs(self, container_id: str) -> AsyncIterator[str]:
+        splitter = _LineSplitter()
+        return self._bridge(
+            lambda api: api.logs(container_id, stream=True, follow=True, stdout=True, stderr=True),
+            splitter.feed,
+            splitter.flush,
+            subject=container_id,
+        )
+
+    async def stats(self, container_id: str) -> dict[str, float]:
+        # Not one-shot: the engine samples twice (about a second) so that CPU percent means something.
+        raw = await self._call(lambda api: api.stats(container_id, stream=False), subject=container_id)
+        return compute_stats(raw)
+
+    def events(self, labels: dict[str, str]) -> AsyncIterator[ContainerEvent]:
+        since_ns = time.time_ns()  # from the call on, so that nothing between call and iteration is lost
+        since = f"{since_ns // 1_000_000_000}.{since_ns % 1_000_000_000:09d}"
+        filters = {"type": ["container"], "label": _label_filter(labels)}
+
+        def convert(raw: dict[str, Any]) -> list[ContainerEvent]:
+            event = _to_event(raw)
+            ok = event is not None and all(event.labels.get(k) == v for k, v in labels.items())
+            return [event] if ok and event is not None else []
+
+        return self._bridge(
+            lambda api: api.events(decode=True, filters=filters, since=since),
+            convert,
+            list,
+            kind="events",
+            subject=",".join(_label_filter(labels)),
+        )
+
+    async def _bridge(
+        self,
+        open_stream: Callable[[API], Any],
+        convert: Callable[[Any], Iterable[T]],
+        flush: Callable[[], Iterable[T]],
+        kind: str = "container",
+        subject: str = "",
+    ) -> AsyncIterator[T]:
+        """Iterate a blocking SDK stream in its own thread; close the stream when the consumer stops."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1000)
+        stop = threading.Event()
+        lock = threading.Lock()
+        holder: dict[str, Any] = {}
+
+        def put(item: tuple[str, Any]) -> bool:  # blocks while the queue is full: backpressure
+            try:
+                future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+            except RuntimeError:  # the loop is closed
+                return False
+            while not stop.is_set():
+                try:
+                    future.result(timeout=0.25)
+                    return True
+                except concurrent.futures.TimeoutError:
+                    continue
+                except Exception:
+                    return False
+            future.cancel()
+            return False
+
+        def pump() -> None:
+            stream = None
+            try:
+                stream = open_stream(self._api())
+                with lock:
+                    holder["stream"] = stream
+                if stop.is_set():
+                    return
+                for chunk in stream:
+                    for item in convert(chunk):
+                        if not put(("item", item)):
+                            return
+                    if stop.is_set():
+                        return
+                for item in flush():
+                    put(("item", item))
+                put(("end", None))
+            except BaseException as exc:  # noqa: B036 - handed to the consumer
+                if not stop.is_set():
+                    put(("error", exc))
+            finally:
+                if stream is not None:
+                    _close_quietly(stream)
+
+        thread = threading.Thread(target=pump, name=f"docker-{kind}-stream", daemon=True)
+        self._open_streams += 1
+        thread.start()
+        try:
+            while True:
+                what, value = await queue.get()
+                if what == "item":
+                    yield value
+                elif what == "end":
+                    return
+                else:
+                    translated = translate_error(value, kind, subject)
+                    raise translated from (value if translated is not value else None)
+        finally:
+            stop.set()
+            with lock:
+                stream = holder.get("stream")
+            if stream is not None:
+                _close_quietly(stream)  # wakes the thread blocked on the socket
+            self._open_streams -= 1
+
+    # --- images, networks, volumes, GPUs ---------------------------------------------------
+    async def image_exists(self, image: str) -> bool:
+        try:
+            await self._call(lambda api: api.inspect_image(image), kind="image", subject=image)
+        except ImageNotFound:
+            return False
+        return True
+
+    async def ensure_network(self, name: str, labels: dict[str, str]) -> str:
+        if name in _FORBIDDEN_NETWORKS:
+            raise InvalidInput(f"network {name!r} is not allowed for worker containers", field="network")
+
+        def ensure(api: API) -> dict[str, Any]:
+            try:
+                return dict(api.inspect_network(name))
+            except docker.errors.NotFound:
+                pass
+            try:
+                api.create_network(name, driver="bridge", labels=dict(labels), check_duplicate=True)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: someone else created it meanwhile
+                    raise
+            return dict(api.inspect_network(name))
+
+        network = await self._call(ensure, kind="network", subject=name)
+        if network.get("Driver") != "bridge":
+            raise RuntimeFailure(
+                f"network {name!r} exists with driver {network.get('Driver')!r}; a bridge network is needed",
+                reason="wrong network driver",
+            )
+        for config in (network.get("IPAM") or {}).get("Config") or []:
+            if config.get("Gateway"):
+                return str(config["Gateway"]).split("/")[0]
+            if config.get("Subnet"):
+                return str(next(ipaddress.ip_network(config["Subnet"], strict=False).hosts()))
+        raise RuntimeFailure(f"network {name!r} has no gateway address", reason="no IPAM config")
+
+    async def remove_network(self, name: str) -> None:
+        def remove(api: API) -> None:
+            with _tolerate(404):
+                api.remove_network(name)
+
+        await self._call(remove, kind="network", subject=name)
+
+    async def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        def ensure(api: API) -> None:
+            try:
+                api.inspect_volume(name)
+            except docker.errors.NotFound:
+                api.create_volume(name, driver="local", labels=dict(labels))
+
+        await self._call(ensure, kind="volume", subject=name)
+
+    async def gpu_runtime_available(self) -> bool:
+        info = await self._call(lambda api: api.info(), kind="engine")
+        if "nvidia" in (info.get("Runtimes") or {}):
+            return True
+        return any(_has_cdi_specs(path) for path in (info.get("CDISpecDirs") or _CDI_DIRS))
+
+
+def _device_requests(device_ids: tuple[str, ...]) -> list[DeviceRequest] | None:
+    if not device_ids:
+        return None
+    return [DeviceRequest(driver="nvidia", device_ids=list(device_ids), capabilities=[["gpu"]])]
+
+
+def _volume_labels(labels: dict[str, str]) -> dict[str, str]:
+    """A network volume outlives workers and endpoints: keep only the owner-wide labels."""
+    return {k: v for k, v in labels.items() if k not in (LABEL_WORKER, LABEL_VERSION, LABEL_ENDPOINT)}
+
+
+def _has_cdi_specs(path: str) -> bool:
+    try:
+        return any(entry.endswith((".json", ".yaml", ".yml")) for entry in os.listdir(path))
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _tolerate(*statuses: int, explanation: str = "") -> Iterator[None]:
+    """Swallow the engine's 404 (and the other ``statuses`` when the explanation contains ``explanation``)."""
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        if exc.status_code == 404:
+            return
+        if exc.status_code in statuses and explanation and explanation in _explain(exc):
+            return
+        raise
+
+
+def _close_quietly(stream: Any) -> None:
+    try:
+        stream.close()
+    except Exception:  # noqa: S110 - closing a half-dead socket may fail; nothing to do
+        pass
+
+
+def _to_event(raw: dict[str, Any]) -> ContainerEvent | None:
+    actor = raw.get("Actor") or {}
+    container_id = actor.get("ID") or raw.get("id")
+    action = str(raw.get("Action") or raw.get("status") or "")
+    if not container_id or not action:
+        return None
+    attributes = dict(actor.get("Attributes") or {})
+    exit_code = attributes.pop("exitCode", None)
+    for key in ("name", "image", "signal", "execDuration"):
+        attributes.pop(key, None)
+    when = raw.get("timeNano")
+    return ContainerEvent(
+        container_id=str(container_id),
+        action=action.split(":", 1)[0].strip(),  # "exec_start: sh -c ..." -> "exec_start"
+        labels=attributes,
+        exit_code=int(exit_code) if exit_code not in (None, "") else None,
+        time=when / 1e9 if when else float(raw.get("time") or 0),
+    )
+
+
+def compute_stats(raw: dict[str, Any]) -> dict[str, float]:
+    """Memory in MB (without page cache, as `docker stats` shows) and CPU percent of one core x cores."""
+    memory = raw.get("memory_stats") or {}
+    usage = memory.get("usage") or 0
+    details = memory.get("stats") or {}
+    cache = details.get("total_inactive_file", details.get("inactive_file", 0)) or 0
+    used = usage - cache if cache < usage else usage
+    cpu, pre = raw.get("cpu_stats") or {}, raw.get("precpu_stats") or {}
+    cpu_delta = ((cpu.get("cpu_usage") or {}).get("total_usage") or 0) - (
+        (pre.get("cpu_usage") or {}).get("total_usage") or 0
+    )
+    system_delta = (cpu.get("system_cpu_usage") or 0) - (pre.get("system_cpu_usage") or 0)
+    cpus = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
+    percent = cpu_delta / system_delta * cpus * 100.0 if cpu_delta > 0 and system_delta > 0 else 0.0
+    return {"memory_mb": used / (1024 * 1024), "cpu_percent": percent}
