@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     sync_retention_s: float = 60
     default_ttl_ms: int = 24 * 3600 * 1000
     max_job_retries: int = 3
+    max_queue_per_endpoint: int = 0  # 0: RunPod's bound, max(50, workersMax * 500)
     max_run_body_bytes: int = 10 * 1024 * 1024
     max_runsync_body_bytes: int = 20 * 1024 * 1024
     max_stream_chunk_bytes: int = 1024 * 1024

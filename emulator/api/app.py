@@ -1,0 +1,43 @@
+"""FastAPI app factories: the client app (/v2 client routes, /v1, /ping) and the worker app."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from emulator.api import client, management, worker
+from emulator.api.deps import AppContext
+from emulator.api.errors import install
+
+
+def create_client_app(ctx: AppContext) -> FastAPI:
+    app = FastAPI(
+        title="serverless-emulator",
+        description="RunPod Serverless's client API and a management API, served locally.",
+        version="0.1.0",
+    )
+    app.state.ctx = ctx
+    install(app)
+
+    @app.get("/ping", tags=["meta"], summary="200 once the server takes requests")
+    async def ping() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    app.include_router(client.router)
+    app.include_router(management.router)
+    for extra in ctx.extras.get("client_routers", []):
+        app.include_router(extra)
+    return app
+
+
+def create_worker_app(ctx: AppContext) -> FastAPI:
+    app = FastAPI(title="serverless-emulator worker protocol", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.ctx = ctx
+    install(app)
+
+    @app.get("/ping")
+    async def ping() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    app.include_router(worker.router)
+    return app

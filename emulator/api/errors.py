@@ -1,0 +1,105 @@
+"""The only place where the project's errors become HTTP status codes and bodies."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from emulator import errors
+
+log = structlog.get_logger("emulator.api")
+
+STATUS: list[tuple[type[errors.EmulatorError], int]] = [
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.InvalidInput, 422),
+    (errors.PayloadTooLarge, 413),
+    (errors.Unauthorized, 401),
+    (errors.Forbidden, 403),
+    (errors.QueueFull, 429),
+    (errors.GpuUnavailable, 422),
+    (errors.ImageNotFound, 422),
+    (errors.RuntimeUnavailable, 503),
+    (errors.RuntimeFailure, 502),
+]
+
+
+class BadRequest(errors.InvalidInput):
+    """Malformed request (not JSON, bad query value): 400."""
+
+
+def status_for(exc: errors.EmulatorError) -> int:
+    if isinstance(exc, BadRequest):
+        return 400
+    for kind, code in STATUS:
+        if isinstance(exc, kind):
+            return code
+    if exc.__class__.__name__ == "StoreError":
+        return 503
+    return 500
+
+
+def error_body(message: str, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": message}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return body
+
+
+def describe_validation(errs: list[Any]) -> tuple[str, str | None]:
+    """One readable sentence for pydantic/FastAPI validation errors, and the first field's path."""
+    parts = []
+    first_field: str | None = None
+    for err in errs[:5]:
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path")]
+        field = ".".join(loc) or "body"
+        first_field = first_field or field
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{field}: {msg}")
+    return "; ".join(parts) or "invalid request", first_field
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.EmulatorError)
+    async def _emulator_error(request: Request, exc: errors.EmulatorError) -> JSONResponse:
+        code = status_for(exc)
+        field = getattr(exc, "field", None) or exc.data.get("field")
+        headers = {"Retry-After": "1"} if code == 429 else None
+        if code >= 500:
+            log.warning("request failed", path=request.url.path, status=code, error=exc.message)
+        return JSONResponse(error_body(exc.message, field=field), status_code=code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, field = describe_validation(list(exc.errors()))
+        return JSONResponse(error_body(message, field=field), status_code=422)
+
+    @app.exception_handler(ValidationError)
+    async def _pydantic(request: Request, exc: ValidationError) -> JSONResponse:
+        message, field = describe_validation(list(exc.errors()))
+        return JSONResponse(error_body(message, field=field), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route {request.method} {request.url.path}"
+        if exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        return JSONResponse(error_body(message), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(sqlite3.Error)
+    async def _sqlite(request: Request, exc: sqlite3.Error) -> JSONResponse:
+        log.error("job store error", path=request.url.path, error=str(exc))
+        return JSONResponse(error_body(f"the job store failed: {exc}"), status_code=503)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", path=request.url.path)
+        return JSONResponse(error_body(f"internal error: {type(exc).__name__}"), status_code=500)

@@ -1,0 +1,202 @@
+"""The management API: /v1/endpoints (RunPod REST field names), workers, logs and job details."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import PlainTextResponse
+from pydantic import ValidationError
+
+from emulator.api.deps import AppContext, check_id, context, read_json, require_api_key
+from emulator.api.errors import BadRequest, describe_validation
+from emulator.errors import InvalidInput, NotFound
+from emulator.models import Endpoint, EndpointPatch, EndpointSpec, WorkerState
+from emulator.workers.env import worker_env
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["management"])
+MAX_MANAGEMENT_BODY = 1024 * 1024
+
+
+def _validate(model: type[EndpointSpec] | type[EndpointPatch], body: Any) -> Any:
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object", field="body")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        message, field = describe_validation(list(exc.errors()))
+        raise InvalidInput(message, field=field) from exc
+
+
+def new_endpoint(spec: EndpointSpec, now: float) -> Endpoint:
+    data = spec.model_dump()
+    data["id"] = spec.id or uuid.uuid4().hex[:12]
+    data.update(version=1, createdAt=now, updatedAt=now)
+    return Endpoint.model_validate(data)
+
+
+async def create_endpoint(ctx: AppContext, spec: EndpointSpec) -> Endpoint:
+    endpoint = new_endpoint(spec, ctx.core.clock.now())
+    if ctx.supervisor is not None:
+        await ctx.supervisor.validate_endpoint(endpoint)
+    ctx.core.endpoints.create(endpoint)
+    if ctx.supervisor is not None:
+        ctx.supervisor.endpoint_changed(endpoint)
+    ctx.core.hub.changed()
+    return endpoint
+
+
+async def update_endpoint(ctx: AppContext, endpoint_id: str, patch: EndpointPatch) -> Endpoint:
+    current = ctx.core.endpoints.require(endpoint_id)
+    try:
+        updated, bumped = current.apply_patch(patch)
+    except ValidationError as exc:
+        message, field = describe_validation(list(exc.errors()))
+        raise InvalidInput(message, field=field) from exc
+    updated = updated.model_copy(update={"updatedAt": ctx.core.clock.now(), "rollout": None if bumped else current.rollout})
+    if ctx.supervisor is not None:
+        await ctx.supervisor.validate_endpoint(updated)
+    ctx.core.endpoints.save(updated)
+    if ctx.supervisor is not None:
+        ctx.supervisor.endpoint_changed(updated)
+    ctx.core.hub.changed()
+    return updated
+
+
+def workers_body(ctx: AppContext, endpoint: Endpoint) -> dict[str, Any]:
+    now = ctx.core.clock.now()
+    workers = sorted(ctx.core.workers.for_endpoint(endpoint.id), key=lambda w: (w.created_at, w.id))
+    summary = {s.value.lower(): 0 for s in WorkerState}
+    for w in workers:
+        summary[w.state.value.lower()] += 1
+    summary["total"] = len(workers)
+    return {
+        "workers": [w.public(endpoint.version, now) for w in workers],
+        "summary": summary,
+        "endpointVersion": endpoint.version,
+    }
+
+
+@router.post("/endpoints", status_code=201, summary="Create an endpoint")
+async def post_endpoint(request: Request) -> dict[str, Any]:
+    ctx = context(request)
+    spec = _validate(EndpointSpec, await read_json(request, MAX_MANAGEMENT_BODY, "POST /v1/endpoints"))
+    return (await create_endpoint(ctx, spec)).model_dump()
+
+
+@router.get("/endpoints", summary="List endpoints")
+async def list_endpoints(request: Request) -> list[dict[str, Any]]:
+    return [e.model_dump() for e in context(request).core.endpoints.list()]
+
+
+@router.get("/endpoints/{endpoint_id}", summary="One endpoint")
+async def get_endpoint(endpoint_id: str, request: Request) -> dict[str, Any]:
+    check_id(endpoint_id, "endpoint")
+    return context(request).core.endpoints.require(endpoint_id).model_dump()
+
+
+@router.patch("/endpoints/{endpoint_id}", summary="Change an endpoint (a change to what workers run starts a rolling update)")
+async def patch_endpoint(endpoint_id: str, request: Request) -> dict[str, Any]:
+    ctx = context(request)
+    check_id(endpoint_id, "endpoint")
+    body = await read_json(request, MAX_MANAGEMENT_BODY, "PATCH /v1/endpoints")
+    if isinstance(body, dict) and "id" in body:
+        raise InvalidInput("id cannot be changed", field="id")
+    patch = _validate(EndpointPatch, body)
+    return (await update_endpoint(ctx, endpoint_id, patch)).model_dump()
+
+
+@router.delete("/endpoints/{endpoint_id}", status_code=204, summary="Delete an endpoint (drains, then removes its workers)")
+async def delete_endpoint(endpoint_id: str, request: Request) -> Response:
+    ctx = context(request)
+    check_id(endpoint_id, "endpoint")
+    endpoint = ctx.core.endpoints.require(endpoint_id)
+    ctx.core.endpoints.delete(endpoint_id)
+    if ctx.supervisor is not None:
+        await ctx.supervisor.endpoint_deleted(endpoint)
+    for worker in ctx.core.workers.for_endpoint(endpoint_id):
+        if worker.kind == "external":
+            ctx.core.workers.remove(worker.id, "endpoint deleted")
+    ctx.core.jobs.delete_endpoint_jobs(endpoint_id)
+    ctx.core.hub.wake_all_takers(endpoint_id)
+    ctx.core.hub.changed()
+    return Response(status_code=204)
+
+
+@router.get("/endpoints/{endpoint_id}/workers", summary="The endpoint's workers and their states")
+async def list_workers(endpoint_id: str, request: Request) -> dict[str, Any]:
+    ctx = context(request)
+    check_id(endpoint_id, "endpoint")
+    return workers_body(ctx, ctx.core.endpoints.require(endpoint_id))
+
+
+@router.post("/endpoints/{endpoint_id}/workers", status_code=201, summary="Register a worker you run yourself")
+async def register_worker(endpoint_id: str, request: Request) -> dict[str, Any]:
+    """A worker outside Docker (a handler run on the host): its id, token and RunPod env variables."""
+    ctx = context(request)
+    check_id(endpoint_id, "endpoint")
+    endpoint = ctx.core.endpoints.require(endpoint_id)
+    worker = ctx.core.workers.create(endpoint.id, endpoint.version, kind="external", reason="registered")
+    worker.started_at = ctx.core.clock.now()
+    ctx.core.workers.save(worker)
+    env = worker_env(ctx.core.settings, ctx.extras.get("worker_url", ""), endpoint, worker)
+    return {"id": worker.id, "token": worker.token, "env": env}
+
+
+@router.delete("/workers/{worker_id}", status_code=204, summary="Forget an external worker")
+async def delete_worker(worker_id: str, request: Request) -> Response:
+    ctx = context(request)
+    check_id(worker_id, "worker")
+    worker = ctx.core.workers.get(worker_id)
+    if worker is None:
+        raise NotFound(f"worker {worker_id!r} does not exist")
+    ctx.jobs.worker_lost(worker_id, "worker deregistered")
+    ctx.core.workers.remove(worker_id, "deregistered")
+    return Response(status_code=204)
+
+
+@router.get("/workers/{worker_id}/logs", response_class=PlainTextResponse, summary="A worker container's recent output")
+async def worker_logs(worker_id: str, request: Request, tail: int = 200) -> str:
+    ctx = context(request)
+    check_id(worker_id, "worker")
+    if ctx.core.workers.get(worker_id) is None:
+        raise NotFound(f"worker {worker_id!r} does not exist")
+    if not 1 <= tail <= 100_000:
+        raise InvalidInput("tail must be between 1 and 100000", field="tail")
+    if ctx.supervisor is None:
+        return ""
+    return await ctx.supervisor.worker_logs(worker_id, tail)
+
+
+@router.get("/endpoints/{endpoint_id}/jobs", summary="Recent jobs with delay, execution and cold-start times")
+async def recent_jobs(endpoint_id: str, request: Request, limit: int = 50) -> dict[str, Any]:
+    ctx = context(request)
+    check_id(endpoint_id, "endpoint")
+    ctx.core.endpoints.require(endpoint_id)
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("limit must be between 1 and 1000", field="limit")
+    now = ctx.core.clock.now()
+    return {"jobs": [j.status_body(now) | {"createdAt": j.created_at} for j in ctx.core.jobs.recent(endpoint_id, limit)]}
+
+
+@router.get("/endpoints/{endpoint_id}/jobs/{job_id}", summary="One job in full, with webhook attempts")
+async def job_detail(endpoint_id: str, job_id: str, request: Request) -> dict[str, Any]:
+    ctx = context(request)
+    check_id(endpoint_id, "endpoint")
+    check_id(job_id, "job")
+    job = ctx.jobs.require(endpoint_id, job_id)
+    body = job.status_body(ctx.core.clock.now())
+    body.update(
+        input=job.input,
+        webhook=job.webhook,
+        webhookState=job.webhook_state,
+        webhookAttempts=ctx.core.webhooks.store.attempts(job_id),
+        createdAt=job.created_at,
+        startedAt=job.started_at,
+        completedAt=job.completed_at,
+        lowPriority=job.low_priority,
+        executionTimeoutMs=job.execution_timeout_ms,
+        ttlMs=job.ttl_ms,
+    )
+    return body

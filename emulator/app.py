@@ -1,0 +1,196 @@
+"""The control plane as one object: store, services, both HTTP listeners, janitor, supervisor.
+
+``ControlPlane(settings)`` is used by ``serverless-emulator serve``, by the ``test`` command, by
+the pytest plugin and by the project's own tests (``async with ControlPlane(settings) as cp``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
+import uvicorn
+
+from emulator.api.app import create_client_app, create_worker_app
+from emulator.api.deps import AppContext
+from emulator.api.management import create_endpoint, update_endpoint
+from emulator.clock import Clock
+from emulator.config import Settings
+from emulator.core import Core, build_core
+from emulator.endpoints_file import load_endpoints_file
+from emulator.errors import EmulatorError
+from emulator.models import EndpointPatch
+from emulator.service.jobs import JobService
+from emulator.service.worker_ops import WorkerOps
+from emulator.store.db import get_meta, set_meta
+
+log = structlog.get_logger("emulator")
+
+
+class PortInUse(EmulatorError):
+    """A listener's port is taken."""
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the ControlPlane owns shutdown order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:  # older uvicorn
+        return None
+
+
+def bind(host: str, port: int, what: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(f"{what} port {host}:{port} is already in use; choose another with --port / EMULATOR_PORT") from exc
+        raise PortInUse(f"cannot listen on {host}:{port} for the {what}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class ControlPlane:
+    def __init__(self, settings: Settings, clock: Clock | None = None, runtime: Any = None) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._runtime = runtime
+        self.core: Core | None = None
+        self.ctx: AppContext | None = None
+        self.supervisor: Any = None
+        self._servers: list[_Server] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stop = asyncio.Event()
+        self.client_url = ""
+        self.worker_url = ""
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> ControlPlane:
+        s = self.settings
+        core = self.core = build_core(s, self._clock)
+        jobs = JobService(core)
+        ctx = self.ctx = AppContext(core=core, jobs=jobs, ops=WorkerOps(core, jobs))
+        client_sock = bind(s.host, s.port, "client API")
+        self.client_url = f"http://{_url_host(s.host)}:{client_sock.getsockname()[1]}"
+
+        worker_host = s.worker_host or "127.0.0.1"
+        if s.runtime == "docker":
+            from emulator.supervisor.service import build_supervisor
+
+            self.supervisor = await build_supervisor(core, jobs, s, runtime=self._runtime)
+            worker_host = s.worker_host or await self.supervisor.network_gateway()
+        worker_sock = self._bind_worker(worker_host)
+        port = worker_sock.getsockname()[1]
+        self.worker_url = s.worker_url or f"http://{_url_host(worker_host)}:{port}"
+        ctx.extras["worker_url"] = self.worker_url
+        ctx.supervisor = self.supervisor
+        if self.supervisor is not None:
+            self.supervisor.set_worker_url(self.worker_url)
+
+        await self._apply_endpoints_file(ctx)
+        self._tasks.append(asyncio.create_task(jobs.run_janitor(self._stop), name="janitor"))
+        core.webhooks.resume_pending()
+        worker_server = self._server(create_worker_app(ctx))
+        client_server = self._server(create_client_app(ctx))
+        self._tasks.append(asyncio.create_task(worker_server.serve(sockets=[worker_sock]), name="worker-api"))
+        self._tasks.append(asyncio.create_task(client_server.serve(sockets=[client_sock]), name="client-api"))
+        for server in self._servers:
+            while not server.started:
+                await asyncio.sleep(0.005)
+        if self.supervisor is not None:
+            await self.supervisor.start()
+        log.info("control plane ready", client_url=self.client_url, worker_url=self.worker_url, runtime=s.runtime,
+                 data_dir=str(s.data_dir))
+        return self
+
+    def _bind_worker(self, host: str) -> socket.socket:
+        assert self.core is not None
+        conn = self.core.jobs.conn
+        port = self.settings.worker_port
+        remembered = get_meta(conn, f"worker_port:{host}")
+        if port == 0 and remembered is not None:
+            try:
+                return bind(host, int(remembered), "worker protocol")
+            except PortInUse:
+                log.warning("remembered worker port is taken; picking another", port=remembered)
+        sock = bind(host, port, "worker protocol")
+        set_meta(conn, f"worker_port:{host}", str(sock.getsockname()[1]))
+        return sock
+
+    def _server(self, app: Any) -> _Server:
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=75,
+            timeout_graceful_shutdown=3,
+        )
+        server = _Server(config)
+        self._servers.append(server)
+        return server
+
+    async def _apply_endpoints_file(self, ctx: AppContext) -> None:
+        if self.settings.config is None:
+            return
+        for spec in load_endpoints_file(self.settings.config):
+            existing = ctx.core.endpoints.get(spec.id) if spec.id else None
+            if existing is None:
+                existing = next((e for e in ctx.core.endpoints.list() if e.name == spec.name), None)
+            if existing is None:
+                await create_endpoint(ctx, spec)
+                log.info("endpoint created from file", endpoint=spec.id or spec.name)
+            else:
+                fields = spec.model_dump(exclude={"id"}, exclude_unset=False)
+                await update_endpoint(ctx, existing.id, EndpointPatch.model_validate(fields))
+
+    async def stop(self) -> None:
+        """Drain and remove workers (unless keep_workers), then close the listeners and the store."""
+        if self.supervisor is not None:
+            try:
+                await self.supervisor.stop()
+            except Exception:
+                log.exception("supervisor shutdown failed")
+        self._stop.set()
+        for server in self._servers:
+            server.should_exit = True
+        if self.core is not None:
+            await self.core.webhooks.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.core is not None:
+            self.core.close()
+        log.info("control plane stopped")
+
+    async def serve_until_stopped(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    async def __aenter__(self) -> ControlPlane:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,77 @@
+"""The ``serverless-emulator`` command (typer)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import typer
+
+from emulator import logs
+from emulator.config import Settings
+from emulator.errors import EmulatorError
+
+app = typer.Typer(help="A local emulator of RunPod Serverless that runs real Docker containers as workers.",
+                  no_args_is_help=True, add_completion=False)
+
+
+@app.callback()
+def root() -> None:
+    """Run `serverless-emulator COMMAND --help` for a command's options."""
+
+
+def fail(message: str, hint: str | None = None) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    if hint:
+        typer.secho(f"hint: {hint}", fg=typer.colors.YELLOW, err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="Client API address [127.0.0.1]"),
+    port: int | None = typer.Option(None, help="Client API port [8000]"),
+    config: Path | None = typer.Option(None, help="endpoints.toml to create or update at start-up"),
+    data_dir: Path | None = typer.Option(None, help="Where the job store lives [./.emulator]"),
+    runtime: str | None = typer.Option(None, help="docker (default) or none (no containers: bring your own workers)"),
+    keep_workers: bool | None = typer.Option(None, "--keep-workers", help="Leave worker containers running on exit"),
+    log_format: str | None = typer.Option(None, help="auto, json or console"),
+    log_level: str | None = typer.Option(None, help="debug, info, warning"),
+) -> None:
+    """Run the control plane and its supervisor until Ctrl-C or SIGTERM."""
+    from emulator.app import ControlPlane
+
+    try:
+        settings = Settings.load(host=host, port=port, config=config, data_dir=data_dir, runtime=runtime,
+                                 keep_workers=keep_workers, log_format=log_format, log_level=log_level)
+    except Exception as exc:  # pydantic ValidationError: a bad flag or EMULATOR_* value
+        fail(f"bad setting: {exc}")
+        return
+    logs.configure(settings.log_format, settings.log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await ControlPlane(settings).serve_until_stopped(stop)
+
+    try:
+        asyncio.run(main())
+    except EmulatorError as exc:
+        hint = None
+        text = exc.message
+        if "Docker" in text or exc.__class__.__name__ == "RuntimeUnavailable":
+            hint = "start Docker (`sudo systemctl start docker`) or run with --runtime none"
+        elif "in use" in text:
+            hint = "another emulator may be running; pick a free port with --port"
+        fail(text, hint)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

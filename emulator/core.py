@@ -1,0 +1,46 @@
+"""The control plane's parts, built once and shared by the API and the supervisor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from emulator.clock import Clock, SystemClock
+from emulator.config import Settings
+from emulator.hub import Hub
+from emulator.store.db import connect
+from emulator.store.endpoints import EndpointStore
+from emulator.store.jobs import JobStore
+from emulator.store.streams import StreamStore, WebhookStore
+from emulator.webhooks import WebhookSender
+from emulator.workers.registry import WorkerRegistry
+
+
+@dataclass
+class Core:
+    settings: Settings
+    clock: Clock
+    endpoints: EndpointStore
+    jobs: JobStore
+    streams: StreamStore
+    webhooks: WebhookSender
+    workers: WorkerRegistry
+    hub: Hub
+
+    def close(self) -> None:
+        self.jobs.conn.close()
+
+
+def build_core(settings: Settings, clock: Clock | None = None) -> Core:
+    clock = clock or SystemClock()
+    conn = connect(settings.db_path)
+    jobs = JobStore(conn)
+    return Core(
+        settings=settings,
+        clock=clock,
+        endpoints=EndpointStore(conn),
+        jobs=jobs,
+        streams=StreamStore(conn),
+        webhooks=WebhookSender(WebhookStore(conn), settings, clock, jobs.get),
+        workers=WorkerRegistry(conn, clock),
+        hub=Hub(),
+    )

@@ -1,0 +1,109 @@
+"""In-memory wake-ups for the long polls: job-take, job-stop, runsync and status/stream waits.
+
+Nothing here polls: a waiter parks on a future and is woken by the event that concerns it. The
+store stays the source of truth; a woken waiter re-reads it. All calls happen on one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict, deque
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._takers: dict[str, deque[asyncio.Future[bool]]] = defaultdict(deque)
+        self._stoppers: dict[str, list[asyncio.Future[bool]]] = defaultdict(list)
+        self._job_watchers: dict[str, list[asyncio.Future[bool]]] = defaultdict(list)
+        self._endpoint_watchers: list[asyncio.Future[bool]] = []
+        self.extra_stops: dict[str, set[str]] = defaultdict(set)  # worker -> deleted jobs to stop
+
+    # --- job-take ------------------------------------------------------------------------------
+    async def wait_for_work(self, endpoint_id: str, timeout_s: float) -> bool:
+        """Park until ``work_available`` wakes this waiter or ``timeout_s`` passes."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        queue = self._takers[endpoint_id]
+        queue.append(fut)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+        except TimeoutError:
+            return False
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                # woken but the request went away: pass the wake-up on
+                self.work_available(endpoint_id, 1)
+            raise
+        finally:
+            if not fut.done():
+                fut.cancel()
+            try:
+                queue.remove(fut)
+            except ValueError:
+                pass
+
+    def work_available(self, endpoint_id: str, count: int = 1) -> None:
+        queue = self._takers.get(endpoint_id)
+        while queue and count > 0:
+            fut = queue.popleft()
+            if not fut.done():
+                fut.set_result(True)
+                count -= 1
+
+    def wake_all_takers(self, endpoint_id: str) -> None:
+        self.work_available(endpoint_id, len(self._takers.get(endpoint_id, ())))
+
+    def takers(self, endpoint_id: str) -> int:
+        return sum(1 for f in self._takers.get(endpoint_id, ()) if not f.done())
+
+    # --- job-stop ------------------------------------------------------------------------------
+    async def wait_for_stop(self, worker_id: str, timeout_s: float) -> bool:
+        return await self._park(self._stoppers[worker_id], timeout_s)
+
+    def stop_available(self, worker_id: str) -> None:
+        self._wake(self._stoppers.pop(worker_id, []))
+
+    # --- job changes (runsync, status-sync, stream?wait) ------------------------------------------
+    async def wait_for_job(self, job_id: str, timeout_s: float) -> bool:
+        return await self._park(self._job_watchers[job_id], timeout_s, cleanup_key=(self._job_watchers, job_id))
+
+    def job_changed(self, job_id: str) -> None:
+        self._wake(self._job_watchers.pop(job_id, []))
+
+    # --- anything changed (dashboard live updates, supervisor nudges) ------------------------------
+    async def wait_for_change(self, timeout_s: float) -> bool:
+        return await self._park(self._endpoint_watchers, timeout_s)
+
+    def changed(self) -> None:
+        watchers, self._endpoint_watchers = self._endpoint_watchers, []
+        self._wake(watchers)
+
+    # --- helpers ---------------------------------------------------------------------------------
+    @staticmethod
+    async def _park(
+        bucket: list[asyncio.Future[bool]],
+        timeout_s: float,
+        cleanup_key: tuple[dict[str, list[asyncio.Future[bool]]], str] | None = None,
+    ) -> bool:
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        bucket.append(fut)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), max(0.0, timeout_s))
+        except TimeoutError:
+            return False
+        finally:
+            if not fut.done():
+                fut.cancel()
+            try:
+                bucket.remove(fut)
+            except ValueError:
+                pass
+            if cleanup_key is not None:
+                mapping, key = cleanup_key
+                if key in mapping and not mapping[key]:
+                    del mapping[key]
+
+    @staticmethod
+    def _wake(futures: list[asyncio.Future[bool]]) -> None:
+        for fut in futures:
+            if not fut.done():
+                fut.set_result(True)

@@ -1,0 +1,271 @@
+"""Client-side job operations (RunPod's /v2 routes) and the janitor that enforces time limits."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import structlog
+
+from emulator.core import Core
+from emulator.errors import Conflict, NotFound, QueueFull
+from emulator.models import Endpoint, JobRequest, JobStatus, WorkerState
+from emulator.store.jobs import NewJob, Requeued
+from emulator.store.records import JobRecord
+
+log = structlog.get_logger("emulator.jobs")
+
+
+def new_job_id(sync: bool) -> str:
+    base = f"{uuid.uuid4()}-e1"
+    return f"sync-{base}" if sync else base
+
+
+class JobService:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    # --- submit --------------------------------------------------------------------------------
+    def queue_limit(self, endpoint: Endpoint) -> int:
+        configured = self.core.settings.max_queue_per_endpoint
+        if configured > 0:
+            return configured
+        return max(50, endpoint.workersMax * 500)  # RunPod's documented bound
+
+    def submit(self, endpoint: Endpoint, request: JobRequest, sync: bool) -> JobRecord:
+        now = self.core.clock.now()
+        stats = self.core.jobs.stats(endpoint.id, now)
+        limit = self.queue_limit(endpoint)
+        if stats.in_queue >= limit:
+            raise QueueFull(f"endpoint {endpoint.id!r} has {stats.in_queue} jobs queued (limit {limit}); retry later")
+        policy = request.policy
+        job = self.core.jobs.enqueue(
+            NewJob(
+                id=new_job_id(sync),
+                endpoint_id=endpoint.id,
+                input=request.input,
+                webhook=request.webhook,
+                s3_config=request.s3Config,
+                low_priority=policy.lowPriority,
+                execution_timeout_ms=policy.executionTimeout or endpoint.executionTimeoutMs,
+                ttl_ms=policy.ttl or self.core.settings.default_ttl_ms,
+                is_sync=sync,
+            ),
+            now,
+        )
+        log.info("job queued", endpoint=endpoint.id, job=job.id, sync=sync, low_priority=policy.lowPriority)
+        self.core.hub.work_available(endpoint.id, 1)
+        self.core.hub.changed()
+        return job
+
+    # --- read ----------------------------------------------------------------------------------
+    def require(self, endpoint_id: str, job_id: str) -> JobRecord:
+        job = self.core.jobs.get(job_id)
+        now = self.core.clock.now()
+        if job is None or job.endpoint_id != endpoint_id or self._expired(job, now):
+            raise NotFound(f"job {job_id!r} does not exist on endpoint {endpoint_id!r} (or has expired)", job=job_id)
+        return job
+
+    @staticmethod
+    def _expired(job: JobRecord, now: float) -> bool:
+        return (job.expires_at is not None and job.expires_at < now) or job.ttl_deadline < now
+
+    async def wait_terminal(self, endpoint_id: str, job_id: str, wait_s: float) -> JobRecord:
+        deadline = self.core.clock.monotonic() + wait_s
+        while True:
+            job = self.require(endpoint_id, job_id)
+            remaining = deadline - self.core.clock.monotonic()
+            if job.status.terminal or remaining <= 0:
+                return job
+            await self.core.hub.wait_for_job(job_id, remaining)
+
+    def status_body(self, job: JobRecord) -> dict[str, Any]:
+        return job.status_body(self.core.clock.now())
+
+    async def stream(self, endpoint_id: str, job_id: str, wait_s: float) -> dict[str, Any]:
+        """The chunks not yet delivered; with ``wait_s`` waits for the next chunk or the end."""
+        deadline = self.core.clock.monotonic() + wait_s
+        while True:
+            job = self.require(endpoint_id, job_id)
+            chunks = self.core.streams.take_undelivered(job_id)
+            remaining = deadline - self.core.clock.monotonic()
+            if chunks or job.status.terminal or remaining <= 0:
+                body: dict[str, Any] = {"id": job.id, "status": job.status.value, "stream": [{"output": c} for c in chunks]}
+                if job.status in (JobStatus.FAILED, JobStatus.TIMED_OUT) and job.error:
+                    body["error"] = job.error
+                return body
+            await self.core.hub.wait_for_job(job_id, remaining)
+
+    # --- control -------------------------------------------------------------------------------
+    def cancel(self, endpoint_id: str, job_id: str) -> JobRecord:
+        job = self.require(endpoint_id, job_id)
+        if job.status.terminal:
+            return job
+        done = self.finish(job, JobStatus.CANCELLED, stop_worker=True, reason="cancelled by the client")
+        return done or self.require(endpoint_id, job_id)
+
+    def retry(self, endpoint_id: str, job_id: str) -> JobRecord:
+        job = self.require(endpoint_id, job_id)
+        if job.status not in (JobStatus.FAILED, JobStatus.TIMED_OUT):
+            raise Conflict(f"job {job_id!r} is {job.status.value}; only FAILED or TIMED_OUT jobs can be retried")
+        again = self.core.jobs.retry(job_id, self.core.clock.now())
+        if again is None:
+            raise Conflict(f"job {job_id!r} changed state; retry again")
+        log.info("job retried", endpoint=endpoint_id, job=job_id)
+        self.core.hub.work_available(endpoint_id, 1)
+        self.core.hub.job_changed(job_id)
+        self.core.hub.changed()
+        return again
+
+    def purge(self, endpoint_id: str) -> int:
+        removed = self.core.jobs.purge_queue(endpoint_id)
+        log.info("queue purged", endpoint=endpoint_id, removed=removed)
+        self.core.hub.changed()
+        return removed
+
+    def health(self, endpoint: Endpoint) -> dict[str, Any]:
+        stats = self.core.jobs.stats(endpoint.id, self.core.clock.now())
+        counters = self.core.jobs.counter(endpoint.id)
+        counts = {state: 0 for state in WorkerState}
+        for worker in self.core.workers.for_endpoint(endpoint.id):
+            if not worker.standby:
+                counts[worker.state] += 1
+        return {
+            "jobs": {
+                "completed": counters.get("completed", 0),
+                "failed": counters.get("failed", 0) + counters.get("timed_out", 0),
+                "inProgress": stats.in_progress,
+                "inQueue": stats.in_queue,
+                "retried": counters.get("retried", 0),
+            },
+            "workers": {
+                "idle": counts[WorkerState.IDLE],
+                "initializing": counts[WorkerState.INITIALIZING],
+                "ready": counts[WorkerState.IDLE] + counts[WorkerState.RUNNING],
+                "running": counts[WorkerState.RUNNING] + counts[WorkerState.OUTDATED],
+                "throttled": counts[WorkerState.THROTTLED],
+                "unhealthy": counts[WorkerState.UNHEALTHY],
+            },
+        }
+
+    # --- endings ---------------------------------------------------------------------------------
+    def retention_s(self, job: JobRecord) -> float:
+        s = self.core.settings
+        return s.sync_retention_s if job.is_sync else s.run_retention_s
+
+    def finish(
+        self,
+        job: JobRecord,
+        status: JobStatus,
+        output: Any = None,
+        error: str | None = None,
+        stop_worker: bool = False,
+        reason: str = "",
+        from_statuses: tuple[str, ...] = ("IN_QUEUE", "IN_PROGRESS"),
+    ) -> JobRecord | None:
+        holder = job.worker_id if job.status == JobStatus.IN_PROGRESS else None
+        done = self.core.jobs.finish(
+            job.id,
+            status,
+            self.core.clock.now(),
+            self.retention_s(job),
+            output=output,
+            error=error,
+            stop_pending=stop_worker and holder is not None,
+            from_statuses=from_statuses,
+        )
+        if done is None:
+            return None
+        log.info(
+            "job finished",
+            endpoint=job.endpoint_id,
+            job=job.id,
+            worker=holder,
+            status=status.value,
+            reason=reason or None,
+            delay_ms=done.delay_ms(done.completed_at or 0),
+            execution_ms=done.execution_ms(done.completed_at or 0),
+        )
+        if holder is not None:
+            worker = self.core.workers.get(holder)
+            if worker is not None:
+                self.core.workers.job_released(worker, job.id)
+            if stop_worker:
+                self.core.hub.stop_available(holder)
+        self.core.hub.job_changed(job.id)
+        self.core.hub.changed()
+        self.core.webhooks.schedule(done)
+        return done
+
+    def requeued(self, outcomes: list[Requeued], worker_id: str | None = None) -> None:
+        for outcome in outcomes:
+            log.info("job requeued" if not outcome.failed else "job failed: retries exhausted",
+                     endpoint=outcome.endpoint_id, job=outcome.job_id, worker=worker_id)
+            if worker_id is not None:
+                worker = self.core.workers.get(worker_id)
+                if worker is not None:
+                    self.core.workers.job_released(worker, outcome.job_id)
+            if outcome.failed:
+                job = self.core.jobs.get(outcome.job_id)
+                if job is not None:
+                    self.core.webhooks.schedule(job)
+            else:
+                self.core.hub.work_available(outcome.endpoint_id, 1)
+            self.core.hub.job_changed(outcome.job_id)
+        if outcomes:
+            self.core.hub.changed()
+
+    def worker_lost(self, worker_id: str, reason: str) -> int:
+        """Give the jobs of a vanished worker back to the queue (retries + 1)."""
+        outcomes = self.core.jobs.requeue_worker(
+            worker_id, self.core.clock.now(), self.core.settings.max_job_retries, reason
+        )
+        self.requeued(outcomes, worker_id)
+        return len(outcomes)
+
+    # --- janitor -------------------------------------------------------------------------------
+    def sweep(self) -> None:
+        """One pass: execution timeouts, expired leases, TTL and retention."""
+        now = self.core.clock.now()
+        for job in self.core.jobs.overdue(now):
+            self.finish(
+                job,
+                JobStatus.TIMED_OUT,
+                error=f"job exceeded its execution timeout of {job.execution_timeout_ms} ms",
+                stop_worker=True,
+                reason="execution timeout",
+                from_statuses=("IN_PROGRESS",),
+            )
+        expired = self.core.jobs.requeue_expired_leases(now, self.core.settings.max_job_retries)
+        self._release_requeued_from_workers(expired)
+        for job in self.core.jobs.delete_expired(now):
+            if job.status == JobStatus.IN_PROGRESS and job.worker_id:
+                self.core.hub.extra_stops[job.worker_id].add(job.id)
+                worker = self.core.workers.get(job.worker_id)
+                if worker is not None:
+                    self.core.workers.job_released(worker, job.id)
+                self.core.hub.stop_available(job.worker_id)
+            self.core.hub.job_changed(job.id)
+
+    def _release_requeued_from_workers(self, outcomes: list[Requeued]) -> None:
+        if not outcomes:
+            return
+        wanted = {o.job_id for o in outcomes}
+        for worker in self.core.workers.all():
+            for job_id in [j for j in worker.job_ids if j in wanted]:
+                self.core.workers.job_released(worker, job_id)
+        self.requeued(outcomes)
+
+    async def run_janitor(self, stop: asyncio.Event) -> None:
+        interval = self.core.settings.janitor_interval_s
+        while not stop.is_set():
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("janitor pass failed")
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+            except TimeoutError:
+                pass
+

@@ -1,0 +1,175 @@
+"""The worker protocol's operations: take, report, stream, stop signals, ping.
+
+Each call is made by an authenticated worker (its own token) and may only touch jobs handed to it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+
+from emulator.core import Core
+from emulator.errors import Conflict, Forbidden, InvalidInput, NotFound
+from emulator.models import JobStatus
+from emulator.service.jobs import JobService
+from emulator.store.records import JobRecord
+from emulator.supervisor.states import WorkerEvent
+from emulator.workers.records import WorkerRecord
+
+log = structlog.get_logger("emulator.worker_protocol")
+
+
+def parse_body(raw: bytes) -> Any:
+    """RunPod's SDK posts JSON with a form content type: parse the raw bytes whatever the header."""
+    if not raw.strip():
+        raise InvalidInput("the body is empty; expected a JSON object", field="body")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}", field="body") from exc
+
+
+class WorkerOps:
+    def __init__(self, core: Core, jobs: JobService) -> None:
+        self.core = core
+        self.jobs = jobs
+
+    @property
+    def lease_s(self) -> float:
+        return self.core.settings.worker_lost_after_s
+
+    def seen(self, worker: WorkerRecord) -> None:
+        self.core.workers.touch(worker)
+        if worker.job_ids and worker.last_ping_at is None:
+            # a worker that does not ping: any request keeps its jobs leased
+            self.core.jobs.renew_leases(worker.id, self.core.clock.now(), self.lease_s)
+
+    # --- job-take ------------------------------------------------------------------------------
+    async def take(self, worker: WorkerRecord, batch_size: int, hold_s: float) -> list[dict[str, Any]]:
+        """Long poll: answers the moment a job is queued, or [] when ``hold_s`` passes."""
+        deadline = self.core.clock.monotonic() + hold_s
+        while True:
+            self.seen(worker)
+            if self.core.workers.get(worker.id) is None:
+                return []
+            if self.core.workers.may_take(worker):
+                claimed = self.core.jobs.claim(
+                    worker.endpoint_id, worker.id, batch_size, self.core.clock.now(), self.lease_s
+                )
+                if claimed:
+                    try:
+                        self._handed(worker, claimed)
+                    except Exception:
+                        self.jobs.worker_lost(worker.id, "job-take failed after the claim")
+                        raise
+                    return [job.job_for_worker() for job in claimed]
+            remaining = deadline - self.core.clock.monotonic()
+            if remaining <= 0:
+                return []
+            await self.core.hub.wait_for_work(worker.endpoint_id, remaining)
+
+    def _handed(self, worker: WorkerRecord, claimed: list[JobRecord]) -> None:
+        now = self.core.clock.now()
+        cold = "consumedBy" not in worker.timings and worker.started_at is not None
+        for job in claimed:
+            breakdown: dict[str, Any] = {"queueWaitMs": job.delay_ms(now), "coldStart": cold, "workerId": worker.id}
+            if cold:
+                for key in ("createS", "startS", "readyS"):
+                    if key in worker.timings:
+                        breakdown[key.replace("S", "Ms")] = int(round(worker.timings[key] * 1000))
+                worker.timings["consumedBy"] = 1.0
+                cold = False
+            self.core.jobs.set_breakdown(job.id, breakdown)
+            log.info("job taken", endpoint=worker.endpoint_id, worker=worker.id, job=job.id, **breakdown)
+            self.core.hub.job_changed(job.id)
+        self.core.workers.jobs_assigned(worker, [j.id for j in claimed])
+        self.core.hub.changed()
+
+    # --- job-done ------------------------------------------------------------------------------
+    def _job_of(self, worker: WorkerRecord, job_id: str) -> JobRecord:
+        job = self.core.jobs.get(job_id)
+        if job is None or job.endpoint_id != worker.endpoint_id:
+            raise NotFound(f"job {job_id!r} does not exist (it may have expired or been purged)", job=job_id)
+        if job.worker_id != worker.id and worker.id not in job.past_workers:
+            raise Forbidden(f"job {job_id!r} was not handed to worker {worker.id!r}", job=job_id)
+        return job
+
+    def done(self, worker: WorkerRecord, job_id: str, body: Any) -> dict[str, Any]:
+        self.seen(worker)
+        job = self._job_of(worker, job_id)
+        if not isinstance(body, dict):
+            body = {"output": body}
+        if body.get("status") == "IN_PROGRESS":
+            kept = self.core.jobs.set_progress(job_id, body.get("output"))
+            if kept:
+                self.core.hub.job_changed(job_id)
+            return {"accepted": kept, "status": "IN_PROGRESS" if kept else job.status.value}
+        if body.get("stopPod"):
+            worker.refresh_requested = True
+            self.core.workers.save(worker)
+            log.info("worker asked to be recycled", endpoint=worker.endpoint_id, worker=worker.id, job=job_id)
+        if job.status.terminal:
+            raise Conflict(f"job {job_id!r} is already {job.status.value}; the result was not recorded", job=job_id)
+        error = body.get("error")
+        if error is not None and error != "":
+            text = error if isinstance(error, str) else json.dumps(error)
+            finished = self.jobs.finish(job, JobStatus.FAILED, output=body.get("output"), error=text, reason="handler error")
+        else:
+            finished = self.jobs.finish(job, JobStatus.COMPLETED, output=body.get("output"), reason="completed")
+        if finished is None:
+            current = self.core.jobs.get(job_id)
+            state = current.status.value if current else "gone"
+            raise Conflict(f"job {job_id!r} is already {state}; the result was not recorded", job=job_id)
+        if worker.id != job.worker_id:
+            # a late result from a worker the job was taken away from: let the new holder stop
+            if job.worker_id:
+                self.core.hub.stop_available(job.worker_id)
+            self.core.workers.job_released(worker, job_id)
+        return {"accepted": True, "status": finished.status.value}
+
+    def stream_chunk(self, worker: WorkerRecord, job_id: str, body: Any) -> dict[str, Any]:
+        self.seen(worker)
+        job = self._job_of(worker, job_id)
+        if job.status.terminal:
+            raise Conflict(f"job {job_id!r} is already {job.status.value}; the chunk was not recorded", job=job_id)
+        chunk = body.get("output") if isinstance(body, dict) and "output" in body else body
+        encoded = json.dumps(chunk)
+        if len(encoded.encode()) > self.core.settings.max_stream_chunk_bytes:
+            raise InvalidInput(
+                f"a stream chunk is {len(encoded)} bytes; the limit is {self.core.settings.max_stream_chunk_bytes}",
+                field="output",
+            )
+        n = self.core.streams.append(job_id, chunk)
+        self.core.hub.job_changed(job_id)
+        return {"accepted": True, "n": n}
+
+    # --- job-stop ------------------------------------------------------------------------------
+    async def stops(self, worker: WorkerRecord, hold_s: float) -> list[str]:
+        deadline = self.core.clock.monotonic() + hold_s
+        while True:
+            self.seen(worker)
+            ids = self.core.jobs.pending_stops(worker.id)
+            extra = self.core.hub.extra_stops.pop(worker.id, set())
+            if ids or extra:
+                self.core.jobs.clear_stops(ids)
+                return sorted(set(ids) | extra)
+            remaining = deadline - self.core.clock.monotonic()
+            if remaining <= 0 or self.core.workers.get(worker.id) is None:
+                return []
+            await self.core.hub.wait_for_stop(worker.id, remaining)
+
+    # --- ping ----------------------------------------------------------------------------------
+    def ping(self, worker: WorkerRecord, job_ids: list[str], status: str | None, reason: str | None) -> None:
+        self.seen(worker)
+        if status and status.lower() == "unhealthy":
+            text = f"worker reported itself unhealthy: {reason or 'no reason given'}"
+            log.warning("worker unhealthy", endpoint=worker.endpoint_id, worker=worker.id, reason=text)
+            self.core.workers.apply(worker, WorkerEvent.FAILED, text, reason=text)
+            self.jobs.worker_lost(worker.id, text)
+            return
+        # The ping names the jobs the worker really holds: only those keep their lease, so a job
+        # whose hand-over was lost (the job-take response never arrived) is requeued when it expires.
+        worker.last_ping_at = self.core.clock.now()
+        self.core.jobs.renew_named(worker.id, job_ids, worker.last_ping_at, self.lease_s)

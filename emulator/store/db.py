@@ -1,0 +1,152 @@
+"""The SQLite file: one connection, WAL mode, schema migrations by ``user_version``.
+
+The control plane is one process with one event loop; every statement is short, so the store is
+called directly from the loop (no thread hop) and ``commit`` happens per logical operation.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from emulator.errors import EmulatorError
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE endpoints (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        endpoint_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        input TEXT NOT NULL,
+        webhook TEXT,
+        s3_config TEXT,
+        low_priority INTEGER NOT NULL DEFAULT 0,
+        execution_timeout_ms INTEGER NOT NULL,
+        ttl_ms INTEGER NOT NULL,
+        is_sync INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        queued_at REAL NOT NULL,
+        started_at REAL,
+        completed_at REAL,
+        worker_id TEXT,
+        past_workers TEXT NOT NULL DEFAULT '',
+        lease_expires_at REAL,
+        retries INTEGER NOT NULL DEFAULT 0,
+        output TEXT,
+        error TEXT,
+        progress TEXT,
+        expires_at REAL,
+        stop_pending INTEGER NOT NULL DEFAULT 0,
+        breakdown TEXT,
+        webhook_state TEXT
+    );
+    CREATE INDEX jobs_queue ON jobs (endpoint_id, status, seq);
+    CREATE INDEX jobs_worker ON jobs (worker_id, status);
+    CREATE INDEX jobs_expiry ON jobs (expires_at);
+    CREATE TABLE job_stream (
+        job_id TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        chunk TEXT NOT NULL,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (job_id, n)
+    );
+    CREATE TABLE webhook_attempts (
+        job_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        at REAL NOT NULL,
+        url TEXT NOT NULL,
+        status_code INTEGER,
+        error TEXT,
+        PRIMARY KEY (job_id, attempt)
+    );
+    CREATE TABLE endpoint_counters (
+        endpoint_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (endpoint_id, name)
+    );
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        endpoint_id TEXT NOT NULL,
+        token TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL
+    );
+    """,
+]
+
+
+class StoreError(EmulatorError):
+    """The data dir or database cannot be used (read-only, full, corrupt)."""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        migrate(conn)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"cannot open the job store at {path}: {exc}", path=str(path)) from exc
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={number}")
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error; SQLite errors become StoreError."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise StoreError(f"the job store is not writable: {exc}") from exc
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise StoreError(f"the job store could not commit: {exc}") from exc
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )

@@ -1,0 +1,73 @@
+"""A worker as the control plane and the supervisor both see it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from emulator.models import WorkerState
+
+WorkerKind = Literal["container", "external"]
+
+
+@dataclass
+class WorkerRecord:
+    id: str
+    endpoint_id: str
+    token: str
+    version: int
+    kind: WorkerKind = "container"
+    state: WorkerState = WorkerState.INITIALIZING
+    container_id: str | None = None
+    gpu_ids: list[str] = field(default_factory=list)
+    job_ids: list[str] = field(default_factory=list)
+    created_at: float = 0.0
+    started_at: float | None = None  # the current container's start
+    ready_at: float | None = None  # first contact since the last start
+    last_seen_at: float | None = None
+    last_ping_at: float | None = None  # once a worker pings, only the jobs its pings name keep their lease
+    state_since: float = 0.0
+    restarts: int = 0
+    reason: str | None = None
+    next_retry_at: float | None = None
+    first_failure_at: float | None = None  # start of the current crash loop (for give-up)
+    stopping: bool = False  # being drained or removed: takes no new job
+    paused: bool = False  # FlashBoot: container paused while idle
+    standby: bool = False  # an extra worker kept warm, not counted as a serving worker
+    refresh_requested: bool = False  # the worker asked to be recycled (stopPod)
+    timings: dict[str, float] = field(default_factory=dict)  # cold-start breakdown of the current start
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WorkerRecord:
+        data = dict(data)
+        data["state"] = WorkerState(data.get("state", "INITIALIZING"))
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def public(self, endpoint_version: int, now: float) -> dict[str, Any]:
+        """The shape of one entry of GET /v1/endpoints/{id}/workers."""
+        return {
+            "id": self.id,
+            "status": self.state.value,
+            "version": self.version,
+            "isStale": self.version < endpoint_version,
+            "containerId": self.container_id,
+            "gpuIds": list(self.gpu_ids),
+            "jobIds": list(self.job_ids),
+            "restarts": self.restarts,
+            "reason": self.reason,
+            "nextRetryAt": self.next_retry_at,
+            "startedAt": self.started_at,
+            "readyAt": self.ready_at,
+            "lastSeenAt": self.last_seen_at,
+            "uptimeSeconds": None if self.started_at is None else max(0.0, now - self.started_at),
+            "kind": self.kind,
+            "paused": self.paused,
+            "standby": self.standby,
+            "stopping": self.stopping,
+        }
