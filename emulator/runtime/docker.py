@@ -75,7 +75,8 @@ def translate_error(exc: BaseException, kind: str = "container", subject: str = 
     ):
         return image_not_found(subject)
     if isinstance(exc, docker.errors.NotFound):
-        if kind == "container":
+        # A 404 on a container call may be about something else ("network x not found" on start).
+        if kind == "container" and "no such container" in _explain(exc).lower():
             return ContainerNotFound(f"container {subject} not found", container_id=subject)
         return RuntimeFailure(f"{kind} {subject}: {_explain(exc)}", reason=_explain(exc), status=404)
     if isinstance(exc, docker.errors.APIError):
