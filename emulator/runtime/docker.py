@@ -14,6 +14,7 @@ import contextlib
 import ipaddress
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -57,6 +58,7 @@ _GPU_REFUSALS = (
 )
 _FORBIDDEN_NETWORKS = ("host", "none")
 _CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
+_NANOS = re.compile(r"(\.\d{6})\d+")
 
 
 def gpu_unavailable_from(explanation: str, device_ids: Iterable[str] = ()) -> GpuUnavailable | None:
@@ -107,16 +109,7 @@ def parse_docker_time(value: str | None) -> float | None:
     """Docker's RFC 3339 timestamps (nanoseconds, 'Z') as epoch seconds; the zero time as None."""
     if not value or value.startswith("0001-01-01"):
         return None
-    stamp = value.strip()
-    tz = "+00:00"
-    if stamp.endswith("Z"):
-        stamp = stamp[:-1]
-    elif len(stamp) > 6 and stamp[-6] in "+-" and stamp[-3] == ":":
-        stamp, tz = stamp[:-6], stamp[-6:]
-    if "." in stamp:
-        whole, frac = stamp.split(".", 1)
-        stamp = f"{whole}.{frac[:6]}"
-    return datetime.fromisoformat(stamp + tz).timestamp()
+    return datetime.fromisoformat(_NANOS.sub(r"\1", value.strip())).timestamp()  # Python takes 6 digits
 
 
 def container_info(data: dict[str, Any]) -> ContainerInfo:
@@ -328,7 +321,9 @@ class DockerRuntime:
         return compute_stats(raw)
 
     def events(self, labels: dict[str, str]) -> AsyncIterator[ContainerEvent]:
-        since_ns = time.time_ns()  # from the call on, so that nothing between call and iteration is lost
+        # From the call on (the engine replays from ``since``), so nothing between call and iteration is
+        # lost; a second earlier, so that an engine clock a little behind ours loses nothing either.
+        since_ns = time.time_ns() - 1_000_000_000
         since = f"{since_ns // 1_000_000_000}.{since_ns % 1_000_000_000:09d}"
         filters = {"type": ["container"], "label": _label_filter(labels)}
 
