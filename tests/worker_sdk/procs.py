@@ -1,0 +1,97 @@
+"""Start worker processes for tests and always clean them up (only PIDs we started)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+HANDLERS = HERE / "handlers"
+REPO = HERE.parents[1]
+
+
+def clean_env(extra: dict) -> dict:
+    """The current environment without RUNPOD_*/WORKER_SDK_* leftovers, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "WORKER_SDK_", "HANDLER_"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, script, env: dict, log_path: Path, args=(), cwd=None, python=None):
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen([python or sys.executable, "-u", str(script), *args], env=clean_env(env),
+                                     stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd or str(log_path.parent))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def send(self, sig=signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                raise AssertionError("%r not in worker log after %gs:\n%s" % (text, timeout, self.log()))
+            if self.proc.poll() is not None and text not in self.log():
+                raise AssertionError("worker exited (%s) before logging %r:\n%s" % (self.proc.returncode, text,
+                                                                                   self.log()))
+            time.sleep(0.05)
+        return self.log()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._log.close()
+
+
+def find_python(version: str):
+    """An interpreter for ``version`` (e.g. "3.9") if this machine has one, else None."""
+    import shutil
+
+    candidates = []
+    exe = shutil.which("python" + version)
+    if exe:
+        candidates.append(([exe], {}))
+    if shutil.which("pyenv"):
+        try:
+            out = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        for line in out.split():
+            if line.startswith(version + "."):
+                try:
+                    prefix = subprocess.run(["pyenv", "prefix", line], capture_output=True, text=True,
+                                            timeout=20).stdout.strip()
+                except (OSError, subprocess.SubprocessError):
+                    continue
+                candidates.append(([os.path.join(prefix, "bin", "python")], {}))
+    for cmd, _ in candidates:
+        try:
+            res = subprocess.run(cmd + ["-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
+                                 text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if res.returncode == 0 and res.stdout.strip() == str(tuple(int(x) for x in version.split("."))):
+            return cmd[0]
+    return None

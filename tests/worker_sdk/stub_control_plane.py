@@ -1,0 +1,272 @@
+"""An in-test stand-in for the control plane's worker routes (RunPod's wire shapes, protocol.md 3.3-3.6).
+
+Threaded stdlib HTTP server on 127.0.0.1. It queues jobs, holds job-take / job-stop long polls,
+records every request, and can inject faults (status codes, dropped connections, delays).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import select
+import socket
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote
+
+ROUTE = re.compile(r"^/v2/(?P<ep>[^/]+)/(?P<route>job-take-batch|job-take|job-stop|job-done|job-stream|ping)"
+                   r"/(?P<worker>[^/]+)(?:/(?P<job>[^/]+))?$")
+DROP = "drop"  # fault: close the connection without answering
+
+
+class Request:
+    def __init__(self, method, route, worker, job, query, headers, body):
+        self.t = time.time()
+        self.method, self.route, self.worker, self.job = method, route, worker, job
+        self.query, self.headers, self.body = query, headers, body
+        self.status = None  # what the stub answered
+        self.done_t = None  # when the answer was sent
+
+    def __repr__(self):
+        return "<%s %s job=%s q=%s body=%r>" % (self.method, self.route, self.job, self.query, self.body)
+
+
+class StubControlPlane:
+    def __init__(self, hold_s: float = 1.0, endpoint: str = "ep", token: str = "tok"):
+        self.hold_s, self.endpoint, self.token = hold_s, endpoint, token
+        self.cond = threading.Condition()
+        self.queue: list = []  # job dicts waiting
+        self.jobs: dict = {}  # id -> {"job", "state", "worker"}
+        self.stop_signals: dict = {}  # worker -> [job ids]
+        self.faults: dict = {}  # route -> [status | DROP | ("delay", s)]
+        self.requests: list = []
+        self.port = 0
+        self._server = None
+
+    # ---- server lifecycle ---------------------------------------------------------------------
+    def start(self, port: int = 0) -> StubControlPlane:
+        stub = self
+
+        class Handler(_Handler):
+            owner = stub
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", port or self.port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        with self.cond:
+            self.cond.notify_all()
+
+    @property
+    def base(self) -> str:
+        return "http://127.0.0.1:%d" % self.port
+
+    def env(self, worker_id: str = "w-1", **extra) -> dict:
+        b, ep = self.base, self.endpoint
+        env = {
+            "RUNPOD_WEBHOOK_GET_JOB": "%s/v2/%s/job-take/$ID?gpu=local" % (b, ep),
+            "RUNPOD_WEBHOOK_POST_OUTPUT": "%s/v2/%s/job-done/$RUNPOD_POD_ID/$ID?gpu=local" % (b, ep),
+            "RUNPOD_WEBHOOK_POST_STREAM": "%s/v2/%s/job-stream/$RUNPOD_POD_ID/$ID?gpu=local" % (b, ep),
+            "RUNPOD_WEBHOOK_PING": "%s/v2/%s/ping/$RUNPOD_POD_ID?gpu=local" % (b, ep),
+            "RUNPOD_POD_ID": worker_id, "RUNPOD_AI_API_KEY": self.token, "RUNPOD_ENDPOINT_ID": ep,
+            "RUNPOD_PING_INTERVAL": "1000", "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
+            "RUNPOD_SKIP_GPU_CHECK": "true",
+        }
+        env.update(extra)
+        return env
+
+    # ---- test controls ------------------------------------------------------------------------
+    def add_job(self, input=None, job_id=None, **extra) -> str:
+        job_id = job_id or "job-" + uuid.uuid4().hex[:8]
+        job = dict(extra, id=job_id, input=input if input is not None else {})
+        with self.cond:
+            self.jobs[job_id] = {"job": job, "state": "IN_QUEUE", "worker": None}
+            self.queue.append(job)
+            self.cond.notify_all()
+        return job_id
+
+    def cancel(self, job_id: str) -> None:
+        with self.cond:
+            entry = self.jobs[job_id]
+            entry["state"] = "CANCELLED"
+            if entry["worker"]:
+                self.stop_signals.setdefault(entry["worker"], []).append(job_id)
+            self.queue = [j for j in self.queue if j["id"] != job_id]
+            self.cond.notify_all()
+
+    def fault(self, route: str, *answers) -> None:
+        """Answer the next requests on ``route`` with these statuses / DROP / ("delay", seconds)."""
+        with self.cond:
+            self.faults.setdefault(route, []).extend(answers)
+
+    def state(self, job_id: str) -> str:
+        with self.cond:
+            return self.jobs[job_id]["state"]
+
+    def recorded(self, route=None, job=None) -> list:
+        with self.cond:
+            return [r for r in self.requests if (route is None or r.route == route) and (job is None or r.job == job)]
+
+    def done_posts(self, job_id: str) -> list:
+        return [r.body for r in self.recorded("job-done", job_id)]
+
+    def final(self, job_id: str):
+        for body in self.done_posts(job_id):
+            if not (isinstance(body, dict) and body.get("status") == "IN_PROGRESS"):
+                return body
+        return None
+
+    def chunks(self, job_id: str) -> list:
+        return [r.body for r in self.recorded("job-stream", job_id)]
+
+    def wait_final(self, job_id: str, timeout: float = 10.0):
+        wait_until(lambda: self.final(job_id) is not None, timeout, "final result of %s" % job_id)
+        return self.final(job_id)
+
+
+def wait_until(predicate, timeout: float, what: str = "condition", interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %gs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: StubControlPlane
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def do_GET(self):
+        self._dispatch("GET")
+
+    def do_POST(self):
+        self._dispatch("POST")
+
+    def _dispatch(self, method):
+        stub = self.owner
+        path, _, query = self.path.partition("?")
+        if not query and "&" in path:  # a template without "?" produces ".../w-1&job_in_progress=0"
+            path, _, query = path.partition("&")
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        match = ROUTE.match(path)
+        if not match:
+            self._record = None
+            return self._send(404, {"error": "no route " + path})
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw
+        route, worker, job = match["route"], unquote(match["worker"]), match["job"] and unquote(match["job"])
+        q = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        self._record = Request(method, route, worker, job, q, dict(self.headers), body)
+        with stub.cond:
+            stub.requests.append(self._record)
+            fault = stub.faults.get(route, []).pop(0) if stub.faults.get(route) else None
+        if isinstance(fault, tuple):
+            time.sleep(fault[1])
+        elif fault == DROP:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        elif fault is not None:
+            return self._send(fault, {"error": "injected %s" % fault})
+        if self.headers.get("Authorization") != stub.token:
+            return self._send(401, {"error": "bad token"})
+        getattr(self, "_" + route.replace("-", "_"))(stub, worker, job, q, body)
+
+    def _client_gone(self) -> bool:
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _hold(self, stub, ready) -> bool:
+        """Wait (up to hold_s) until ready() is true; False if the client left or time ran out."""
+        deadline = time.monotonic() + stub.hold_s
+        with stub.cond:
+            while not ready():
+                left = deadline - time.monotonic()
+                if left <= 0 or stub._server is None:
+                    return False
+                stub.cond.wait(min(left, 0.05))
+                if self._client_gone():
+                    return False
+            return True
+
+    def _job_take(self, stub, worker, job, q, body, batch=False):
+        size = int(q.get("batch_size", 1)) if batch else 1
+        with stub.cond:
+            if not self._hold(stub, lambda: stub.queue):
+                return self._send(204, None)
+            taken = stub.queue[:size]
+            del stub.queue[:size]
+            for j in taken:
+                stub.jobs[j["id"]].update(state="IN_PROGRESS", worker=worker)
+        self._send(200, taken if batch else taken[0])
+
+    def _job_take_batch(self, stub, worker, job, q, body):
+        self._job_take(stub, worker, job, q, body, batch=True)
+
+    def _job_stop(self, stub, worker, job, q, body):
+        with stub.cond:
+            if not self._hold(stub, lambda: stub.stop_signals.get(worker)):
+                return self._send(204, None)
+            ids = stub.stop_signals.pop(worker)
+        self._send(200, {"jobsToStop": ids})
+
+    def _job_done(self, stub, worker, job, q, body):
+        with stub.cond:
+            entry = stub.jobs.get(job)
+            if entry is None:
+                return self._send(404, {"error": "unknown job"})
+            if entry["worker"] != worker or entry["state"] != "IN_PROGRESS":
+                return self._send(409, {"error": "job is %s" % entry["state"]})
+            if not (isinstance(body, dict) and body.get("status") == "IN_PROGRESS"):
+                entry["state"] = "FAILED" if isinstance(body, dict) and body.get("error") else "COMPLETED"
+            stub.cond.notify_all()
+        self._send(200, {})
+
+    def _job_stream(self, stub, worker, job, q, body):
+        with stub.cond:
+            entry = stub.jobs.get(job)
+            if entry is None:
+                return self._send(404, {"error": "unknown job"})
+            if entry["state"] != "IN_PROGRESS":
+                return self._send(409, {"error": "job is %s" % entry["state"]})
+        self._send(200, {})
+
+    def _ping(self, stub, worker, job, q, body):
+        self._send(200, {})
+
+    def _send(self, status, payload):
+        data = b"" if status == 204 or payload is None else json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            if data:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            pass
+        record = getattr(self, "_record", None)
+        if record is not None:
+            record.status, record.done_t = status, time.time()

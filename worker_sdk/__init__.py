@@ -1,0 +1,43 @@
+"""worker_sdk: a standard-library-only worker runtime for RunPod-style serverless queues.
+
+A drop-in for ``runpod.serverless.start``::
+
+    import worker_sdk
+    worker_sdk.start({"handler": handler})
+
+``import worker_sdk`` is deliberately cheap: nothing heavy (asyncio, json, threading,
+http.client...) is imported until ``start`` or ``progress_update`` is called.
+"""
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "progress_update", "serverless", "start"]
+
+
+def start(config):
+    """Run ``config["handler"]`` as a worker (or once locally); same config keys as RunPod's SDK.
+
+    Keys: ``handler`` (required), ``concurrency_modifier``, ``return_aggregate_stream``,
+    ``refresh_worker``. Ends the process (``SystemExit``) when the worker stops.
+    """
+    from .runner import start as _start
+
+    return _start(config)
+
+
+def progress_update(job, data):
+    """Report progress for a running job: ``{"status": "IN_PROGRESS", "output": data}``.
+
+    Never blocks the handler and never overwrites the job's final result.
+    """
+    from .progress import progress_update as _progress_update
+
+    return _progress_update(job, data)
+
+
+def __getattr__(name):
+    # ``worker_sdk.serverless.start`` mirrors ``runpod.serverless.start`` (PEP 562 lazy import).
+    if name == "serverless":
+        from . import serverless
+
+        return serverless
+    raise AttributeError("module 'worker_sdk' has no attribute " + repr(name))

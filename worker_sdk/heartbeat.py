@@ -1,0 +1,78 @@
+"""Heartbeat: ``GET ping?job_id=a,b&runpod_version=x`` every RUNPOD_PING_INTERVAL ms, on its own daemon thread.
+
+A thread (not the event loop) so that a busy handler or a blocked loop cannot starve it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from urllib.parse import urlsplit
+
+from . import log
+
+
+class Heartbeat:
+    def __init__(self, settings, job_ids):
+        """``job_ids()`` returns the in-flight job ids (a tuple snapshot, safe to read from a thread)."""
+        self.settings = settings
+        self.job_ids = job_ids
+        self.sent = 0
+        self._stop = threading.Event()
+        self._failures = 0
+        self._thread = threading.Thread(target=self._run, name="worker_sdk-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        interval = self.settings.ping_interval_s
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.ping_once()
+            if self._stop.wait(max(0.0, interval - (time.monotonic() - started))):
+                return
+
+    def ping_once(self) -> int | None:
+        """Send one ping; returns the HTTP status, or None when the control plane did not answer."""
+        url = self.settings.ping_url_for(self.job_ids())
+        timeout = min(30.0, max(2.0, 2 * self.settings.ping_interval_s))
+        try:
+            status = _get(url, self.settings.headers(), timeout)
+        except Exception as exc:  # any failure is logged and retried on the next beat
+            self._failed("%s: %s" % (type(exc).__name__, exc), url)
+            return None
+        self.sent += 1
+        if status >= 400:
+            self._failed("HTTP %d" % status, url)
+        elif self._failures:
+            log.info("heartbeat: control plane answering again after %d failed ping(s)" % self._failures)
+            self._failures = 0
+        else:
+            log.trace("heartbeat sent")
+        return status
+
+
+    def _failed(self, reason: str, url: str) -> None:
+        self._failures += 1
+        if self._failures == 1 or self._failures % 30 == 0:
+            log.warn("heartbeat to %s failed (%s); %d in a row" % (url.partition("?")[0], reason, self._failures))
+
+
+def _get(url: str, headers: dict, timeout: float) -> int:
+    import http.client
+
+    parts = urlsplit(url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname, parts.port, timeout=timeout)
+    try:
+        target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+        conn.request("GET", target, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()

@@ -1,0 +1,226 @@
+"""The production worker: takes jobs, runs them concurrently, posts results, drains on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+
+from . import log, polling, progress
+from .jobs import Execution, JobGone, error_payload, handler_kind
+from .report import GONE, OK, REJECTED, Link, deliver, encode
+
+
+class JobContext:
+    __slots__ = ("job", "id", "task", "handler_task", "execution", "stopped", "closed", "posting",
+                 "progress_pending", "progress_task", "progress_busy")
+
+    def __init__(self, job: dict):
+        self.job, self.id = job, job["id"]
+        self.task = self.handler_task = self.execution = None
+        self.stopped = self.closed = self.posting = self.progress_busy = False
+        self.progress_pending = self.progress_task = None
+
+
+class Worker:
+    def __init__(self, config: dict, settings):
+        self.handler = config["handler"]
+        self.kind = handler_kind(self.handler)
+        self.modifier = config.get("concurrency_modifier")
+        self.aggregate = bool(config.get("return_aggregate_stream", False))
+        self.refresh = bool(config.get("refresh_worker", False))
+        self.settings = settings
+        self.link = Link()
+        self.jobs: dict = {}  # job id -> JobContext, in flight until the final POST is done
+        self.job_ids: tuple = ()  # immutable snapshot for the heartbeat thread
+        self.concurrency = 1
+        self.exit_code = 0
+        self.completed = 0
+        self.loop = None
+        self.heartbeat = None
+        self._warned_no_stream = False
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    async def run(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        self.shutdown = asyncio.Event()
+        self.drained = asyncio.Event()
+        self.force = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.has_jobs = asyncio.Event()
+        self._shutdown_at = None
+        progress.attach(self)
+        if self.settings.ping_url:
+            from .heartbeat import Heartbeat
+
+            self.heartbeat = Heartbeat(self.settings, lambda: self.job_ids)
+            self.heartbeat.start()
+        log.info("worker %s started: %s handler %s, job-take %s" % (
+            self.settings.worker_id, self.kind, getattr(self.handler, "__name__", "?"),
+            (self.settings.job_take_url or "").partition("?")[0]))
+        fetch = asyncio.ensure_future(self._guard(polling.fetch_jobs(self), "job-take loop"))
+        stops = asyncio.ensure_future(self._guard(polling.watch_stops(self), "job-stop loop"))
+        try:
+            await self.shutdown.wait()
+            await asyncio.wait({fetch})
+            await self._drain()
+        finally:
+            self.drained.set()
+            self.wake.set()
+            for task in (fetch, stops):
+                task.cancel()
+            await asyncio.wait({fetch, stops})
+            if self.heartbeat is not None:
+                self.heartbeat.stop()
+            progress.detach(self)
+        log.info("worker %s stopped after %d job(s)" % (self.settings.worker_id, self.completed))
+        return self.exit_code
+
+    async def _guard(self, coro, name: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in a loop must not leave a zombie worker
+            log.error("%s crashed: %s: %s; shutting down" % (name, type(exc).__name__, exc))
+            self.request_shutdown("internal error", exit_code=1)
+
+    def request_shutdown(self, reason: str, exit_code: int = 0) -> None:
+        if self.shutdown.is_set():
+            return
+        self.exit_code = exit_code
+        self._shutdown_at = self.loop.time()
+        log.info("shutting down (%s): taking no new job, %d in flight" % (reason, len(self.jobs)))
+        self.shutdown.set()
+        self.wake.set()
+
+    def on_signal(self, name: str) -> None:
+        if self.shutdown.is_set():
+            log.warn("%s received again: not waiting any longer for in-flight jobs" % name)
+            self.force.set()
+        else:
+            self.request_shutdown(name + " received")
+
+    async def _drain(self) -> None:
+        deadline = self._shutdown_at + self.settings.grace_s
+        if self.jobs:
+            log.info("waiting up to %gs for %d in-flight job(s)" % (self.settings.grace_s, len(self.jobs)))
+        while True:
+            pending = {c.task for c in self.jobs.values() if not c.task.done()}
+            remaining = deadline - self.loop.time()
+            if not pending or remaining <= 0 or self.force.is_set():
+                break
+            forced = asyncio.ensure_future(self.force.wait())
+            await asyncio.wait(pending | {forced}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            forced.cancel()
+        leftovers = [c for c in self.jobs.values() if not c.task.done()]
+        for ctx in leftovers:
+            log.error("grace period over: job abandoned, its result was NOT posted", ctx.id)
+            ctx.task.cancel()
+        if leftovers:
+            await asyncio.wait({c.task for c in leftovers}, timeout=2.0)
+
+    # ---- jobs -----------------------------------------------------------------------------
+    def update_concurrency(self) -> None:
+        if self.modifier is None:
+            return
+        try:
+            wanted = int(self.modifier(self.concurrency))
+        except Exception as exc:
+            log.error("concurrency_modifier raised %s: %s; keeping %d" % (type(exc).__name__, exc,
+                                                                          self.concurrency))
+            return
+        wanted = max(1, wanted)
+        if wanted != self.concurrency:
+            log.debug("concurrency %d -> %d" % (self.concurrency, wanted))
+            self.concurrency = wanted
+
+    def start_job(self, job: dict) -> None:
+        if job["id"] in self.jobs:
+            log.warn("job handed out again while still in flight; ignored", job["id"])
+            return
+        ctx = JobContext(job)
+        self.jobs[ctx.id] = ctx
+        self.job_ids = tuple(self.jobs)
+        ctx.task = asyncio.ensure_future(self._job_main(ctx))
+        self.has_jobs.set()
+
+    def stop_job(self, job_id: str) -> None:
+        ctx = self.jobs.get(job_id)
+        if ctx is None or ctx.stopped:
+            log.debug("stop signal for a job not in flight; ignored", job_id)
+            return
+        if ctx.posting:
+            log.info("stop signal after the handler finished; the control plane decides", job_id)
+            return
+        ctx.stopped = True
+        progress.abort(ctx)
+        if ctx.handler_task is not None:
+            ctx.handler_task.cancel()
+        thread = ctx.execution.thread if ctx.execution is not None else None
+        if thread is not None and thread.is_alive():
+            log.warn("stopping a sync handler: it cannot be interrupted, keeps running in its thread, "
+                     "and its result will be discarded", job_id)
+        else:
+            log.info("stopping job", job_id)
+
+    async def _job_main(self, ctx: JobContext) -> None:
+        try:
+            log.info("started", ctx.id)
+            ctx.execution = Execution(self.handler, self.kind, ctx.job, lambda item: self._emit(ctx, item),
+                                      self.aggregate, self.settings.worker_id, self.settings.hostname)
+            ctx.handler_task = asyncio.ensure_future(ctx.execution.run())
+            try:
+                result, is_stream = await ctx.handler_task
+            except asyncio.CancelledError:
+                if not ctx.stopped:
+                    raise
+                result = None
+            except JobGone:
+                log.warn("the control plane no longer knows this job; stopping it without a result", ctx.id)
+                return
+            if ctx.stopped or result is None:
+                log.info("stopped: no result posted", ctx.id)
+                return
+            ctx.posting = True
+            if self.refresh:
+                result["stopPod"] = True
+            if result.get("stopPod"):
+                self.request_shutdown("refresh_worker: exiting after this job so the worker is replaced")
+            await progress.finish(self, ctx)
+            await self._post_result(ctx, result, is_stream)
+        finally:
+            progress.abort(ctx)
+            self.jobs.pop(ctx.id, None)
+            self.job_ids = tuple(self.jobs)
+            self.completed += 1
+            self.wake.set()
+
+    async def _emit(self, ctx: JobContext, item) -> None:
+        if not self.settings.job_stream_template:
+            if not self._warned_no_stream:
+                log.warn("RUNPOD_WEBHOOK_POST_STREAM is not set: streamed items are not sent", ctx.id)
+                self._warned_no_stream = True
+            return
+        body = encode({"output": item})  # TypeError here becomes the job's error
+        outcome, _ = await deliver(self, "stream chunk", self.settings.stream_url(ctx.id), body, ctx.id,
+                                   self.settings.post_timeout_s)
+        if outcome == GONE:
+            raise JobGone(ctx.id)
+
+    async def _post_result(self, ctx: JobContext, result: dict, is_stream: bool) -> None:
+        try:
+            body = encode(result)
+        except (TypeError, ValueError) as exc:
+            log.error("handler output is not JSON serializable: %s" % exc, ctx.id)
+            body = encode(error_payload(TypeError("handler output is not JSON serializable: %s" % exc),
+                                        self.settings.worker_id, self.settings.hostname))
+        url = self.settings.done_url(ctx.id, is_stream)
+        outcome, status = await deliver(self, "result", url, body, ctx.id, self.settings.post_timeout_s)
+        if outcome == REJECTED and "error" not in result:
+            reason = ValueError("the control plane rejected the result with HTTP %s" % status)
+            body = encode(error_payload(reason, self.settings.worker_id, self.settings.hostname))
+            outcome, status = await deliver(self, "result (error in place of the rejected output)", url, body,
+                                            ctx.id, self.settings.post_timeout_s)
+        if outcome == OK:
+            log.info("finished: %s result posted" % ("error" if "error" in result else "output"), ctx.id)
+        elif outcome == REJECTED:
+            log.error("result could not be delivered (HTTP %s)" % status, ctx.id)

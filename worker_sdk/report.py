@@ -1,0 +1,102 @@
+"""POSTing results, stream chunks and progress to the control plane, with retries and clear logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from . import log
+from .transport import TransportError, request
+
+OK, GONE, REJECTED, ABANDONED = "ok", "gone", "rejected", "abandoned"
+GONE_STATUSES = (404, 409, 410)  # job unknown, not this worker's, or already final
+
+
+def retryable(status: int) -> bool:
+    # 401/403 are retried too: a restarting control plane may briefly not know the worker's token.
+    return status in (401, 403, 408, 425, 429) or status >= 500
+
+
+def backoff(settings, attempt: int) -> float:
+    """Exponential backoff: initial, 2x initial, 4x ... capped at ``backoff_max_s``."""
+    return min(settings.backoff_max_s, settings.backoff_initial_s * (2 ** min(attempt, 30)))
+
+
+def encode(body) -> bytes:
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+class Link:
+    """Remembers whether the control plane answered lately, so an outage is logged once, not per retry."""
+
+    def __init__(self):
+        self.failures = 0
+
+    def failure(self, what: str, reason: str, url: str, job_id=None) -> None:
+        self.failures += 1
+        if self.failures == 1:
+            log.warn("cannot reach the control plane (%s %s): %s; retrying with backoff"
+                     % (what, _origin(url), reason), job_id)
+        elif self.failures % 20 == 0:
+            log.warn("control plane still unreachable after %d attempts (%s: %s)"
+                     % (self.failures, what, reason), job_id)
+
+    def success(self) -> None:
+        if self.failures:
+            log.info("control plane reachable again after %d failed attempt(s)" % self.failures)
+            self.failures = 0
+
+
+def _origin(url: str) -> str:
+    head, _, _ = url.partition("?")
+    return head
+
+
+async def deliver(worker, what: str, url: str, body: bytes, job_id, timeout: float, keep_going=None,
+                  busy=None) -> tuple:
+    """POST ``body`` until it lands. Returns ``(outcome, status)``.
+
+    Retries connection errors, timeouts, 5xx, 429, 401/403 forever with capped exponential backoff;
+    stops on 2xx (OK), 404/409/410 (GONE), another 4xx (REJECTED), or when ``keep_going()`` turns
+    false between attempts (ABANDONED). ``busy(flag)`` is told when a request is on the wire.
+    """
+    settings = worker.settings
+    attempt = 0
+    while True:
+        if keep_going is not None and not keep_going():
+            return ABANDONED, None
+        if busy is not None:
+            busy(True)
+        try:
+            response = await request("POST", url, body=body, headers=_headers(settings, job_id), timeout=timeout)
+        except TransportError as exc:
+            problem, status = str(exc), None
+            worker.link.failure(what, problem, url, job_id)
+        else:
+            status = response.status
+            problem = "HTTP %d %s" % (status, response.text(200))
+            if 200 <= status < 300:
+                worker.link.success()
+                if attempt:
+                    log.info("%s delivered after %d attempts" % (what, attempt + 1), job_id)
+                return OK, status
+            if status in GONE_STATUSES:
+                log.warn("control plane refused the %s with HTTP %d (job gone, not ours, or already final): %s"
+                         % (what, status, response.text(200)), job_id)
+                return GONE, status
+            if not retryable(status):
+                log.error("control plane rejected the %s: %s" % (what, problem), job_id)
+                return REJECTED, status
+        finally:
+            if busy is not None:
+                busy(False)
+        attempt += 1
+        if attempt == 1 or attempt % 10 == 0:
+            log.warn("%s not delivered (%s); attempt %d failed, retrying" % (what, problem, attempt), job_id)
+        await asyncio.sleep(backoff(settings, attempt - 1))
+
+
+def _headers(settings, job_id) -> dict:
+    headers = settings.headers(job_id)
+    headers["Content-Type"] = "application/json"
+    return headers
