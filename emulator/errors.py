@@ -28,6 +28,10 @@ class InvalidInput(EmulatorError):
         self.field = field
 
 
+class BadRequest(InvalidInput):
+    """A malformed request (not JSON, a bad query value): 400 rather than 422."""
+
+
 class PayloadTooLarge(EmulatorError):
     """A body over the route's size limit."""
 

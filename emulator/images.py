@@ -2,7 +2,8 @@
 
 Everything here goes through the ``docker`` command line (the Docker SDK belongs to
 ``emulator.runtime.docker`` alone) and streams the commands' output, line by line, to a
-``progress`` callback. The module uses the standard library only, so the scripts can run it
+``progress`` callback: the module's own messages as they are, the commands' output lines
+indented by four spaces (``COMMAND_OUTPUT``), so a caller can show either. The module uses the standard library only, so the scripts can run it
 (``python -m emulator.images ...``) before the package's dependencies are installed.
 
 - ``build_base()``: a Python base image for worker Dockerfiles: ``python:3.12-slim`` when present
@@ -34,6 +35,7 @@ from emulator import images_debootstrap
 from emulator.errors import EmulatorError, ImageNotFound, InvalidInput, RuntimeFailure, RuntimeUnavailable
 
 Progress = Callable[[str], None]
+COMMAND_OUTPUT = "    "  # prefix of the lines that come from a command's output
 
 UPSTREAM_BASE_IMAGE = "python:3.12-slim"
 LOCAL_BASE_IMAGE = "serverless-emulator/python-base:bookworm"
@@ -148,7 +150,7 @@ def run_streaming(
     for raw in proc.stdout:
         line = raw.decode(errors="replace").rstrip()
         tail.append(line)
-        progress(line)
+        progress(COMMAND_OUTPUT + line)
     return proc.wait(), list(tail)
 
 
@@ -485,10 +487,13 @@ def main(argv: list[str] | None = None) -> int:
         "prepare-compose", help="download wheels for docker-compose builds; print the base image"
     )
     compose.add_argument("--base-image")
+    for command in (base, build, samples, compose):
+        command.add_argument("-v", "--verbose", action="store_true", help="show the commands' output too")
     args = parser.parse_args(argv)
 
     def log(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        if args.verbose or not line.startswith(COMMAND_OUTPUT):
+            print(line, file=sys.stderr, flush=True)
 
     result: Any
     try:

@@ -31,8 +31,7 @@ STATUS: list[tuple[type[errors.EmulatorError], int]] = [
 ]
 
 
-class BadRequest(errors.InvalidInput):
-    """Malformed request (not JSON, bad query value): 400."""
+BadRequest = errors.BadRequest
 
 
 def status_for(exc: errors.EmulatorError) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from emulator.core import Core
-from emulator.errors import Conflict, Forbidden, InvalidInput, NotFound
+from emulator.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
 from emulator.models import JobStatus
 from emulator.service.jobs import JobService
 from emulator.store.records import JobRecord
@@ -24,11 +24,11 @@ log = structlog.get_logger("emulator.worker_protocol")
 def parse_body(raw: bytes) -> Any:
     """RunPod's SDK posts JSON with a form content type: parse the raw bytes whatever the header."""
     if not raw.strip():
-        raise InvalidInput("the body is empty; expected a JSON object", field="body")
+        raise BadRequest("the body is empty; expected a JSON object", field="body")
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}", field="body") from exc
+        raise BadRequest(f"the body is not valid JSON: {exc}", field="body") from exc
 
 
 class WorkerOps:
@@ -166,7 +166,7 @@ class WorkerOps:
         if status and status.lower() == "unhealthy":
             text = f"worker reported itself unhealthy: {reason or 'no reason given'}"
             log.warning("worker unhealthy", endpoint=worker.endpoint_id, worker=worker.id, reason=text)
-            self.core.workers.apply(worker, WorkerEvent.FAILED, text, reason=text)
+            self.core.workers.apply(worker, WorkerEvent.FAILED, text)
             self.jobs.worker_lost(worker.id, text)
             return
         # The ping names the jobs the worker really holds: only those keep their lease, so a job

@@ -1,0 +1,118 @@
+"""RunPod's worker protocol: long polls without polling intervals, batches, tokens, pings."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+
+from tests.helpers import ProtocolWorker
+
+
+def test_job_take_answers_the_moment_a_job_is_queued(api: httpx.Client, plane, endpoint: str) -> None:
+    worker = ProtocolWorker(plane.client_url, endpoint)
+    result: dict[str, object] = {}
+
+    def take() -> None:
+        r = worker.take()
+        result["at"] = time.monotonic()
+        result["r"] = r
+
+    t = threading.Thread(target=take)
+    t.start()
+    time.sleep(0.3)
+    queued_at = time.monotonic()
+    api.post(f"/v2/{endpoint}/run", json={"input": "now"})
+    t.join(5)
+    assert result["r"].status_code == 200  # type: ignore[union-attr]
+    # the hold is 2 s in these tests: an answer well before it means no polling interval
+    assert result["at"] - queued_at < 1.0  # type: ignore[operator]
+
+
+def test_job_take_204_when_hold_expires(plane, endpoint: str) -> None:
+    worker = ProtocolWorker(plane.client_url, endpoint)
+    started = time.monotonic()
+    r = worker.take()
+    assert r.status_code == 204 and 1.5 < time.monotonic() - started < 10
+
+
+def test_batch_take(api: httpx.Client, plane, endpoint: str) -> None:
+    ids = [api.post(f"/v2/{endpoint}/run", json={"input": i}).json()["id"] for i in range(5)]
+    worker = ProtocolWorker(plane.client_url, endpoint)
+    r = worker.take_batch(3)
+    assert r.status_code == 200 and [j["id"] for j in r.json()] == ids[:3]
+    assert [j["input"] for j in r.json()] == [0, 1, 2]
+
+
+def test_tokens_are_per_worker(api: httpx.Client, plane, endpoint: str) -> None:
+    a = ProtocolWorker(plane.client_url, endpoint)
+    b = ProtocolWorker(plane.client_url, endpoint)
+    job_id = api.post(f"/v2/{endpoint}/run", json={"input": 1}).json()["id"]
+    assert a.take_job()["id"] == job_id
+    # b cannot report, stream or see a's job
+    assert b.done(job_id, {"output": "stolen"}).status_code == 403
+    assert b.stream(job_id, "x").status_code == 403
+    # b's token cannot act as a
+    r = b.http.get(a.url("RUNPOD_WEBHOOK_GET_JOB") + "&job_in_progress=0")
+    assert r.status_code == 403
+    # no token, a wrong token, and the user's own API key are refused
+    assert httpx.get(a.url("RUNPOD_WEBHOOK_GET_JOB")).status_code == 401
+    assert httpx.get(a.url("RUNPOD_WEBHOOK_PING"), headers={"Authorization": "nope"}).status_code == 401
+    # worker routes are not served on the client listener
+    assert api.get(f"/v2/{endpoint}/job-take/{a.id}", headers={"Authorization": a.token}).status_code in (404, 405)
+    assert a.done(job_id, {"output": "mine"}).status_code == 200
+    assert api.get(f"/v2/{endpoint}/status/{job_id}").json()["output"] == "mine"
+
+
+def test_job_done_accepts_any_content_type_and_rejects_non_json(api: httpx.Client, plane, endpoint: str) -> None:
+    worker = ProtocolWorker(plane.client_url, endpoint)
+    job_id = api.post(f"/v2/{endpoint}/run", json={"input": 1}).json()["id"]
+    worker.take_job()
+    r = worker.http.post(worker.url("RUNPOD_WEBHOOK_POST_OUTPUT", job_id), content=b"not json",
+                         headers={"Content-Type": "text/plain"})
+    assert r.status_code == 400 and "JSON" in r.json()["error"]
+    r = worker.http.post(worker.url("RUNPOD_WEBHOOK_POST_OUTPUT", job_id), content=b'{"output": 7}',
+                         headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200
+    assert api.get(f"/v2/{endpoint}/status/{job_id}").json()["output"] == 7
+
+
+def test_stop_pod_marks_the_worker_for_recycling(api: httpx.Client, plane, endpoint: str) -> None:
+    worker = ProtocolWorker(plane.client_url, endpoint)
+    job_id = api.post(f"/v2/{endpoint}/run", json={"input": 1}).json()["id"]
+    worker.take_job()
+    assert worker.done(job_id, {"output": 1, "stopPod": True}).status_code == 200
+    api.post(f"/v2/{endpoint}/run", json={"input": 2})
+    # a worker that asked to be recycled takes no new job
+    assert worker.take().status_code == 204
+
+
+def test_ping_unhealthy_requeues_the_workers_jobs(api: httpx.Client, plane, endpoint: str) -> None:
+    worker = ProtocolWorker(plane.client_url, endpoint)
+    job_id = api.post(f"/v2/{endpoint}/run", json={"input": 1}).json()["id"]
+    worker.take_job()
+    assert worker.ping(status="unhealthy", check="memory", reason="not enough memory").status_code == 200
+    (w,) = api.get(f"/v1/endpoints/{endpoint}/workers").json()["workers"]
+    assert w["status"] == "UNHEALTHY" and "not enough memory" in w["reason"]
+    body = api.get(f"/v2/{endpoint}/status/{job_id}").json()
+    assert body["status"] == "IN_QUEUE" and body["retries"] == 1
+    other = ProtocolWorker(plane.client_url, endpoint)
+    assert other.take_job()["id"] == job_id
+
+
+def test_lost_handover_is_requeued_when_pings_do_not_name_the_job(tmp_path) -> None:
+    from emulator.config import default_settings_for_tests
+    from emulator.testing import BackgroundControlPlane
+    from tests.helpers import wait_for
+
+    settings = default_settings_for_tests(tmp_path, worker_lost_after_s=1.0, job_take_hold_s=1.0)
+    with BackgroundControlPlane(settings) as cp, httpx.Client(base_url=cp.client_url) as api:
+        api.post("/v1/endpoints", json={"name": "e", "id": "e", "imageName": "x"})
+        worker = ProtocolWorker(cp.client_url, "e")
+        job_id = api.post("/v2/e/run", json={"input": 1}).json()["id"]
+        worker.take_job()  # pretend the answer was lost: the worker's pings never name the job
+        def requeued() -> bool:
+            worker.ping()
+            return api.get(f"/v2/e/status/{job_id}").json()["retries"] == 1
+        wait_for(requeued, timeout_s=10, interval_s=0.2, what="the job to be requeued")
