@@ -32,6 +32,7 @@ class ContainerSpec:
     network: str | None = None
     extra_hosts: dict[str, str] = field(default_factory=dict)
     nano_cpus: int | None = None
+    init: bool = True  # a tiny init as PID 1 forwards SIGTERM to handlers that do not handle it
 
 
 @dataclass(frozen=True)

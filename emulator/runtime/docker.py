@@ -232,6 +232,7 @@ class DockerRuntime:
                 extra_hosts=dict(spec.extra_hosts) or None,
                 device_requests=_device_requests(spec.gpu_device_ids),
                 privileged=False,
+                init=spec.init,
             )
             created = api.create_container(
                 image=spec.image,
