@@ -17,6 +17,7 @@ import structlog
 import uvicorn
 
 from emulator.api.app import create_client_app, create_worker_app
+from emulator.api.dashboard import install as install_dashboard
 from emulator.api.deps import AppContext
 from emulator.api.management import create_endpoint, update_endpoint
 from emulator.clock import Clock
@@ -83,6 +84,7 @@ class ControlPlane:
         core = self.core = build_core(s, self._clock)
         jobs = JobService(core)
         ctx = self.ctx = AppContext(core=core, jobs=jobs, ops=WorkerOps(core, jobs))
+        install_dashboard(ctx, self._stop)  # dashboard, event stream, /metrics
         client_sock = bind(s.host, s.port, "client API")
         self.client_url = f"http://{_url_host(s.host)}:{client_sock.getsockname()[1]}"
 
@@ -134,6 +136,7 @@ class ControlPlane:
         config = uvicorn.Config(
             app,
             log_level="warning",
+            log_config=None,  # uvicorn logs through the root logger (emulator.logs formats it)
             access_log=False,
             lifespan="off",
             timeout_keep_alive=75,

@@ -87,7 +87,7 @@ class Metrics:
     def job_finished(self, job: JobRecord) -> None:
         """A job reached a final status (called by the job service)."""
         end = job.completed_at or 0.0
-        status = job.status.value.lower()
+        status = job.status.value
         if job.started_at is not None:
             self.job_delay.labels(job.endpoint_id).observe(job.delay_ms(end) / 1000.0)
             self.job_execution.labels(job.endpoint_id, status).observe(job.execution_ms(end) / 1000.0)

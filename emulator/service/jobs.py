@@ -8,6 +8,7 @@ from typing import Any
 
 import structlog
 
+from emulator import metrics
 from emulator.core import Core
 from emulator.errors import Conflict, NotFound, QueueFull
 from emulator.models import Endpoint, JobRequest, JobStatus, WorkerState
@@ -54,7 +55,7 @@ class JobService:
             ),
             now,
         )
-        log.info("job queued", endpoint=endpoint.id, job=job.id, sync=sync, low_priority=policy.lowPriority)
+        log.info("job queued", endpoint=endpoint.id, job=job.id, worker=None, sync=sync, low_priority=policy.lowPriority)
         self.core.hub.work_available(endpoint.id, 1)
         self.core.hub.changed()
         return job
@@ -112,7 +113,7 @@ class JobService:
         again = self.core.jobs.retry(job_id, self.core.clock.now())
         if again is None:
             raise Conflict(f"job {job_id!r} changed state; retry again")
-        log.info("job retried", endpoint=endpoint_id, job=job_id)
+        log.info("job retried", endpoint=endpoint_id, job=job_id, worker=None)
         self.core.hub.work_available(endpoint_id, 1)
         self.core.hub.job_changed(job_id)
         self.core.hub.changed()
@@ -187,6 +188,7 @@ class JobService:
             delay_ms=done.delay_ms(done.completed_at or 0),
             execution_ms=done.execution_ms(done.completed_at or 0),
         )
+        metrics.job_finished(self.core, done)
         if holder is not None:
             worker = self.core.workers.get(holder)
             if worker is not None:

@@ -165,7 +165,8 @@ class WorkerOps:
         self.seen(worker)
         if status and status.lower() == "unhealthy":
             text = f"worker reported itself unhealthy: {reason or 'no reason given'}"
-            log.warning("worker unhealthy", endpoint=worker.endpoint_id, worker=worker.id, reason=text)
+            log.warning("worker unhealthy", endpoint=worker.endpoint_id, worker=worker.id,
+                        job=",".join(worker.job_ids) or None, reason=text)
             self.core.workers.apply(worker, WorkerEvent.FAILED, text)
             self.jobs.worker_lost(worker.id, text)
             return

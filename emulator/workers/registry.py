@@ -91,7 +91,8 @@ class WorkerRegistry:
         self._workers[record.id] = record
         self._by_token[record.token] = record.id
         self.save(record)
-        log.info("worker created", endpoint=endpoint_id, worker=record.id, to_state=state.value, kind=kind)
+        log.info("worker created", endpoint=endpoint_id, worker=record.id, job=None, from_state=None, to_state=state.value,
+                 kind=kind, reason=reason)
         self._notify(record, None, reason)
         return record
 
@@ -102,7 +103,8 @@ class WorkerRegistry:
         self._by_token.pop(record.token, None)
         with transaction(self.conn):
             self.conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
-        log.info("worker removed", endpoint=record.endpoint_id, worker=worker_id, reason=reason)
+        log.info("worker removed", endpoint=record.endpoint_id, worker=worker_id, job=",".join(record.job_ids) or None,
+                 from_state=record.state.value, to_state="REMOVED", reason=reason)
         self._notify(record, record.state, f"removed: {reason}")
 
     def save(self, record: WorkerRecord) -> None:
@@ -112,8 +114,12 @@ class WorkerRegistry:
             (record.id, record.endpoint_id, record.token, json.dumps(record.to_json())),
         )
 
-    def apply(self, worker: WorkerRecord, event: WorkerEvent, reason: str, **changes: Any) -> bool:
-        """Apply ``event``; returns whether the state changed. ``changes`` are set either way."""
+    def apply(
+        self, worker: WorkerRecord, event: WorkerEvent, reason: str, *, job: str | None = None, **changes: Any
+    ) -> bool:
+        """Apply ``event``; returns whether the state changed. ``changes`` are set either way.
+
+        ``job`` names the job that caused the change when the worker no longer holds it (for the log)."""
         for key, value in changes.items():
             setattr(worker, key, value)
         new = transition(worker.state, event)
@@ -133,6 +139,7 @@ class WorkerRegistry:
             "worker state",
             endpoint=worker.endpoint_id,
             worker=worker.id,
+            job=job or ",".join(worker.job_ids) or None,
             from_state=old.value,
             to_state=new.value,
             trigger=event.value,
@@ -162,6 +169,6 @@ class WorkerRegistry:
         if job_id in worker.job_ids:
             worker.job_ids.remove(job_id)
         if not worker.job_ids:
-            self.apply(worker, WorkerEvent.JOBS_DRAINED, f"finished {job_id}")
+            self.apply(worker, WorkerEvent.JOBS_DRAINED, f"finished {job_id}", job=job_id)
         else:
             self.save(worker)
