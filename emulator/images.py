@@ -106,7 +106,17 @@ def docker_build_command(
     build_args: Mapping[str, str] | None = None,
     no_cache: bool = False,
 ) -> list[str]:
-    cmd = ["docker", "build", "-f", str(dockerfile), "-t", tag, "--build-arg", f"BASE_IMAGE={base_image}"]
+    cmd = [
+        "docker",
+        "build",
+        "--force-rm",
+        "-f",
+        str(dockerfile),
+        "-t",
+        tag,
+        "--build-arg",
+        f"BASE_IMAGE={base_image}",
+    ]
     for key, value in (build_args or {}).items():
         cmd += ["--build-arg", f"{key}={value}"]
     for key, value in (labels or {}).items():
