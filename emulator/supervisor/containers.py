@@ -1,0 +1,72 @@
+"""What a worker container is made of: its name, labels, environment, limits, volume and network.
+
+Every container carries the project's labels (endpoint, worker, version) and the id of the control
+plane that owns it (``LABEL_INSTANCE``), a stable id kept in the store's meta table, so that a
+restarted control plane finds its own containers again and never touches anyone else's.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+
+from emulator.config import Settings
+from emulator.models import Endpoint
+from emulator.runtime.base import LABEL_ENDPOINT, LABEL_INSTANCE, LABEL_VERSION, LABEL_WORKER, ContainerSpec
+from emulator.store.db import get_meta
+from emulator.workers.env import worker_env
+from emulator.workers.records import WorkerRecord
+
+INSTANCE_KEY = "instance_id"
+NETWORK_LABEL = "serverless-emulator.network"
+
+
+def instance_id(conn: sqlite3.Connection) -> str:
+    """This control plane's id (created once, then read back from the data dir's store)."""
+    existing = get_meta(conn, INSTANCE_KEY)
+    if existing:
+        return existing
+    # INSERT OR IGNORE: two processes on one data dir agree on the first id written
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (INSTANCE_KEY, uuid.uuid4().hex[:16]))
+    return get_meta(conn, INSTANCE_KEY) or ""
+
+
+def owner_labels(instance: str) -> dict[str, str]:
+    """The labels that select every container this control plane made."""
+    return {LABEL_INSTANCE: instance}
+
+
+def network_labels(instance: str) -> dict[str, str]:
+    return {NETWORK_LABEL: "true", LABEL_INSTANCE: instance}
+
+
+def container_name(endpoint: Endpoint, worker: WorkerRecord) -> str:
+    return f"se-{endpoint.id}-{worker.id}"
+
+
+def worker_labels(endpoint: Endpoint, worker: WorkerRecord, instance: str) -> dict[str, str]:
+    return {
+        LABEL_ENDPOINT: endpoint.id,
+        LABEL_WORKER: worker.id,
+        LABEL_VERSION: str(worker.version),
+        LABEL_INSTANCE: instance,
+    }
+
+
+def container_spec(
+    settings: Settings, worker_url: str, endpoint: Endpoint, worker: WorkerRecord, instance: str
+) -> ContainerSpec:
+    """The container for ``worker`` of ``endpoint``: RunPod's worker variables plus the endpoint's env,
+    ``memoryInMb`` as a hard memory limit, ``networkVolumeId`` as a named volume at /runpod-volume,
+    ``dockerStartCmd`` as the command (the image's own CMD when unset), on ``settings.network``."""
+    return ContainerSpec(
+        name=container_name(endpoint, worker),
+        image=endpoint.imageName,
+        env=worker_env(settings, worker_url, endpoint, worker),
+        labels=worker_labels(endpoint, worker, instance),
+        command=endpoint.dockerStartCmd,
+        memory_mb=endpoint.memoryInMb,
+        volume=endpoint.networkVolumeId,
+        gpu_device_ids=tuple(worker.gpu_ids),
+        network=settings.network,
+    )

@@ -1,0 +1,150 @@
+"""The reconcile loop: observe -> plan -> act, level-triggered, forever.
+
+Each tick lists this control plane's containers once, plans every endpoint against its worker
+records and the queue, and hands the actions to the actuator. A tick that fails is logged and the
+next one starts from scratch: the loop never dies on one error. It wakes on ``hub.changed()`` (a job
+queued or finished, an endpoint changed), on a container event (a container died), when an
+operation ends, and at the latest every ``reconcile_interval_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from emulator.config import Settings
+from emulator.core import Core
+from emulator.errors import EmulatorError
+from emulator.runtime.base import ContainerInfo, Runtime
+from emulator.supervisor.actuator import Actuator
+from emulator.supervisor.containers import owner_labels
+from emulator.supervisor.reconcile import Observed, Remove, leaked_containers, plan
+
+log = structlog.get_logger("emulator.supervisor")
+
+_WAKING_EVENTS = frozenset({"die", "oom", "destroy", "stop", "kill", "start"})
+EVENTS_RETRY_S = 2.0
+
+
+class ReconcileLoop:
+    def __init__(
+        self, core: Core, actuator: Actuator, settings: Settings, runtime: Runtime, instance: str
+    ) -> None:
+        self.core = core
+        self.actuator = actuator
+        self.settings = settings
+        self.runtime = runtime
+        self.instance = instance
+        self.deleting: set[str] = set()  # endpoints being deleted: their workers are handled there
+        self.ticks = 0
+        self.failed_ticks = 0
+        self._poke = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+        actuator.on_done = self.poke
+
+    # --- one tick ------------------------------------------------------------------------------
+    async def tick(self) -> None:
+        """Observe, plan and act once for every endpoint."""
+        containers = await self.runtime.list(owner_labels(self.instance))
+        by_id = {c.id: c for c in containers}
+        now = self.core.clock.now()
+        busy = self.actuator.busy()
+        endpoints = {e.id: e for e in self.core.endpoints.list()}
+        for endpoint in endpoints.values():
+            if endpoint.id in self.deleting:
+                continue
+            try:
+                observed = [
+                    Observed(w, by_id.get(w.container_id) if w.container_id else None, busy=w.id in busy)
+                    for w in self.core.workers.for_endpoint(endpoint.id)
+                    if w.kind == "container"
+                ]
+                stats = self.core.jobs.stats(endpoint.id, now)
+                for action in plan(endpoint, observed, stats, now, self.settings):
+                    self.actuator.run(action, endpoint)
+            except Exception:
+                log.exception("planning failed for an endpoint", endpoint=endpoint.id)
+        self._sweep(endpoints, containers, busy)
+        self.ticks += 1
+
+    def _sweep(self, endpoints: dict[str, object], containers: list[ContainerInfo], busy: set[str]) -> None:
+        """Workers of endpoints that are gone, and containers no worker owns."""
+        workers = [w for w in self.core.workers.all() if w.kind == "container"]
+        for w in workers:
+            if w.endpoint_id not in endpoints and w.endpoint_id not in self.deleting and w.id not in busy:
+                self.actuator.run(Remove(w.id, "its endpoint no longer exists"), None)
+        owned = {w.id: w.container_id for w in workers}
+        for action in leaked_containers(containers, owned, busy):
+            if f"container:{action.container_id}" not in busy:
+                self.actuator.run(action, None)
+
+    # --- running -------------------------------------------------------------------------------
+    def poke(self) -> None:
+        """Tick soon (an endpoint changed, a container died, an operation ended)."""
+        self._poke.set()
+
+    def start(self) -> None:
+        self._running = True
+        self._tasks = [
+            asyncio.create_task(self._run(), name="supervisor-loop"),
+            asyncio.create_task(self._watch_events(), name="supervisor-events"),
+        ]
+
+    async def stop(self) -> None:
+        self._running = False
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _run(self) -> None:
+        interval = max(0.001, self.settings.reconcile_interval_s)
+        min_gap = min(0.05, interval)  # a burst of wake-ups makes one tick, not hundreds
+        while self._running:
+            began = asyncio.get_running_loop().time()
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except EmulatorError as exc:
+                self.failed_ticks += 1
+                log.warning("reconcile tick failed; retrying", error=exc.message, failed_ticks=self.failed_ticks)
+            except Exception:
+                self.failed_ticks += 1
+                log.exception("reconcile tick failed; retrying", failed_ticks=self.failed_ticks)
+            elapsed = asyncio.get_running_loop().time() - began
+            if elapsed < min_gap:
+                await asyncio.sleep(min_gap - elapsed)
+            await self._wait(interval)
+
+    async def _wait(self, timeout_s: float) -> None:
+        if self._poke.is_set():
+            self._poke.clear()
+            return
+        change = asyncio.ensure_future(self.core.hub.wait_for_change(timeout_s))
+        poke = asyncio.ensure_future(self._poke.wait())
+        try:
+            await asyncio.wait({change, poke}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (change, poke):
+                if not fut.done():
+                    fut.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(change, poke, return_exceptions=True)
+            self._poke.clear()
+
+    async def _watch_events(self) -> None:
+        """Container events wake the loop at once (a dead container is noticed in milliseconds)."""
+        while self._running:
+            try:
+                async for event in self.runtime.events(owner_labels(self.instance)):
+                    if event.action in _WAKING_EVENTS:
+                        self.poke()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the engine restarted, the stream broke: resubscribe
+                log.debug("container event stream ended; resubscribing", error=str(exc))
+            await asyncio.sleep(EVENTS_RETRY_S)

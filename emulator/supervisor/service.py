@@ -1,0 +1,180 @@
+"""The supervisor as the control plane sees it: start-up (adopt leftovers), shutdown, and the API hooks.
+
+``build_supervisor(core, jobs, settings)`` checks that Docker answers and returns a ``Supervisor``;
+``ControlPlane`` then asks it for the workers' network gateway, tells it the worker URL, starts it,
+and stops it last. Decisions live in ``policy`` and ``reconcile`` (pure); container work in
+``actuator``; the loop in ``loop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from emulator.config import Settings
+from emulator.core import Core
+from emulator.errors import ContainerNotFound, EmulatorError
+from emulator.models import Endpoint
+from emulator.runtime import image_not_found, make_runtime
+from emulator.runtime.base import Runtime
+from emulator.service.jobs import JobService
+from emulator.supervisor.actuator import Actuator
+from emulator.supervisor.containers import instance_id, network_labels, owner_labels
+from emulator.supervisor.loop import ReconcileLoop
+from emulator.supervisor.reconcile import Remove, RemoveContainer, plan_adoption
+from emulator.workers.records import WorkerRecord
+
+log = structlog.get_logger("emulator.supervisor")
+
+
+class Supervisor:
+    def __init__(
+        self, core: Core, jobs: JobService, settings: Settings, runtime: Runtime, instance: str,
+        owns_runtime: bool = False,
+    ) -> None:
+        self.core = core
+        self.jobs = jobs
+        self.settings = settings
+        self.runtime = runtime
+        self.instance = instance
+        self.actuator = Actuator(core, jobs, settings, runtime, instance)
+        self.loop = ReconcileLoop(core, self.actuator, settings, runtime, instance)
+        self._owns_runtime = owns_runtime
+        self._gateway: str | None = None
+        self._started = False
+
+    # --- what ControlPlane calls ---------------------------------------------------------------
+    async def network_gateway(self) -> str:
+        """Ensure the workers' Docker network exists (labelled as ours); its gateway address."""
+        if self._gateway is None:
+            self._gateway = await self.runtime.ensure_network(self.settings.network, network_labels(self.instance))
+            log.info("worker network ready", network=self.settings.network, gateway=self._gateway)
+        return self._gateway
+
+    def set_worker_url(self, url: str) -> None:
+        self.actuator.worker_url = url
+
+    async def start(self) -> None:
+        """Adopt or remove what a previous run left behind, then run the reconcile loop."""
+        await self.network_gateway()  # also when worker_host was given (compose): containers join it
+        await self.adopt()
+        self.loop.start()
+        self._started = True
+        log.info("supervisor started", instance=self.instance, network=self.settings.network)
+
+    async def adopt(self) -> None:
+        containers = await self.runtime.list(owner_labels(self.instance))
+        versions = {e.id: e.version for e in self.core.endpoints.list()}
+        actions = plan_adoption(containers, self.core.workers.all(), versions)
+        adopted = 0
+        for action in actions:
+            if isinstance(action, RemoveContainer):
+                log.info("removing a leftover container", container=action.container_id[:12], reason=action.reason)
+                await self.runtime.remove(action.container_id, force=True)
+            elif isinstance(action, Remove):
+                self.jobs.worker_lost(action.worker_id, action.reason)
+                self.core.workers.remove(action.worker_id, action.reason)
+            else:
+                adopted += 1
+                self.actuator.run(action, None)
+        if containers or actions:
+            log.info("leftovers handled", found=len(containers), adopted=adopted, other_actions=len(actions) - adopted)
+
+    async def stop(self) -> None:
+        """Stop the loop; unless keep_workers, drain and remove every worker container of this control plane."""
+        await self.loop.stop()
+        await self.actuator.wait_ops(timeout_s=self.settings.stop_grace_s + 5)
+        await self.actuator.cancel_all()
+        try:
+            if not self.settings.keep_workers:
+                workers = [w for w in self.core.workers.all() if w.kind == "container"]
+                await self._drain_and_remove(workers, "the control plane is shutting down")
+                for container in await self.runtime.list(owner_labels(self.instance)):
+                    await self.runtime.remove(container.id, force=True)
+            else:
+                log.info("leaving worker containers running (keep_workers)")
+        except EmulatorError as exc:
+            log.warning("could not remove every worker container at shutdown", error=exc.message)
+        finally:
+            if self._owns_runtime:
+                close = getattr(self.runtime, "close", None)
+                if close is not None:
+                    await close()
+        log.info("supervisor stopped")
+
+    async def tick(self) -> None:
+        """One reconcile pass (tests drive the supervisor with this instead of the loop)."""
+        await self.loop.tick()
+
+    async def settle(self, timeout_s: float = 30.0) -> None:
+        """Wait for every container operation in flight to end."""
+        await self.actuator.wait_ops(timeout_s=timeout_s)
+
+    # --- SupervisorHooks (the API) ---------------------------------------------------------------
+    async def validate_endpoint(self, endpoint: Endpoint) -> None:
+        """The image must exist locally (the emulator never pulls); RuntimeUnavailable if Docker is down."""
+        if not await self.runtime.image_exists(endpoint.imageName):
+            raise image_not_found(endpoint.imageName)
+
+    def endpoint_changed(self, endpoint: Endpoint) -> None:
+        self.loop.poke()
+
+    async def endpoint_deleted(self, endpoint: Endpoint) -> None:
+        """Drain the endpoint's workers (up to stop_grace_s for their jobs), then remove them."""
+        self.loop.deleting.add(endpoint.id)
+        try:
+            workers = [w for w in self.core.workers.for_endpoint(endpoint.id) if w.kind == "container"]
+            await self._drain_and_remove(workers, "endpoint deleted")
+        finally:
+            self.loop.deleting.discard(endpoint.id)
+            self.loop.poke()
+
+    async def worker_logs(self, worker_id: str, tail: int) -> str:
+        worker = self.core.workers.get(worker_id)
+        if worker is None or not worker.container_id:
+            return ""
+        try:
+            return await self.runtime.logs(worker.container_id, tail=tail)
+        except ContainerNotFound:
+            return ""
+
+    # --- helpers ---------------------------------------------------------------------------------
+    async def _drain_and_remove(self, workers: list[WorkerRecord], reason: str) -> None:
+        for w in workers:
+            self.actuator.mark_stopping(w)
+        await self.actuator.wait_ops({w.id for w in workers})
+        await self._wait_jobs_done(workers, self.settings.stop_grace_s)
+        results = await asyncio.gather(
+            *(self.actuator.remove_now(w, reason) for w in workers), return_exceptions=True
+        )
+        for w, result in zip(workers, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("could not remove a worker", worker=w.id, error=str(result))
+
+    async def _wait_jobs_done(self, workers: list[WorkerRecord], timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()  # real time: a grace period is waited for, not simulated
+        deadline = loop.time() + timeout_s
+        while any(w.job_ids and self.core.workers.get(w.id) is w for w in workers):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                log.warning("workers still hold jobs after the grace period; their jobs are requeued",
+                            workers=[w.id for w in workers if w.job_ids])
+                return
+            await self.core.hub.wait_for_change(min(remaining, 0.25))
+
+
+async def build_supervisor(
+    core: Core, jobs: JobService, settings: Settings, runtime: Runtime | None = None
+) -> Supervisor:
+    """A Supervisor on ``runtime`` (default: Docker). Raises RuntimeUnavailable when Docker does not answer."""
+    owns = runtime is None
+    chosen: Any = runtime if runtime is not None else make_runtime("docker")
+    try:
+        await chosen.ping()
+    except BaseException:
+        if owns and hasattr(chosen, "close"):
+            await chosen.close()
+        raise
+    return Supervisor(core, jobs, settings, chosen, instance_id(core.jobs.conn), owns_runtime=owns)
