@@ -58,7 +58,8 @@ def serve(
         await ControlPlane(settings).serve_until_stopped(stop)
 
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(main())
     except EmulatorError as exc:
         hint = None
         text = exc.message
@@ -67,6 +68,15 @@ def serve(
         elif "in use" in text:
             hint = "another emulator may be running; pick a free port with --port"
         fail(text, hint)
+
+
+def _loop_factory():  # type: ignore[no-untyped-def]
+    """uvloop when installed (it comes with uvicorn[standard]), else asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def main() -> None:

@@ -26,6 +26,16 @@ def new_job_id(sync: bool) -> str:
 class JobService:
     def __init__(self, core: Core) -> None:
         self.core = core
+        self._depth: dict[str, tuple[int, float]] = {}  # endpoint -> (queued jobs, when counted)
+
+    def _queue_depth(self, endpoint_id: str) -> int:
+        """Queued jobs, recounted at most every 0.5 s (the bound is a guard, not an exact quota)."""
+        now = self.core.clock.monotonic()
+        cached = self._depth.get(endpoint_id)
+        if cached is None or now - cached[1] > 0.5:
+            cached = (self.core.jobs.queued_count(endpoint_id), now)
+            self._depth[endpoint_id] = cached
+        return cached[0]
 
     # --- submit --------------------------------------------------------------------------------
     def queue_limit(self, endpoint: Endpoint) -> int:
@@ -36,10 +46,10 @@ class JobService:
 
     def submit(self, endpoint: Endpoint, request: JobRequest, sync: bool) -> JobRecord:
         now = self.core.clock.now()
-        stats = self.core.jobs.stats(endpoint.id, now)
+        depth = self._queue_depth(endpoint.id)
         limit = self.queue_limit(endpoint)
-        if stats.in_queue >= limit:
-            raise QueueFull(f"endpoint {endpoint.id!r} has {stats.in_queue} jobs queued (limit {limit}); retry later")
+        if depth >= limit:
+            raise QueueFull(f"endpoint {endpoint.id!r} has {depth} jobs queued (limit {limit}); retry later")
         policy = request.policy
         job = self.core.jobs.enqueue(
             NewJob(
@@ -55,6 +65,7 @@ class JobService:
             ),
             now,
         )
+        self._depth[endpoint.id] = (depth + 1, self._depth[endpoint.id][1])
         log.info("job queued", endpoint=endpoint.id, job=job.id, worker=None, sync=sync, low_priority=policy.lowPriority)
         self.core.hub.work_available(endpoint.id, 1)
         self.core.hub.changed()

@@ -10,16 +10,21 @@ from emulator.store.db import transaction
 
 
 class EndpointStore:
+    """Reads come from an in-memory copy (this process is the only writer); writes go through SQLite."""
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        rows = conn.execute("SELECT body FROM endpoints ORDER BY created_at, id").fetchall()
+        self._cache: dict[str, Endpoint] = {}
+        for (body,) in rows:
+            endpoint = Endpoint.model_validate_json(body)
+            self._cache[endpoint.id] = endpoint
 
     def list(self) -> list[Endpoint]:
-        rows = self.conn.execute("SELECT body FROM endpoints ORDER BY created_at, id").fetchall()
-        return [Endpoint.model_validate_json(r[0]) for r in rows]
+        return sorted(self._cache.values(), key=lambda e: (e.createdAt, e.id))
 
     def get(self, endpoint_id: str) -> Endpoint | None:
-        row = self.conn.execute("SELECT body FROM endpoints WHERE id = ?", (endpoint_id,)).fetchone()
-        return None if row is None else Endpoint.model_validate_json(row[0])
+        return self._cache.get(endpoint_id)
 
     def require(self, endpoint_id: str) -> Endpoint:
         endpoint = self.get(endpoint_id)
@@ -40,6 +45,7 @@ class EndpointStore:
                 "INSERT INTO endpoints (id, name, body, created_at) VALUES (?, ?, ?, ?)",
                 (endpoint.id, endpoint.name, endpoint.model_dump_json(), endpoint.createdAt),
             )
+        self._cache[endpoint.id] = endpoint
         return endpoint
 
     def save(self, endpoint: Endpoint) -> Endpoint:
@@ -55,8 +61,10 @@ class EndpointStore:
             )
             if cur.rowcount == 0:
                 raise NotFound(f"endpoint {endpoint.id!r} does not exist", endpoint=endpoint.id)
+        self._cache[endpoint.id] = endpoint
         return endpoint
 
     def delete(self, endpoint_id: str) -> None:
         with transaction(self.conn):
             self.conn.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
+        self._cache.pop(endpoint_id, None)

@@ -90,6 +90,12 @@ class JobStore:
         ).fetchall()
         return {r[0]: int(r[1]) for r in rows}
 
+    def queued_count(self, endpoint_id: str) -> int:
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE endpoint_id = ? AND status = 'IN_QUEUE'", (endpoint_id,)
+        ).fetchone()
+        return int(row[0])
+
     def queued_ids(self, endpoint_id: str) -> list[str]:
         rows = self.conn.execute(
             "SELECT id FROM jobs WHERE endpoint_id = ? AND status = 'IN_QUEUE' ORDER BY seq", (endpoint_id,)
@@ -99,10 +105,10 @@ class JobStore:
     # --- writes ------------------------------------------------------------------------------
     def enqueue(self, job: NewJob, now: float) -> JobRecord:
         with transaction(self.conn):
-            self.conn.execute(
+            row = self.conn.execute(
                 """INSERT INTO jobs (id, endpoint_id, status, input, webhook, s3_config, low_priority,
                      execution_timeout_ms, ttl_ms, is_sync, created_at, queued_at, webhook_state)
-                   VALUES (?, ?, 'IN_QUEUE', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   VALUES (?, ?, 'IN_QUEUE', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
                 (
                     job.id,
                     job.endpoint_id,
@@ -117,10 +123,8 @@ class JobStore:
                     now,
                     "pending" if job.webhook else None,
                 ),
-            )
-        record = self.get(job.id)
-        assert record is not None
-        return record
+            ).fetchone()
+        return JobRecord.from_row(row)
 
     def claim(self, endpoint_id: str, worker_id: str, n: int, now: float, lease_s: float) -> list[JobRecord]:
         """Hand up to ``n`` queued jobs (oldest first) to ``worker_id``; atomically."""
