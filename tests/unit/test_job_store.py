@@ -1,0 +1,128 @@
+"""The job store on a real SQLite file: atomic claims, requeue limits, expiry, durability."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from emulator.models import JobStatus
+from emulator.store.db import connect
+from emulator.store.jobs import JobStore, NewJob
+from emulator.store.streams import StreamStore
+
+
+def new_job(i: int, endpoint: str = "e", **kw: object) -> NewJob:
+    base = dict(id=f"job-{i}", endpoint_id=endpoint, input={"i": i}, webhook=None, s3_config=None,
+                low_priority=False, execution_timeout_ms=600_000, ttl_ms=86_400_000, is_sync=False)
+    base.update(kw)
+    return NewJob(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JobStore:
+    return JobStore(connect(tmp_path / "db.sqlite"))
+
+
+def test_claims_are_fifo_and_never_double(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    JobStore(connect(path))
+    setup = JobStore(connect(path))
+    for i in range(200):
+        setup.enqueue(new_job(i), now=1000.0 + i)
+    taken: list[list[str]] = [[] for _ in range(4)]
+
+    def worker(n: int) -> None:
+        store = JobStore(connect(path))  # a connection per thread: SQLite's locking decides
+        while True:
+            jobs = store.claim("e", f"w{n}", 3, now=2000.0, lease_s=10)
+            if not jobs:
+                return
+            taken[n].extend(j.id for j in jobs)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [j for part in taken for j in part]
+    assert sorted(everything) == sorted(f"job-{i}" for i in range(200))
+    assert len(set(everything)) == 200
+    for part in taken:  # each worker saw its jobs in queue order
+        assert part == sorted(part, key=lambda j: int(j.split("-")[1]))
+
+
+def test_requeue_counts_retries_then_fails(store: JobStore) -> None:
+    store.enqueue(new_job(1), now=0)
+    for attempt in range(3):
+        (job,) = store.claim("e", f"w{attempt}", 1, now=10, lease_s=5)
+        (outcome,) = store.requeue_worker(f"w{attempt}", now=11, max_retries=3, reason="gone")
+        assert not outcome.failed
+        assert store.get("job-1").retries == attempt + 1  # type: ignore[union-attr]
+    store.claim("e", "w3", 1, now=20, lease_s=5)
+    (outcome,) = store.requeue_worker("w3", now=21, max_retries=3, reason="gone")
+    assert outcome.failed
+    job = store.get("job-1")
+    assert job is not None and job.status == JobStatus.FAILED and "4 attempts" in (job.error or "")
+
+
+def test_expired_leases_requeue(store: JobStore) -> None:
+    store.enqueue(new_job(1), now=0)
+    store.claim("e", "w", 1, now=1, lease_s=5)
+    assert store.requeue_expired_leases(now=5.5, max_retries=3) == []
+    (outcome,) = store.requeue_expired_leases(now=6.5, max_retries=3)
+    assert outcome.job_id == "job-1"
+    assert store.get("job-1").status == JobStatus.IN_QUEUE  # type: ignore[union-attr]
+
+
+def test_finish_only_from_active_states(store: JobStore) -> None:
+    store.enqueue(new_job(1), now=0)
+    store.claim("e", "w", 1, now=1, lease_s=5)
+    done = store.finish("job-1", JobStatus.COMPLETED, now=2, retention_s=60, output={"x": 1})
+    assert done is not None and done.output == {"x": 1}
+    assert store.finish("job-1", JobStatus.FAILED, now=3, retention_s=60, error="late") is None
+    assert store.get("job-1").status == JobStatus.COMPLETED  # type: ignore[union-attr]
+    assert store.counter("e") == {"completed": 1}
+
+
+def test_retention_and_ttl_delete(store: JobStore) -> None:
+    store.enqueue(new_job(1), now=0)
+    store.enqueue(new_job(2, ttl_ms=10_000), now=0)
+    store.claim("e", "w", 1, now=1, lease_s=5)
+    store.finish("job-1", JobStatus.COMPLETED, now=2, retention_s=60)
+    assert [j.id for j in store.delete_expired(now=9)] == []
+    assert [j.id for j in store.delete_expired(now=11)] == ["job-2"]
+    assert [j.id for j in store.delete_expired(now=63)] == ["job-1"]
+
+
+def test_stream_chunks_delivered_once_in_order(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "db.sqlite")
+    streams = StreamStore(conn)
+    for i in range(5):
+        streams.append("j", i)
+    assert streams.take_undelivered("j") == [0, 1, 2, 3, 4]
+    assert streams.take_undelivered("j") == []
+    streams.append("j", "x")
+    assert streams.take_undelivered("j") == ["x"]
+    assert streams.all_chunks("j") == [0, 1, 2, 3, 4, "x"]
+
+
+def test_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    store = JobStore(connect(path))
+    store.enqueue(new_job(1), now=0)
+    store.claim("e", "w", 1, now=1, lease_s=5)
+    store.conn.close()
+    again = JobStore(connect(path))
+    job = again.get("job-1")
+    assert job is not None and job.status == JobStatus.IN_PROGRESS and job.worker_id == "w"
+
+
+def test_unwritable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
+    from emulator.store.db import StoreError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="cannot open the job store"):
+        connect(blocker / "db.sqlite")
