@@ -311,7 +311,8 @@ class Actuator:
             return
         self.jobs.worker_lost(worker.id, reason)
         self.core.workers.remove(worker.id, reason)
-        self.core.hub.wake_all_takers(worker.endpoint_id)
+        self.core.hub.wake_all_takers(worker.endpoint_id)  # its held polls see it is gone and return
+        self.core.hub.stop_available(worker.id)
         self.core.hub.changed()
 
     async def remove_now(self, worker: WorkerRecord, reason: str) -> None:
