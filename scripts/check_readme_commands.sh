@@ -2,7 +2,7 @@
 # Runs README.md's two commands on a fresh clone, so that README and scripts cannot drift apart.
 # It reads the command after the marker `<!-- test-command -->` and the one after
 # `<!-- serve-command -->` in README.md (see readme_command in scripts/lib.sh), then, in a clone of
-# this repository's HEAD (committed work only):
+# this repository's HEAD (committed work only), in its own virtual environment:
 #   1. runs the test command and needs it to pass;
 #   2. starts the serve command in the background, waits for GET /ping, sends a runsync to the
 #      echo endpoint with curl and checks its output, then stops the server by its PID (SIGTERM)
@@ -30,6 +30,9 @@ if [ "${1:-}" != "--here" ]; then
   [ -e "$REPO_ROOT/../shared" ] && ln -s "$(cd "$REPO_ROOT/../shared" && pwd)" "$work/shared"
   cd "$work/repo"
   echo "fresh clone: $work/repo"
+  # Its own virtual environment, so that `pip install -e .` there does not re-point this checkout's.
+  "${PYTHON:-python3}" -m venv "$work/venv" || die "could not create a virtual environment (python3-venv)"
+  export VIRTUAL_ENV="$work/venv" PATH="$work/venv/bin:$PATH"
 fi
 
 if curl -s -o /dev/null "$BASE/ping"; then
