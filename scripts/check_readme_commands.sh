@@ -89,3 +89,6 @@ stop_server || fail "the server did not stop on SIGTERM"
 wait "$pid" 2>/dev/null && code=0 || code=$?
 echo "    the server stopped in $(since "$stop_started") (exit code $code)"
 echo "==> README commands OK in $(since "$check_started")"
+if [ -n "${work:-}" ]; then
+  rm -rf "$work"  # the clone and its virtual environment; kept when a check failed
+fi
