@@ -27,7 +27,7 @@ def _number(env, name, default, minimum=None):
     try:
         value = float(raw)
     except ValueError:
-        log.warn("ignoring %s=%r (not a number); using %s" % (name, raw, default))
+        log.warn(f"ignoring {name}={raw!r} (not a number); using {default}")
         return default
     if minimum is not None and value < minimum:
         return minimum
@@ -83,11 +83,11 @@ class Settings:
     def take_url(self, count: int, in_progress: bool) -> str:
         url = self.job_take_url or ""
         if count > 1 and self.can_batch:
-            url = add_query(url.replace(*_BATCH_ROUTE), "batch_size=%d" % count)
-        return add_query(url, "job_in_progress=%d" % (1 if in_progress else 0))
+            url = add_query(url.replace(*_BATCH_ROUTE), f"batch_size={count}")
+        return add_query(url, f"job_in_progress={1 if in_progress else 0}")
 
     def stop_url(self, in_progress: bool) -> str:
-        return add_query(self.job_stop_url or "", "job_in_progress=%d" % (1 if in_progress else 0))
+        return add_query(self.job_stop_url or "", f"job_in_progress={1 if in_progress else 0}")
 
     def done_url(self, job_id: str, is_stream: bool) -> str:
         url = (self.job_done_template or "").replace("$ID", quote(str(job_id), safe=""))

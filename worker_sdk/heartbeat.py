@@ -43,23 +43,22 @@ class Heartbeat:
         try:
             status = _get(url, self.settings.headers(), timeout)
         except Exception as exc:  # any failure is logged and retried on the next beat
-            self._failed("%s: %s" % (type(exc).__name__, exc), url)
+            self._failed(f"{type(exc).__name__}: {exc}", url)
             return None
         self.sent += 1
         if status >= 400:
-            self._failed("HTTP %d" % status, url)
+            self._failed(f"HTTP {status}", url)
         elif self._failures:
-            log.info("heartbeat: control plane answering again after %d failed ping(s)" % self._failures)
+            log.info(f"heartbeat: control plane answering again after {self._failures} failed ping(s)")
             self._failures = 0
         else:
             log.trace("heartbeat sent")
         return status
 
-
     def _failed(self, reason: str, url: str) -> None:
         self._failures += 1
         if self._failures == 1 or self._failures % 30 == 0:
-            log.warn("heartbeat to %s failed (%s); %d in a row" % (url.partition("?")[0], reason, self._failures))
+            log.warn(f"heartbeat to {url.partition('?')[0]} failed ({reason}); {self._failures} in a row")
 
 
 def _get(url: str, headers: dict, timeout: float) -> int:

@@ -17,7 +17,7 @@ _END = object()
 
 def handler_kind(handler) -> str:
     """Classify a handler (a function, a partial, or an object with ``__call__``)."""
-    for candidate in (handler, getattr(handler, "__call__", None)):
+    for candidate in (handler, getattr(handler, "__call__", None)):  # noqa: B004 - the method itself
         if candidate is None:
             continue
         if inspect.isasyncgenfunction(candidate):
@@ -90,12 +90,12 @@ class Execution:
 
     def _thread(self) -> JobThread:
         if self.thread is None:
-            name = "job-%s" % self.job.get("id")
+            name = "job-{}".format(self.job.get("id"))
             self.thread = JobThread(asyncio.get_running_loop(), name)
         return self.thread
 
     def _error(self, exc) -> dict:
-        log.error("handler raised %s: %s" % (type(exc).__name__, exc), self.job.get("id"))
+        log.error(f"handler raised {type(exc).__name__}: {exc}", self.job.get("id"))
         return error_payload(exc, self.worker_id, self.hostname)
 
     async def run(self) -> tuple:

@@ -22,20 +22,21 @@ def load_job(test_input):
         source, text = "--test_input", test_input
     else:
         if not os.path.exists(TEST_INPUT_FILE):
-            return None, ("%s not found in %s and no --test_input given; nothing to run"
-                          % (TEST_INPUT_FILE, os.getcwd()))
+            return None, (
+                f"{TEST_INPUT_FILE} not found in {os.getcwd()} and no --test_input given; nothing to run"
+            )
         source = TEST_INPUT_FILE
         try:
             with open(TEST_INPUT_FILE, encoding="utf-8") as handle:
                 text = handle.read()
         except OSError as exc:
-            return None, "cannot read %s: %s" % (TEST_INPUT_FILE, exc)
+            return None, f"cannot read {TEST_INPUT_FILE}: {exc}"
     try:
         job = json.loads(text)
     except ValueError as exc:
-        return None, "%s is not valid JSON: %s" % (source, exc)
+        return None, f"{source} is not valid JSON: {exc}"
     if not isinstance(job, dict) or job.get("input") is None:
-        return None, '%s must be a JSON object with an "input" field, e.g. {"input": {...}}' % source
+        return None, f'{source} must be a JSON object with an "input" field, e.g. {{"input": {{...}}}}'
     job.setdefault("id", "local_test")
     job["id"] = str(job["id"])
     return job, None
@@ -46,19 +47,22 @@ def run_local(config: dict, test_input=None) -> int:
     if problem:
         log.error(problem)
         return 1
-    log.info("local mode: running the handler once (input from %s)"
-             % ("--test_input" if test_input is not None else TEST_INPUT_FILE), job["id"])
+    log.info(
+        "local mode: running the handler once (input from %s)"
+        % ("--test_input" if test_input is not None else TEST_INPUT_FILE),
+        job["id"],
+    )
     handler = config["handler"]
 
     async def emit(item):
-        log.info("stream: %s" % _dump(item), job["id"])
+        log.info(f"stream: {_dump(item)}", job["id"])
 
     execution = Execution(handler, handler_kind(handler), job, emit, aggregate=True)
     result, _ = asyncio.run(execution.run())
     try:
         text = json.dumps(result)
     except (TypeError, ValueError) as exc:
-        log.error("handler output is not JSON serializable: %s" % exc, job["id"])
+        log.error(f"handler output is not JSON serializable: {exc}", job["id"])
         return 1
     log.write(text + "\n")
     if result.get("error"):

@@ -45,7 +45,7 @@ def log(level: str, message, job_id=None) -> None:
     if _LEVELS[level] < _current():
         return
     label = "WARN" if level == "WARNING" else level
-    line = "%-5s | %s | %s\n" % (label, job_id or "-", message)
+    line = f"{label:<5} | {job_id or '-'} | {message}\n"
     write(line)
 
 

@@ -10,8 +10,19 @@ from .report import GONE, OK, REJECTED, Link, deliver, encode
 
 
 class JobContext:
-    __slots__ = ("job", "id", "task", "handler_task", "execution", "stopped", "closed", "posting",
-                 "progress_pending", "progress_task", "progress_busy")
+    __slots__ = (
+        "job",
+        "id",
+        "task",
+        "handler_task",
+        "execution",
+        "stopped",
+        "closed",
+        "posting",
+        "progress_pending",
+        "progress_task",
+        "progress_busy",
+    )
 
     def __init__(self, job: dict):
         self.job, self.id = job, job["id"]
@@ -53,9 +64,14 @@ class Worker:
 
             self.heartbeat = Heartbeat(self.settings, lambda: self.job_ids)
             self.heartbeat.start()
-        log.info("worker %s started: %s handler %s, job-take %s" % (
-            self.settings.worker_id, self.kind, getattr(self.handler, "__name__", "?"),
-            (self.settings.job_take_url or "").partition("?")[0]))
+        log.info(
+            "worker {} started: {} handler {}, job-take {}".format(
+                self.settings.worker_id,
+                self.kind,
+                getattr(self.handler, "__name__", "?"),
+                (self.settings.job_take_url or "").partition("?")[0],
+            )
+        )
         fetch = asyncio.ensure_future(self._guard(polling.fetch_jobs(self), "job-take loop"))
         stops = asyncio.ensure_future(self._guard(polling.watch_stops(self), "job-stop loop"))
         try:
@@ -71,7 +87,7 @@ class Worker:
             if self.heartbeat is not None:
                 self.heartbeat.stop()
             progress.detach(self)
-        log.info("worker %s stopped after %d job(s)" % (self.settings.worker_id, self.completed))
+        log.info(f"worker {self.settings.worker_id} stopped after {self.completed} job(s)")
         return self.exit_code
 
     async def _guard(self, coro, name: str) -> None:
@@ -80,7 +96,7 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug in a loop must not leave a zombie worker
-            log.error("%s crashed: %s: %s; shutting down" % (name, type(exc).__name__, exc))
+            log.error(f"{name} crashed: {type(exc).__name__}: {exc}; shutting down")
             self.request_shutdown("internal error", exit_code=1)
 
     def request_shutdown(self, reason: str, exit_code: int = 0) -> None:
@@ -88,13 +104,13 @@ class Worker:
             return
         self.exit_code = exit_code
         self._shutdown_at = self.loop.time()
-        log.info("shutting down (%s): taking no new job, %d in flight" % (reason, len(self.jobs)))
+        log.info(f"shutting down ({reason}): taking no new job, {len(self.jobs)} in flight")
         self.shutdown.set()
         self.wake.set()
 
     def on_signal(self, name: str) -> None:
         if self.shutdown.is_set():
-            log.warn("%s received again: not waiting any longer for in-flight jobs" % name)
+            log.warn(f"{name} received again: not waiting any longer for in-flight jobs")
             self.force.set()
         else:
             self.request_shutdown(name + " received")
@@ -102,7 +118,7 @@ class Worker:
     async def _drain(self) -> None:
         deadline = self._shutdown_at + self.settings.grace_s
         if self.jobs:
-            log.info("waiting up to %gs for %d in-flight job(s)" % (self.settings.grace_s, len(self.jobs)))
+            log.info(f"waiting up to {self.settings.grace_s:g}s for {len(self.jobs)} in-flight job(s)")
         while True:
             pending = {c.task for c in self.jobs.values() if not c.task.done()}
             remaining = deadline - self.loop.time()
@@ -125,12 +141,11 @@ class Worker:
         try:
             wanted = int(self.modifier(self.concurrency))
         except Exception as exc:
-            log.error("concurrency_modifier raised %s: %s; keeping %d" % (type(exc).__name__, exc,
-                                                                          self.concurrency))
+            log.error(f"concurrency_modifier raised {type(exc).__name__}: {exc}; keeping {self.concurrency}")
             return
         wanted = max(1, wanted)
         if wanted != self.concurrency:
-            log.debug("concurrency %d -> %d" % (self.concurrency, wanted))
+            log.debug(f"concurrency {self.concurrency} -> {wanted}")
             self.concurrency = wanted
 
     def start_job(self, job: dict) -> None:
@@ -157,16 +172,26 @@ class Worker:
             ctx.handler_task.cancel()
         thread = ctx.execution.thread if ctx.execution is not None else None
         if thread is not None and thread.is_alive():
-            log.warn("stopping a sync handler: it cannot be interrupted, keeps running in its thread, "
-                     "and its result will be discarded", job_id)
+            log.warn(
+                "stopping a sync handler: it cannot be interrupted, keeps running in its thread, "
+                "and its result will be discarded",
+                job_id,
+            )
         else:
             log.info("stopping job", job_id)
 
     async def _job_main(self, ctx: JobContext) -> None:
         try:
             log.info("started", ctx.id)
-            ctx.execution = Execution(self.handler, self.kind, ctx.job, lambda item: self._emit(ctx, item),
-                                      self.aggregate, self.settings.worker_id, self.settings.hostname)
+            ctx.execution = Execution(
+                self.handler,
+                self.kind,
+                ctx.job,
+                lambda item: self._emit(ctx, item),
+                self.aggregate,
+                self.settings.worker_id,
+                self.settings.hostname,
+            )
             ctx.handler_task = asyncio.ensure_future(ctx.execution.run())
             try:
                 result, is_stream = await ctx.handler_task
@@ -201,8 +226,9 @@ class Worker:
                 self._warned_no_stream = True
             return
         body = encode({"output": item})  # TypeError here becomes the job's error
-        outcome, _ = await deliver(self, "stream chunk", self.settings.stream_url(ctx.id), body, ctx.id,
-                                   self.settings.post_timeout_s)
+        outcome, _ = await deliver(
+            self, "stream chunk", self.settings.stream_url(ctx.id), body, ctx.id, self.settings.post_timeout_s
+        )
         if outcome == GONE:
             raise JobGone(ctx.id)
 
@@ -210,17 +236,28 @@ class Worker:
         try:
             body = encode(result)
         except (TypeError, ValueError) as exc:
-            log.error("handler output is not JSON serializable: %s" % exc, ctx.id)
-            body = encode(error_payload(TypeError("handler output is not JSON serializable: %s" % exc),
-                                        self.settings.worker_id, self.settings.hostname))
+            log.error(f"handler output is not JSON serializable: {exc}", ctx.id)
+            body = encode(
+                error_payload(
+                    TypeError(f"handler output is not JSON serializable: {exc}"),
+                    self.settings.worker_id,
+                    self.settings.hostname,
+                )
+            )
         url = self.settings.done_url(ctx.id, is_stream)
         outcome, status = await deliver(self, "result", url, body, ctx.id, self.settings.post_timeout_s)
         if outcome == REJECTED and "error" not in result:
-            reason = ValueError("the control plane rejected the result with HTTP %s" % status)
+            reason = ValueError(f"the control plane rejected the result with HTTP {status}")
             body = encode(error_payload(reason, self.settings.worker_id, self.settings.hostname))
-            outcome, status = await deliver(self, "result (error in place of the rejected output)", url, body,
-                                            ctx.id, self.settings.post_timeout_s)
+            outcome, status = await deliver(
+                self,
+                "result (error in place of the rejected output)",
+                url,
+                body,
+                ctx.id,
+                self.settings.post_timeout_s,
+            )
         if outcome == OK:
             log.info("finished: %s result posted" % ("error" if "error" in result else "output"), ctx.id)
         elif outcome == REJECTED:
-            log.error("result could not be delivered (HTTP %s)" % status, ctx.id)
+            log.error(f"result could not be delivered (HTTP {status})", ctx.id)

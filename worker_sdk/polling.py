@@ -31,7 +31,7 @@ async def pause(seconds: float, event: asyncio.Event) -> None:
         return
     try:
         await asyncio.wait_for(event.wait(), seconds)
-    except asyncio.TimeoutError:
+    except asyncio.TimeoutError:  # noqa: UP041 - not the builtin TimeoutError on Python 3.9
         pass
 
 
@@ -39,18 +39,18 @@ def _parse_jobs(response):
     try:
         payload = response.json()
     except ValueError as exc:
-        log.error("job-take answered 200 with a body that is not JSON (%s): %r" % (exc, response.text(120)))
+        log.error(f"job-take answered 200 with a body that is not JSON ({exc}): {response.text(120)!r}")
         return []
     if payload is None:
         return []
     items = [payload] if isinstance(payload, dict) else payload if isinstance(payload, list) else None
     if items is None:
-        log.error("job-take answered 200 with neither a job object nor a list: %r" % response.text(120))
+        log.error(f"job-take answered 200 with neither a job object nor a list: {response.text(120)!r}")
         return []
     jobs = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("id"), (str, int)) or item.get("id") == "":
-            log.error("job-take returned a job without an id; ignored: %r" % (item,))
+            log.error(f"job-take returned a job without an id; ignored: {item!r}")
             continue
         item["id"] = str(item["id"])
         if "input" not in item:
@@ -76,7 +76,9 @@ async def fetch_jobs(worker) -> None:
         started = loop.time()
         try:
             response = await interruptible(
-                request("GET", url, headers=settings.headers(), timeout=settings.take_timeout_s), worker.shutdown)
+                request("GET", url, headers=settings.headers(), timeout=settings.take_timeout_s),
+                worker.shutdown,
+            )
         except TransportError as exc:
             failures += 1
             worker.link.failure("job-take", str(exc), url)
@@ -93,7 +95,7 @@ async def fetch_jobs(worker) -> None:
             for job in jobs:
                 worker.start_job(job)
             if jobs:
-                log.debug("took %d job(s)" % len(jobs))
+                log.debug(f"took {len(jobs)} job(s)")
                 continue
         elif status == 204:
             failures = 0
@@ -102,12 +104,14 @@ async def fetch_jobs(worker) -> None:
             log.debug("job-take answered 400 (RunPod: expected with FlashBoot); polling again")
             delay = 1.0
         elif status == 429:
-            log.warn("job-take answered 429 Too Many Requests; backing off %gs" % settings.too_many_requests_s)
+            log.warn(
+                f"job-take answered 429 Too Many Requests; backing off {settings.too_many_requests_s:g}s"
+            )
             delay = settings.too_many_requests_s
         else:
             failures += 1
             hint = " (check RUNPOD_AI_API_KEY)" if status in (401, 403) else ""
-            worker.link.failure("job-take", "HTTP %d %s%s" % (status, response.text(120), hint), url)
+            worker.link.failure("job-take", f"HTTP {status} {response.text(120)}{hint}", url)
             delay = backoff(settings, failures - 1)
         # An empty answer that came back at once (the server did not hold the poll): do not spin.
         delay = max(delay, settings.min_poll_gap_s - (loop.time() - started))
@@ -118,12 +122,12 @@ def _stop_ids(response) -> list:
     try:
         payload = response.json()
     except ValueError:
-        log.warn("job-stop answered 200 with a body that is not JSON: %r" % response.text(120))
+        log.warn(f"job-stop answered 200 with a body that is not JSON: {response.text(120)!r}")
         return []
     ids = payload.get("jobsToStop") if isinstance(payload, dict) else None
     if not isinstance(ids, list):
         if payload is not None:
-            log.warn("job-stop answer has no jobsToStop list: %r" % response.text(120))
+            log.warn(f"job-stop answer has no jobsToStop list: {response.text(120)!r}")
         return []
     return [str(i) for i in ids if isinstance(i, (str, int))]
 
@@ -132,7 +136,9 @@ async def watch_stops(worker) -> None:
     """Long-poll job-stop while jobs are in flight, until the worker has drained."""
     settings, loop = worker.settings, asyncio.get_running_loop()
     if not settings.job_stop_url:
-        log.warn("no job-stop channel (the job-take URL has no /job-take/): cancellations cannot stop handlers")
+        log.warn(
+            "no job-stop channel (the job-take URL has no /job-take/): cancellations cannot stop handlers"
+        )
         return
     failures = 0
     while not worker.drained.is_set():
@@ -144,7 +150,9 @@ async def watch_stops(worker) -> None:
         started = loop.time()
         try:
             response = await interruptible(
-                request("GET", url, headers=settings.headers(), timeout=settings.stop_timeout_s), worker.drained)
+                request("GET", url, headers=settings.headers(), timeout=settings.stop_timeout_s),
+                worker.drained,
+            )
         except TransportError as exc:
             failures += 1
             worker.link.failure("job-stop", str(exc), url)
@@ -163,7 +171,7 @@ async def watch_stops(worker) -> None:
             delay = settings.too_many_requests_s
         else:
             failures += 1
-            worker.link.failure("job-stop", "HTTP %d %s" % (response.status, response.text(120)), url)
+            worker.link.failure("job-stop", f"HTTP {response.status} {response.text(120)}", url)
             delay = backoff(settings, failures - 1)
         delay = max(delay, settings.min_poll_gap_s - (loop.time() - started))
         await pause(delay, worker.drained)

@@ -29,14 +29,14 @@ def progress_update(job, data) -> None:
     job_id = job.get("id") if isinstance(job, dict) else job
     worker = _worker
     if worker is None or worker.loop is None:
-        log.info("progress: %r" % (data,), job_id)  # local mode, or no worker running
+        log.info(f"progress: {data!r}", job_id)  # local mode, or no worker running
         return
     from .report import encode
 
     try:
         body = encode({"status": "IN_PROGRESS", "output": data})
     except (TypeError, ValueError) as exc:
-        log.error("progress_update: data is not JSON serializable (%s); not sent" % exc, job_id)
+        log.error(f"progress_update: data is not JSON serializable ({exc}); not sent", job_id)
         return
     try:
         worker.loop.call_soon_threadsafe(_enqueue, worker, job_id, body)
@@ -66,8 +66,16 @@ async def _send(worker, ctx) -> None:
 
     while ctx.progress_pending is not None and not ctx.closed:
         body, ctx.progress_pending = ctx.progress_pending, None
-        await deliver(worker, "progress update", settings.done_url(ctx.id, False), body, ctx.id,
-                      settings.progress_timeout_s, keep_going=lambda: not ctx.closed, busy=busy)
+        await deliver(
+            worker,
+            "progress update",
+            settings.done_url(ctx.id, False),
+            body,
+            ctx.id,
+            settings.progress_timeout_s,
+            keep_going=lambda: not ctx.closed,
+            busy=busy,
+        )
 
 
 async def finish(worker, ctx) -> None:

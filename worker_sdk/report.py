@@ -35,15 +35,18 @@ class Link:
     def failure(self, what: str, reason: str, url: str, job_id=None) -> None:
         self.failures += 1
         if self.failures == 1:
-            log.warn("cannot reach the control plane (%s %s): %s; retrying with backoff"
-                     % (what, _origin(url), reason), job_id)
+            log.warn(
+                f"cannot reach the control plane ({what} {_origin(url)}): {reason}; retrying with backoff",
+                job_id,
+            )
         elif self.failures % 20 == 0:
-            log.warn("control plane still unreachable after %d attempts (%s: %s)"
-                     % (self.failures, what, reason), job_id)
+            log.warn(
+                f"control plane still unreachable after {self.failures} attempts ({what}: {reason})", job_id
+            )
 
     def success(self) -> None:
         if self.failures:
-            log.info("control plane reachable again after %d failed attempt(s)" % self.failures)
+            log.info(f"control plane reachable again after {self.failures} failed attempt(s)")
             self.failures = 0
 
 
@@ -52,8 +55,9 @@ def _origin(url: str) -> str:
     return head
 
 
-async def deliver(worker, what: str, url: str, body: bytes, job_id, timeout: float, keep_going=None,
-                  busy=None) -> tuple:
+async def deliver(
+    worker, what: str, url: str, body: bytes, job_id, timeout: float, keep_going=None, busy=None
+) -> tuple:
     """POST ``body`` until it lands. Returns ``(outcome, status)``.
 
     Retries connection errors, timeouts, 5xx, 429, 401/403 forever with capped exponential backoff;
@@ -68,31 +72,36 @@ async def deliver(worker, what: str, url: str, body: bytes, job_id, timeout: flo
         if busy is not None:
             busy(True)
         try:
-            response = await request("POST", url, body=body, headers=_headers(settings, job_id), timeout=timeout)
+            response = await request(
+                "POST", url, body=body, headers=_headers(settings, job_id), timeout=timeout
+            )
         except TransportError as exc:
             problem, status = str(exc), None
             worker.link.failure(what, problem, url, job_id)
         else:
             status = response.status
-            problem = "HTTP %d %s" % (status, response.text(200))
+            problem = f"HTTP {status} {response.text(200)}"
             if 200 <= status < 300:
                 worker.link.success()
                 if attempt:
-                    log.info("%s delivered after %d attempts" % (what, attempt + 1), job_id)
+                    log.info(f"{what} delivered after {attempt + 1} attempts", job_id)
                 return OK, status
             if status in GONE_STATUSES:
-                log.warn("control plane refused the %s with HTTP %d (job gone, not ours, or already final): %s"
-                         % (what, status, response.text(200)), job_id)
+                log.warn(
+                    f"control plane refused the {what} with HTTP {status} (job gone, not ours, or already final): "
+                    f"{response.text(200)}",
+                    job_id,
+                )
                 return GONE, status
             if not retryable(status):
-                log.error("control plane rejected the %s: %s" % (what, problem), job_id)
+                log.error(f"control plane rejected the {what}: {problem}", job_id)
                 return REJECTED, status
         finally:
             if busy is not None:
                 busy(False)
         attempt += 1
         if attempt == 1 or attempt % 10 == 0:
-            log.warn("%s not delivered (%s); attempt %d failed, retrying" % (what, problem, attempt), job_id)
+            log.warn(f"{what} not delivered ({problem}); attempt {attempt} failed, retrying", job_id)
         await asyncio.sleep(backoff(settings, attempt - 1))
 
 

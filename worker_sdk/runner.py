@@ -8,8 +8,14 @@ import sys
 from . import __version__, log
 
 # RunPod's flags (runpod/serverless/__init__.py); the ones taking a value.
-_VALUE_FLAGS = ("--test_input", "--rp_log_level", "--rp_api_port", "--rp_api_concurrency", "--rp_api_host",
-                "--test_output")
+_VALUE_FLAGS = (
+    "--test_input",
+    "--rp_log_level",
+    "--rp_api_port",
+    "--rp_api_concurrency",
+    "--rp_api_host",
+    "--test_output",
+)
 _BOOL_FLAGS = ("--rp_debugger", "--rp_serve_api")
 
 
@@ -22,7 +28,7 @@ def parse_args(argv: list) -> tuple:
         if name in _VALUE_FLAGS:
             if not eq:
                 if i + 1 >= len(argv):
-                    raise ValueError("%s needs a value" % name)
+                    raise ValueError(f"{name} needs a value")
                 value = argv[i + 1]
                 i += 1
             options[name[2:]] = value
@@ -56,7 +62,7 @@ def start(config: dict) -> None:
         log.set_level(options["rp_log_level"])
     if options.get("rp_serve_api"):
         log.warn("--rp_serve_api is not supported by worker_sdk; use the emulator's API instead")
-    log.info("--- worker_sdk %s ---" % __version__)
+    log.info(f"--- worker_sdk {__version__} ---")
 
     if "test_input" in options or not os.environ.get("RUNPOD_WEBHOOK_GET_JOB"):
         from .local import run_local
@@ -98,6 +104,8 @@ def _install_signals(worker) -> None:
             loop.add_signal_handler(sig, worker.on_signal, sig.name)
         except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not the main thread
             try:
-                signal.signal(sig, lambda num, frame, n=sig.name: loop.call_soon_threadsafe(worker.on_signal, n))
+                signal.signal(
+                    sig, lambda num, frame, n=sig.name: loop.call_soon_threadsafe(worker.on_signal, n)
+                )
             except ValueError:
-                log.warn("cannot install a %s handler (not the main thread)" % sig.name)
+                log.warn(f"cannot install a {sig.name} handler (not the main thread)")

@@ -45,7 +45,7 @@ class JobThread:
                 outcome, value = True, fn(*args)
             except BaseException as exc:  # noqa: B036 - delivered to the loop, never swallowed
                 if not isinstance(exc, Exception):  # SystemExit/KeyboardInterrupt inside a handler
-                    wrapped = RuntimeError("handler raised %s" % type(exc).__name__)
+                    wrapped = RuntimeError(f"handler raised {type(exc).__name__}")
                     wrapped.__cause__ = exc
                     exc = wrapped
                 outcome, value = False, exc

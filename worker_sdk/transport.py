@@ -27,16 +27,17 @@ class Response:
         return self.body[:limit].decode("utf-8", "replace")
 
     def __repr__(self):
-        return "<Response %d, %d bytes>" % (self.status, len(self.body))
+        return f"<Response {self.status}, {len(self.body)} bytes>"
 
 
-async def request(method: str, url: str, *, body: bytes | None = None, headers: dict | None = None,
-                  timeout: float = 30.0) -> Response:
+async def request(
+    method: str, url: str, *, body: bytes | None = None, headers: dict | None = None, timeout: float = 30.0
+) -> Response:
     """Send one request and read the whole answer; raises TransportError when there is no answer."""
     try:
         return await asyncio.wait_for(_request(method, url, body, headers or {}), timeout)
-    except asyncio.TimeoutError:
-        raise TransportError("no answer within %gs" % timeout) from None
+    except asyncio.TimeoutError:  # noqa: UP041 - not the builtin TimeoutError on Python 3.9
+        raise TransportError(f"no answer within {timeout:g}s") from None
     except (OSError, EOFError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
         raise TransportError(_describe(exc)) from None
 
@@ -47,7 +48,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, asyncio.IncompleteReadError):
         return "connection closed mid-answer"
     text = str(exc) or type(exc).__name__
-    return "%s: %s" % (type(exc).__name__, text)
+    return f"{type(exc).__name__}: {text}"
 
 
 async def _request(method: str, url: str, body: bytes | None, headers: dict) -> Response:
@@ -64,12 +65,11 @@ async def _request(method: str, url: str, body: bytes | None, headers: dict) -> 
     target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
     host = parts.netloc.rpartition("@")[2]
 
-    lines = ["%s %s HTTP/1.1" % (method, target), "Host: " + host, "Connection: close",
-             "Accept-Encoding: identity"]
+    lines = [f"{method} {target} HTTP/1.1", "Host: " + host, "Connection: close", "Accept-Encoding: identity"]
     if body is not None:
-        lines.append("Content-Length: %d" % len(body))
+        lines.append(f"Content-Length: {len(body)}")
     for name, value in headers.items():
-        lines.append("%s: %s" % (name, str(value).replace("\r", "").replace("\n", "")))
+        lines.append("{}: {}".format(name, str(value).replace("\r", "").replace("\n", "")))
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
 
     reader, writer = await asyncio.open_connection(parts.hostname, port, ssl=context)
@@ -99,7 +99,7 @@ async def _read_head(reader) -> tuple:
         raise EOFError("connection closed before any answer")
     fields = line.decode("latin-1").split(None, 2)
     if len(fields) < 2 or not fields[0].startswith("HTTP/"):
-        raise ValueError("bad status line %r" % line[:80])
+        raise ValueError(f"bad status line {line[:80]!r}")
     headers = {}
     while True:
         raw = await reader.readline()

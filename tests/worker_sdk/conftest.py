@@ -21,8 +21,9 @@ def spawn(tmp_path):
 
     def _spawn(env, handler="generic.py", args=(), python=None, cwd=None):
         n = len(started)
-        proc = WorkerProcess(HANDLERS / handler, env, tmp_path / ("worker-%d.log" % n), args=args, cwd=cwd,
-                             python=python)
+        proc = WorkerProcess(
+            HANDLERS / handler, env, tmp_path / f"worker-{n}.log", args=args, cwd=cwd, python=python
+        )
         started.append(proc)
         return proc
 
@@ -48,7 +49,7 @@ async def until(predicate, timeout=10.0, what="condition"):
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError("timed out after %gs waiting for %s" % (timeout, what))
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         await asyncio.sleep(0.02)
 
 

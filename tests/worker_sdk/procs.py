@@ -27,8 +27,13 @@ class WorkerProcess:
     def __init__(self, script, env: dict, log_path: Path, args=(), cwd=None, python=None):
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen([python or sys.executable, "-u", str(script), *args], env=clean_env(env),
-                                     stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd or str(log_path.parent))
+        self.proc = subprocess.Popen(
+            [python or sys.executable, "-u", str(script), *args],
+            env=clean_env(env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd or str(log_path.parent),
+        )
 
     @property
     def pid(self) -> int:
@@ -48,10 +53,11 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         while text not in self.log():
             if time.monotonic() > deadline:
-                raise AssertionError("%r not in worker log after %gs:\n%s" % (text, timeout, self.log()))
+                raise AssertionError(f"{text!r} not in worker log after {timeout:g}s:\n{self.log()}")
             if self.proc.poll() is not None and text not in self.log():
-                raise AssertionError("worker exited (%s) before logging %r:\n%s" % (self.proc.returncode, text,
-                                                                                   self.log()))
+                raise AssertionError(
+                    f"worker exited ({self.proc.returncode}) before logging {text!r}:\n{self.log()}"
+                )
             time.sleep(0.05)
         return self.log()
 
@@ -75,21 +81,28 @@ def find_python(version: str):
         candidates.append(([exe], {}))
     if shutil.which("pyenv"):
         try:
-            out = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True, timeout=20).stdout
+            out = subprocess.run(
+                ["pyenv", "versions", "--bare"], capture_output=True, text=True, timeout=20
+            ).stdout
         except (OSError, subprocess.SubprocessError):
             out = ""
         for line in out.split():
             if line.startswith(version + "."):
                 try:
-                    prefix = subprocess.run(["pyenv", "prefix", line], capture_output=True, text=True,
-                                            timeout=20).stdout.strip()
+                    prefix = subprocess.run(
+                        ["pyenv", "prefix", line], capture_output=True, text=True, timeout=20
+                    ).stdout.strip()
                 except (OSError, subprocess.SubprocessError):
                     continue
                 candidates.append(([os.path.join(prefix, "bin", "python")], {}))
     for cmd, _ in candidates:
         try:
-            res = subprocess.run(cmd + ["-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
-                                 text=True, timeout=20)
+            res = subprocess.run(
+                cmd + ["-c", "import sys; print(sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
         except (OSError, subprocess.SubprocessError):
             continue
         if res.returncode == 0 and res.stdout.strip() == str(tuple(int(x) for x in version.split("."))):

@@ -16,8 +16,10 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote
 
-ROUTE = re.compile(r"^/v2/(?P<ep>[^/]+)/(?P<route>job-take-batch|job-take|job-stop|job-done|job-stream|ping)"
-                   r"/(?P<worker>[^/]+)(?:/(?P<job>[^/]+))?$")
+ROUTE = re.compile(
+    r"^/v2/(?P<ep>[^/]+)/(?P<route>job-take-batch|job-take|job-stop|job-done|job-stream|ping)"
+    r"/(?P<worker>[^/]+)(?:/(?P<job>[^/]+))?$"
+)
 DROP = "drop"  # fault: close the connection without answering
 
 
@@ -30,7 +32,7 @@ class Request:
         self.done_t = None  # when the answer was sent
 
     def __repr__(self):
-        return "<%s %s job=%s q=%s body=%r>" % (self.method, self.route, self.job, self.query, self.body)
+        return f"<{self.method} {self.route} job={self.job} q={self.query} body={self.body!r}>"
 
 
 class StubControlPlane:
@@ -56,7 +58,9 @@ class StubControlPlane:
         self._server = ThreadingHTTPServer(("127.0.0.1", port or self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:
@@ -69,17 +73,20 @@ class StubControlPlane:
 
     @property
     def base(self) -> str:
-        return "http://127.0.0.1:%d" % self.port
+        return f"http://127.0.0.1:{self.port}"
 
     def env(self, worker_id: str = "w-1", **extra) -> dict:
         b, ep = self.base, self.endpoint
         env = {
-            "RUNPOD_WEBHOOK_GET_JOB": "%s/v2/%s/job-take/$ID?gpu=local" % (b, ep),
-            "RUNPOD_WEBHOOK_POST_OUTPUT": "%s/v2/%s/job-done/$RUNPOD_POD_ID/$ID?gpu=local" % (b, ep),
-            "RUNPOD_WEBHOOK_POST_STREAM": "%s/v2/%s/job-stream/$RUNPOD_POD_ID/$ID?gpu=local" % (b, ep),
-            "RUNPOD_WEBHOOK_PING": "%s/v2/%s/ping/$RUNPOD_POD_ID?gpu=local" % (b, ep),
-            "RUNPOD_POD_ID": worker_id, "RUNPOD_AI_API_KEY": self.token, "RUNPOD_ENDPOINT_ID": ep,
-            "RUNPOD_PING_INTERVAL": "1000", "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
+            "RUNPOD_WEBHOOK_GET_JOB": f"{b}/v2/{ep}/job-take/$ID?gpu=local",
+            "RUNPOD_WEBHOOK_POST_OUTPUT": f"{b}/v2/{ep}/job-done/$RUNPOD_POD_ID/$ID?gpu=local",
+            "RUNPOD_WEBHOOK_POST_STREAM": f"{b}/v2/{ep}/job-stream/$RUNPOD_POD_ID/$ID?gpu=local",
+            "RUNPOD_WEBHOOK_PING": f"{b}/v2/{ep}/ping/$RUNPOD_POD_ID?gpu=local",
+            "RUNPOD_POD_ID": worker_id,
+            "RUNPOD_AI_API_KEY": self.token,
+            "RUNPOD_ENDPOINT_ID": ep,
+            "RUNPOD_PING_INTERVAL": "1000",
+            "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
             "RUNPOD_SKIP_GPU_CHECK": "true",
         }
         env.update(extra)
@@ -115,7 +122,11 @@ class StubControlPlane:
 
     def recorded(self, route=None, job=None) -> list:
         with self.cond:
-            return [r for r in self.requests if (route is None or r.route == route) and (job is None or r.job == job)]
+            return [
+                r
+                for r in self.requests
+                if (route is None or r.route == route) and (job is None or r.job == job)
+            ]
 
     def done_posts(self, job_id: str) -> list:
         return [r.body for r in self.recorded("job-done", job_id)]
@@ -130,7 +141,7 @@ class StubControlPlane:
         return [r.body for r in self.recorded("job-stream", job_id)]
 
     def wait_final(self, job_id: str, timeout: float = 10.0):
-        wait_until(lambda: self.final(job_id) is not None, timeout, "final result of %s" % job_id)
+        wait_until(lambda: self.final(job_id) is not None, timeout, f"final result of {job_id}")
         return self.final(job_id)
 
 
@@ -141,7 +152,7 @@ def wait_until(predicate, timeout: float, what: str = "condition", interval: flo
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError("timed out after %gs waiting for %s" % (timeout, what))
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
 
 
@@ -186,7 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         elif fault is not None:
-            return self._send(fault, {"error": "injected %s" % fault})
+            return self._send(fault, {"error": f"injected {fault}"})
         if self.headers.get("Authorization") != stub.token:
             return self._send(401, {"error": "bad token"})
         getattr(self, "_" + route.replace("-", "_"))(stub, worker, job, q, body)
@@ -238,7 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
             if entry is None:
                 return self._send(404, {"error": "unknown job"})
             if entry["worker"] != worker or entry["state"] != "IN_PROGRESS":
-                return self._send(409, {"error": "job is %s" % entry["state"]})
+                return self._send(409, {"error": "job is {}".format(entry["state"])})
             if not (isinstance(body, dict) and body.get("status") == "IN_PROGRESS"):
                 entry["state"] = "FAILED" if isinstance(body, dict) and body.get("error") else "COMPLETED"
             stub.cond.notify_all()
@@ -250,7 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
             if entry is None:
                 return self._send(404, {"error": "unknown job"})
             if entry["state"] != "IN_PROGRESS":
-                return self._send(409, {"error": "job is %s" % entry["state"]})
+                return self._send(409, {"error": "job is {}".format(entry["state"])})
         self._send(200, {})
 
     def _ping(self, stub, worker, job, q, body):

@@ -17,7 +17,9 @@ ENV = {
     "RUNPOD_WEBHOOK_POST_OUTPUT": BASE + "/job-done/$RUNPOD_POD_ID/$ID?gpu=local",
     "RUNPOD_WEBHOOK_POST_STREAM": BASE + "/job-stream/$RUNPOD_POD_ID/$ID?gpu=local",
     "RUNPOD_WEBHOOK_PING": BASE + "/ping/$RUNPOD_POD_ID?gpu=local",
-    "RUNPOD_POD_ID": "w-1", "RUNPOD_AI_API_KEY": "secret", "RUNPOD_PING_INTERVAL": "2500",
+    "RUNPOD_POD_ID": "w-1",
+    "RUNPOD_AI_API_KEY": "secret",
+    "RUNPOD_PING_INTERVAL": "2500",
     "RUNPOD_POD_HOSTNAME": "host-1",
 }
 
@@ -56,26 +58,33 @@ def test_defaults_and_derivations():
     assert s.worker_id  # random uuid when RUNPOD_POD_ID is unset
     assert s.ping_interval_s == 1.0  # floor of one second
     assert s.ping_url is None
-    assert s.done_url("j", False) == BASE + "/job-done/%s/j?gpu=x&isStream=false" % s.worker_id
+    assert s.done_url("j", False) == BASE + f"/job-done/{s.worker_id}/j?gpu=x&isStream=false"
     assert "Authorization" not in s.headers()
     assert s.grace_s == 25.0
     assert Settings({"WORKER_SDK_GRACE_S": "3"}).grace_s == 3.0
     odd = Settings({"RUNPOD_WEBHOOK_GET_JOB": "http://cp/next-job/$ID"})
-    assert odd.job_stop_url is None and not odd.can_batch and odd.take_url(4, False).startswith("http://cp/next-job/")
+    assert (
+        odd.job_stop_url is None
+        and not odd.can_batch
+        and odd.take_url(4, False).startswith("http://cp/next-job/")
+    )
 
 
-@pytest.mark.parametrize("value, expected", [
-    ({"a": 1}, {"output": {"a": 1}}),
-    ({"output": 1}, {"output": {"output": 1}}),  # RunPod's double-wrap, kept for compatibility
-    ({"error": "x"}, {"error": "x"}),
-    ({"error": "x", "partial": 2}, {"output": {"partial": 2}, "error": "x"}),
-    ({"refresh_worker": True, "a": 1}, {"output": {"a": 1}, "stopPod": True}),
-    ({}, {}),
-    ([1, 2], {"output": [1, 2]}),
-    ("s", {"output": "s"}),
-    (False, {"output": False}),
-    (None, {"output": None}),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ({"a": 1}, {"output": {"a": 1}}),
+        ({"output": 1}, {"output": {"output": 1}}),  # RunPod's double-wrap, kept for compatibility
+        ({"error": "x"}, {"error": "x"}),
+        ({"error": "x", "partial": 2}, {"output": {"partial": 2}, "error": "x"}),
+        ({"refresh_worker": True, "a": 1}, {"output": {"a": 1}, "stopPod": True}),
+        ({}, {}),
+        ([1, 2], {"output": [1, 2]}),
+        ("s", {"output": "s"}),
+        (False, {"output": False}),
+        (None, {"output": None}),
+    ],
+)
 def test_shape_return(value, expected):
     assert jobs.shape_return(value) == expected
 
@@ -136,7 +145,11 @@ def _one_shot_server(answer: bytes):
         while b"\r\n\r\n" not in data:
             data += conn.recv(65536)
         head, _, rest = data.partition(b"\r\n\r\n")
-        length = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
+        length = [
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        ]
         while length and len(rest) < length[0]:
             rest += conn.recv(65536)
         seen["head"], seen["body"] = head.decode(), rest
@@ -150,23 +163,31 @@ def _one_shot_server(answer: bytes):
 
 
 async def test_transport_content_length_and_request_shape():
-    port, seen = _one_shot_server(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 8\r\n\r\n"
-                                  b'{"a": 1}')
-    r = await request("POST", "http://127.0.0.1:%d/x/y?q=1&r=2" % port, body=b'{"k":"v"}',
-                      headers={"Authorization": "tok"}, timeout=5)
+    port, seen = _one_shot_server(
+        b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 8\r\n\r\n{"a": 1}'
+    )
+    r = await request(
+        "POST",
+        f"http://127.0.0.1:{port}/x/y?q=1&r=2",
+        body=b'{"k":"v"}',
+        headers={"Authorization": "tok"},
+        timeout=5,
+    )
     assert r.status == 200 and r.json() == {"a": 1}
     assert seen["head"].startswith("POST /x/y?q=1&r=2 HTTP/1.1\r\n")
     assert "Authorization: tok" in seen["head"] and seen["body"] == b'{"k":"v"}'
 
 
 async def test_transport_chunked_and_until_eof():
-    port, _ = _one_shot_server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                               b"4\r\n[1, \r\n3;x=y\r\n2, \r\n2\r\n3]\r\n0\r\n\r\n")
-    assert (await request("GET", "http://127.0.0.1:%d/" % port, timeout=5)).json() == [1, 2, 3]
+    port, _ = _one_shot_server(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"4\r\n[1, \r\n3;x=y\r\n2, \r\n2\r\n3]\r\n0\r\n\r\n"
+    )
+    assert (await request("GET", f"http://127.0.0.1:{port}/", timeout=5)).json() == [1, 2, 3]
     port, _ = _one_shot_server(b"HTTP/1.0 200 OK\r\n\r\nhello")
-    assert (await request("GET", "http://127.0.0.1:%d/" % port, timeout=5)).body == b"hello"
+    assert (await request("GET", f"http://127.0.0.1:{port}/", timeout=5)).body == b"hello"
     port, _ = _one_shot_server(b"HTTP/1.1 204 No Content\r\n\r\n")
-    r = await request("GET", "http://127.0.0.1:%d/" % port, timeout=5)
+    r = await request("GET", f"http://127.0.0.1:{port}/", timeout=5)
     assert r.status == 204 and r.json() is None
 
 
@@ -176,16 +197,16 @@ async def test_transport_errors():
     port = sock.getsockname()[1]
     sock.close()
     with pytest.raises(TransportError, match="refused"):
-        await request("GET", "http://127.0.0.1:%d/" % port, timeout=5)
+        await request("GET", f"http://127.0.0.1:{port}/", timeout=5)
     port, _ = _one_shot_server(b"")  # closes without answering
     with pytest.raises(TransportError):
-        await request("GET", "http://127.0.0.1:%d/" % port, timeout=5)
+        await request("GET", f"http://127.0.0.1:{port}/", timeout=5)
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)  # accepts (backlog) but never answers
     try:
         with pytest.raises(TransportError, match="no answer"):
-            await request("GET", "http://127.0.0.1:%d/" % srv.getsockname()[1], timeout=0.3)
+            await request("GET", f"http://127.0.0.1:{srv.getsockname()[1]}/", timeout=0.3)
     finally:
         srv.close()
 
@@ -195,7 +216,7 @@ async def test_transport_cancellation_is_clean():
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
     try:
-        task = asyncio.ensure_future(request("GET", "http://127.0.0.1:%d/" % srv.getsockname()[1], timeout=30))
+        task = asyncio.ensure_future(request("GET", f"http://127.0.0.1:{srv.getsockname()[1]}/", timeout=30))
         await asyncio.sleep(0.1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

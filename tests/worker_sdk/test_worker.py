@@ -100,8 +100,7 @@ async def _stream_case(stub, run_worker, handler, aggregate):
 
 async def test_generator_streams_in_order_and_aggregates(stub, run_worker):
     def gen(job):
-        for i in range(job["input"]["n"]):
-            yield i
+        yield from range(job["input"]["n"])
 
     assert await _stream_case(stub, run_worker, gen, True) == {"output": [0, 1, 2, 3]}
 
@@ -190,8 +189,11 @@ async def test_progress_goes_before_final_and_never_after(stub, run_worker):
     job = stub.add_job({})
     await result(stub, job)
     posts = stub.recorded("job-done", job)
-    assert [p.body for p in posts] == [{"status": "IN_PROGRESS", "output": {"pct": 10}},
-                                       {"status": "IN_PROGRESS", "output": {"pct": 50}}, {"output": "done"}]
+    assert [p.body for p in posts] == [
+        {"status": "IN_PROGRESS", "output": {"pct": 10}},
+        {"status": "IN_PROGRESS", "output": {"pct": 50}},
+        {"output": "done"},
+    ]
     assert all(p.status == 200 for p in posts)
     # Slow progress answers: the final result waits for the one on the wire.
     stub.fault("job-done", ("delay", 0.5), ("delay", 0.5))
@@ -359,7 +361,9 @@ async def test_heartbeat_lists_in_flight_jobs(stub, run_worker):
 
     await run_worker({"handler": handler})
     job = stub.add_job({})
-    await until(lambda: any(r.query.get("job_id") == job for r in stub.recorded("ping")), 5, "ping with job id")
+    await until(
+        lambda: any(r.query.get("job_id") == job for r in stub.recorded("ping")), 5, "ping with job id"
+    )
     await result(stub, job, 10)
     pings = stub.recorded("ping")
     assert all(p.query["runpod_version"] == worker_sdk.__version__ for p in pings)

@@ -14,7 +14,9 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.environ.get("WORKER_SDK_PATH", os.path.join(os.path.dirname(__file__), "..", "..", "..")))
+sys.path.insert(
+    0, os.environ.get("WORKER_SDK_PATH", os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+)
 
 import worker_sdk  # noqa: E402
 
@@ -66,7 +68,7 @@ def gen_handler(job):
     inp, _ = _before(job)
     for i, item in enumerate(inp.get("items", [])):
         if i == inp.get("error_at"):
-            yield {"error": "bad item %d" % i}
+            yield {"error": f"bad item {i}"}
         yield item
         time.sleep(inp.get("item_gap", 0))
     if inp.get("fail"):
@@ -80,7 +82,7 @@ async def agen_handler(job):
     inp, _ = _before(job)
     for i, item in enumerate(inp.get("items", [])):
         if i == inp.get("error_at"):
-            yield {"error": "bad item %d" % i}
+            yield {"error": f"bad item {i}"}
         yield item
         await asyncio.sleep(inp.get("item_gap", 0))
     if inp.get("fail"):
