@@ -107,7 +107,9 @@ class Actuator:
     def _run(self, action: object, endpoint: Endpoint | None) -> None:
         workers = self.core.workers
         if isinstance(action, RemoveContainer):
-            self._spawn(f"container:{action.container_id}", self._remove_container(action.container_id, action.reason))
+            self._spawn(
+                f"container:{action.container_id}", self._remove_container(action.container_id, action.reason)
+            )
             return
         if isinstance(action, Start | CreateStandby):
             assert endpoint is not None
@@ -126,8 +128,13 @@ class Actuator:
             self._spawn(worker.id, self.remove(worker, action.reason))
         elif isinstance(action, Drain):
             self.mark_stopping(worker, f"draining: {action.reason}")
-            log.info("worker draining", endpoint=worker.endpoint_id, worker=worker.id, reason=action.reason,
-                     jobs=list(worker.job_ids))
+            log.info(
+                "worker draining",
+                endpoint=worker.endpoint_id,
+                worker=worker.id,
+                reason=action.reason,
+                jobs=list(worker.job_ids),
+            )
         elif isinstance(action, MarkOutdated):
             workers.apply(worker, WorkerEvent.OUTDATED, action.reason)
             self.core.hub.wake_all_takers(worker.endpoint_id)
@@ -135,8 +142,13 @@ class Actuator:
             # a fresh liveness grace: it could not reach us while the control plane was down
             worker.last_seen_at = self.core.clock.now()
             workers.save(worker)
-            log.info("worker adopted", endpoint=worker.endpoint_id, worker=worker.id,
-                     container=action.container_id[:12], state=worker.state.value)
+            log.info(
+                "worker adopted",
+                endpoint=worker.endpoint_id,
+                worker=worker.id,
+                container=action.container_id[:12],
+                state=worker.state.value,
+            )
 
     def mark_stopping(self, worker: WorkerRecord, reason: str | None = None) -> None:
         """Takes no new job from now on; a held job-take returns at once."""
@@ -162,7 +174,9 @@ class Actuator:
             if standby is not None and standby.standby and standby.container_id:
                 standby.standby = False
                 workers.save(standby)
-                log.info("standby worker called up", endpoint=endpoint.id, worker=standby.id, reason=action.reason)
+                log.info(
+                    "standby worker called up", endpoint=endpoint.id, worker=standby.id, reason=action.reason
+                )
                 self._spawn(standby.id, self._launch(standby, endpoint, create=False))
                 return
         worker = workers.create(endpoint.id, endpoint.version, reason=action.reason)
@@ -202,7 +216,9 @@ class Actuator:
                 container_id = await self.runtime.create(spec)
         except EmulatorError as exc:
             self._standby_blocked_until[endpoint.id] = self.core.clock.monotonic() + STANDBY_RETRY_S
-            log.warning("standby container not created", endpoint=endpoint.id, worker=worker.id, error=exc.message)
+            log.warning(
+                "standby container not created", endpoint=endpoint.id, worker=worker.id, error=exc.message
+            )
             self.core.workers.remove(worker.id, f"standby container not created: {exc.message}")
             return
         worker.container_id = container_id
@@ -211,8 +227,13 @@ class Actuator:
         if self.core.workers.get(worker.id) is not worker:  # removed meanwhile
             await self.runtime.remove(container_id, force=True)
             return
-        log.info("standby container created", endpoint=endpoint.id, worker=worker.id, container=container_id[:12],
-                 create_s=worker.timings["createS"])
+        log.info(
+            "standby container created",
+            endpoint=endpoint.id,
+            worker=worker.id,
+            container=container_id[:12],
+            create_s=worker.timings["createS"],
+        )
 
     async def _launch(self, worker: WorkerRecord, endpoint: Endpoint, create: bool) -> None:
         """Create (unless a standby) and start the worker's container, timing each step."""
@@ -244,9 +265,16 @@ class Actuator:
             return
         worker.timings["startS"] = round(start_s, 4)
         workers.apply(worker, WorkerEvent.STARTED, "container started")
-        log.info("worker container started", endpoint=endpoint.id, worker=worker.id,
-                 container=(worker.container_id or "")[:12], create_s=round(create_s, 4),
-                 start_s=round(start_s, 4), from_standby=not create, restarts=worker.restarts)
+        log.info(
+            "worker container started",
+            endpoint=endpoint.id,
+            worker=worker.id,
+            container=(worker.container_id or "")[:12],
+            create_s=round(create_s, 4),
+            start_s=round(start_s, 4),
+            from_standby=not create,
+            restarts=worker.restarts,
+        )
 
     # --- failing -------------------------------------------------------------------------------
     async def _fail(self, worker: WorkerRecord, action: Fail, endpoint: Endpoint | None) -> None:
@@ -259,7 +287,7 @@ class Actuator:
         tail = await self.log_tail(container_id) if action.with_logs and container_id else ""
         if self.core.workers.get(worker.id) is not worker:
             return
-        backoff = endpoint.backoff if endpoint is not None else BackoffPolicy()
+        backoff = endpoint.backoff if endpoint is not None else BackoffPolicy.model_validate({})
         self.mark_failed(worker, action.reason, backoff, tail)
 
     def mark_failed(self, worker: WorkerRecord, reason: str, backoff: BackoffPolicy, tail: str = "") -> None:
@@ -278,8 +306,15 @@ class Actuator:
             next_retry_at=plan.next_retry_at,
         )
         requeued = self.jobs.worker_lost(worker.id, reason)
-        log.warning("worker failed", endpoint=worker.endpoint_id, worker=worker.id, reason=reason,
-                    requeued=requeued, next_retry_at=plan.next_retry_at, restarts=plan.restarts)
+        log.warning(
+            "worker failed",
+            endpoint=worker.endpoint_id,
+            worker=worker.id,
+            reason=reason,
+            requeued=requeued,
+            next_retry_at=plan.next_retry_at,
+            restarts=plan.restarts,
+        )
         self.core.hub.wake_all_takers(worker.endpoint_id)
         self.core.hub.changed()
 
@@ -304,8 +339,11 @@ class Actuator:
             try:
                 await self.runtime.stop(container_id, timeout_s=self.settings.stop_grace_s)
             except EmulatorError as exc:
-                log.warning("could not stop a worker's container; removing it by force", worker=worker.id,
-                            error=exc.message)
+                log.warning(
+                    "could not stop a worker's container; removing it by force",
+                    worker=worker.id,
+                    error=exc.message,
+                )
             await self.runtime.remove(container_id, force=True)
         if self.core.workers.get(worker.id) is not worker:
             return

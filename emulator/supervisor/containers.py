@@ -27,7 +27,9 @@ def instance_id(conn: sqlite3.Connection) -> str:
     if existing:
         return existing
     # INSERT OR IGNORE: two processes on one data dir agree on the first id written
-    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (INSTANCE_KEY, uuid.uuid4().hex[:16]))
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (INSTANCE_KEY, uuid.uuid4().hex[:16])
+    )
     return get_meta(conn, INSTANCE_KEY) or ""
 
 

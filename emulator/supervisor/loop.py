@@ -17,6 +17,7 @@ import structlog
 from emulator.config import Settings
 from emulator.core import Core
 from emulator.errors import EmulatorError
+from emulator.models import Endpoint
 from emulator.runtime.base import ContainerInfo, Runtime
 from emulator.supervisor.actuator import Actuator
 from emulator.supervisor.containers import owner_labels
@@ -70,7 +71,7 @@ class ReconcileLoop:
         self._sweep(endpoints, containers, busy)
         self.ticks += 1
 
-    def _sweep(self, endpoints: dict[str, object], containers: list[ContainerInfo], busy: set[str]) -> None:
+    def _sweep(self, endpoints: dict[str, Endpoint], containers: list[ContainerInfo], busy: set[str]) -> None:
         """Workers of endpoints that are gone, and containers no worker owns."""
         workers = [w for w in self.core.workers.all() if w.kind == "container"]
         for w in workers:
@@ -111,7 +112,9 @@ class ReconcileLoop:
                 raise
             except EmulatorError as exc:
                 self.failed_ticks += 1
-                log.warning("reconcile tick failed; retrying", error=exc.message, failed_ticks=self.failed_ticks)
+                log.warning(
+                    "reconcile tick failed; retrying", error=exc.message, failed_ticks=self.failed_ticks
+                )
             except Exception:
                 self.failed_ticks += 1
                 log.exception("reconcile tick failed; retrying", failed_ticks=self.failed_ticks)

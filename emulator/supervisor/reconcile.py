@@ -159,7 +159,9 @@ def plan(
             if o.busy:
                 busy_standbys += 1
             elif w.version != endpoint.version:
-                actions.append(Remove(w.id, f"standby container of version {w.version} replaced by {endpoint.version}"))
+                actions.append(
+                    Remove(w.id, f"standby container of version {w.version} replaced by {endpoint.version}")
+                )
             elif c is None or c.status != "created":
                 state = "is gone" if c is None else f"is {c.status}"
                 actions.append(Remove(w.id, f"standby container {state}"))

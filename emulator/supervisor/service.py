@@ -31,7 +31,12 @@ log = structlog.get_logger("emulator.supervisor")
 
 class Supervisor:
     def __init__(
-        self, core: Core, jobs: JobService, settings: Settings, runtime: Runtime, instance: str,
+        self,
+        core: Core,
+        jobs: JobService,
+        settings: Settings,
+        runtime: Runtime,
+        instance: str,
         owns_runtime: bool = False,
     ) -> None:
         self.core = core
@@ -49,7 +54,9 @@ class Supervisor:
     async def network_gateway(self) -> str:
         """Ensure the workers' Docker network exists (labelled as ours); its gateway address."""
         if self._gateway is None:
-            self._gateway = await self.runtime.ensure_network(self.settings.network, network_labels(self.instance))
+            self._gateway = await self.runtime.ensure_network(
+                self.settings.network, network_labels(self.instance)
+            )
             log.info("worker network ready", network=self.settings.network, gateway=self._gateway)
         return self._gateway
 
@@ -71,7 +78,9 @@ class Supervisor:
         adopted = 0
         for action in actions:
             if isinstance(action, RemoveContainer):
-                log.info("removing a leftover container", container=action.container_id[:12], reason=action.reason)
+                log.info(
+                    "removing a leftover container", container=action.container_id[:12], reason=action.reason
+                )
                 await self.runtime.remove(action.container_id, force=True)
             elif isinstance(action, Remove):
                 self.jobs.worker_lost(action.worker_id, action.reason)
@@ -80,7 +89,12 @@ class Supervisor:
                 adopted += 1
                 self.actuator.run(action, None)
         if containers or actions:
-            log.info("leftovers handled", found=len(containers), adopted=adopted, other_actions=len(actions) - adopted)
+            log.info(
+                "leftovers handled",
+                found=len(containers),
+                adopted=adopted,
+                other_actions=len(actions) - adopted,
+            )
 
     async def stop(self) -> None:
         """Stop the loop; unless keep_workers, drain and remove every worker container of this control plane."""
@@ -159,8 +173,10 @@ class Supervisor:
         while any(w.job_ids and self.core.workers.get(w.id) is w for w in workers):
             remaining = deadline - loop.time()
             if remaining <= 0:
-                log.warning("workers still hold jobs after the grace period; their jobs are requeued",
-                            workers=[w.id for w in workers if w.job_ids])
+                log.warning(
+                    "workers still hold jobs after the grace period; their jobs are requeued",
+                    workers=[w.id for w in workers if w.job_ids],
+                )
                 return
             await self.core.hub.wait_for_change(min(remaining, 0.25))
 

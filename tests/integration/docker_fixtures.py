@@ -90,8 +90,12 @@ def docker_session() -> Iterator[DockerSession]:
 
 @pytest.fixture
 def instance(docker_session: DockerSession, tmp_path: Path) -> Iterator[Instance]:
-    inst = Instance(f"it{docker_session.run_id}{uuid.uuid4().hex[:8]}", tmp_path / "data",
-                    docker_session.network, docker_session.client)
+    inst = Instance(
+        f"it{docker_session.run_id}{uuid.uuid4().hex[:8]}",
+        tmp_path / "data",
+        docker_session.network,
+        docker_session.client,
+    )
     conn = connect(inst.data_dir / "emulator.db")
     set_meta(conn, "instance_id", inst.id)
     conn.close()

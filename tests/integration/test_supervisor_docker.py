@@ -20,7 +20,11 @@ import pytest
 
 from emulator.app import ControlPlane
 from emulator.config import Settings
-from tests.integration.docker_fixtures import BASE_IMAGE, Instance, docker_session, instance, sample  # noqa: F401
+from tests.integration import docker_fixtures
+from tests.integration.docker_fixtures import BASE_IMAGE, Instance, sample
+
+docker_session = docker_fixtures.docker_session  # fixtures, shared without a conftest of our own
+instance = docker_fixtures.instance
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
 T = TypeVar("T")
@@ -45,7 +49,9 @@ def settings(inst: Instance, **overrides: Any) -> Settings:
     return Settings(**base)
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], what: str, timeout_s: float = 60.0, every_s: float = 0.1) -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T]], what: str, timeout_s: float = 60.0, every_s: float = 0.1
+) -> T:
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while time.monotonic() < deadline:
@@ -69,11 +75,26 @@ async def create(api: httpx.AsyncClient, **body: Any) -> None:
 
 
 async def test_scales_from_zero_to_max_under_load_and_back_after_idle_timeout(instance: Instance) -> None:
-    async with ControlPlane(settings(instance)) as cp, httpx.AsyncClient(base_url=cp.client_url, timeout=30) as api:
-        await create(api, id="flex", imageName=sample("echo"), workersMin=0, workersMax=3, extraWorkers=0,
-                     scalerType="QUEUE_DELAY", scalerValue=0.5, idleTimeout=2)
+    async with (
+        ControlPlane(settings(instance)) as cp,
+        httpx.AsyncClient(base_url=cp.client_url, timeout=30) as api,
+    ):
+        await create(
+            api,
+            id="flex",
+            imageName=sample("echo"),
+            workersMin=0,
+            workersMax=3,
+            extraWorkers=0,
+            scalerType="QUEUE_DELAY",
+            scalerValue=0.5,
+            idleTimeout=2,
+        )
         assert await serving(api, "flex") == []
-        ids = [(await api.post("/v2/flex/run", json={"input": {"sleep": 1.5, "n": i}})).json()["id"] for i in range(6)]
+        ids = [
+            (await api.post("/v2/flex/run", json={"input": {"sleep": 1.5, "n": i}})).json()["id"]
+            for i in range(6)
+        ]
         peak = 0
 
         async def all_done() -> bool:
@@ -94,8 +115,19 @@ async def test_scales_from_zero_to_max_under_load_and_back_after_idle_timeout(in
 
 
 async def test_workers_min_kept_past_idle_timeout(instance: Instance) -> None:
-    async with ControlPlane(settings(instance)) as cp, httpx.AsyncClient(base_url=cp.client_url, timeout=30) as api:
-        await create(api, id="active", imageName=sample("echo"), workersMin=2, workersMax=3, extraWorkers=0, idleTimeout=1)
+    async with (
+        ControlPlane(settings(instance)) as cp,
+        httpx.AsyncClient(base_url=cp.client_url, timeout=30) as api,
+    ):
+        await create(
+            api,
+            id="active",
+            imageName=sample("echo"),
+            workersMin=2,
+            workersMax=3,
+            extraWorkers=0,
+            idleTimeout=1,
+        )
 
         async def two_idle() -> list[dict[str, Any]] | None:
             workers = await serving(api, "active")
@@ -110,7 +142,10 @@ async def test_workers_min_kept_past_idle_timeout(instance: Instance) -> None:
 
 
 async def test_docker_kill_of_a_running_worker_requeues_its_job(instance: Instance) -> None:
-    async with ControlPlane(settings(instance)) as cp, httpx.AsyncClient(base_url=cp.client_url, timeout=30) as api:
+    async with (
+        ControlPlane(settings(instance)) as cp,
+        httpx.AsyncClient(base_url=cp.client_url, timeout=30) as api,
+    ):
         await create(api, id="slow", imageName=sample("slow"), workersMin=2, workersMax=2, extraWorkers=0)
         await eventually(lambda: _states(api, "slow", ["IDLE", "IDLE"]), "2 IDLE workers")
         job_id = (await api.post("/v2/slow/run", json={"input": {"seconds": 3, "steps": 3}})).json()["id"]
@@ -142,7 +177,11 @@ async def test_docker_kill_of_a_running_worker_requeues_its_job(instance: Instan
 
 
 async def _unhealthy(api: httpx.AsyncClient, endpoint: str) -> list[dict[str, Any]]:
-    return [w for w in await serving(api, endpoint) if w["status"] == "UNHEALTHY" or "exit 137" in (w["reason"] or "")]
+    return [
+        w
+        for w in await serving(api, endpoint)
+        if w["status"] == "UNHEALTHY" or "exit 137" in (w["reason"] or "")
+    ]
 
 
 async def _states(api: httpx.AsyncClient, endpoint: str, expected: list[str]) -> bool:
@@ -150,12 +189,23 @@ async def _states(api: httpx.AsyncClient, endpoint: str, expected: list[str]) ->
 
 
 async def test_startup_timeout_reason_shows_the_containers_last_log_lines(instance: Instance) -> None:
-    script = ("import time\nprint('loading model shard 1/2', flush=True)\n"
-              "print('loading model shard 2/2 from a very slow disk', flush=True)\ntime.sleep(600)\n")
-    async with ControlPlane(settings(instance, startup_timeout_s=3.0)) as cp, \
-            httpx.AsyncClient(base_url=cp.client_url, timeout=30) as api:
-        await create(api, id="stuck", imageName=BASE_IMAGE, workersMin=1, workersMax=1, extraWorkers=0,
-                     dockerStartCmd=["python3", "-c", script])
+    script = (
+        "import time\nprint('loading model shard 1/2', flush=True)\n"
+        "print('loading model shard 2/2 from a very slow disk', flush=True)\ntime.sleep(600)\n"
+    )
+    async with (
+        ControlPlane(settings(instance, startup_timeout_s=3.0)) as cp,
+        httpx.AsyncClient(base_url=cp.client_url, timeout=30) as api,
+    ):
+        await create(
+            api,
+            id="stuck",
+            imageName=BASE_IMAGE,
+            workersMin=1,
+            workersMax=1,
+            extraWorkers=0,
+            dockerStartCmd=["python3", "-c", script],
+        )
 
         async def timed_out() -> str | None:
             for w in await serving(api, "stuck"):
@@ -170,10 +220,22 @@ async def test_startup_timeout_reason_shows_the_containers_last_log_lines(instan
 
 async def test_worker_container_spec_memory_volume_env_and_command(instance: Instance) -> None:
     volume = f"se-it-vol-{instance.id}"
-    async with ControlPlane(settings(instance)) as cp, httpx.AsyncClient(base_url=cp.client_url, timeout=30) as api:
-        await create(api, id="spec", imageName=sample("echo"), workersMin=1, workersMax=1, extraWorkers=0,
-                     memoryInMb=256, networkVolumeId=volume, env={"MY_SETTING": "42"},
-                     dockerStartCmd=["python3", "-u", "handler.py"])
+    async with (
+        ControlPlane(settings(instance)) as cp,
+        httpx.AsyncClient(base_url=cp.client_url, timeout=30) as api,
+    ):
+        await create(
+            api,
+            id="spec",
+            imageName=sample("echo"),
+            workersMin=1,
+            workersMax=1,
+            extraWorkers=0,
+            memoryInMb=256,
+            networkVolumeId=volume,
+            env={"MY_SETTING": "42"},
+            dockerStartCmd=["python3", "-u", "handler.py"],
+        )
         await eventually(lambda: _states(api, "spec", ["IDLE"]), "1 IDLE worker")
         (worker,) = await serving(api, "spec")
         attrs = (await asyncio.to_thread(instance.client.containers.get, worker["containerId"])).attrs
@@ -193,7 +255,10 @@ async def test_worker_container_spec_memory_volume_env_and_command(instance: Ins
 
 
 async def test_runpod_sdk_image_serves_jobs_unmodified(instance: Instance) -> None:
-    async with ControlPlane(settings(instance)) as cp, httpx.AsyncClient(base_url=cp.client_url, timeout=60) as api:
+    async with (
+        ControlPlane(settings(instance)) as cp,
+        httpx.AsyncClient(base_url=cp.client_url, timeout=60) as api,
+    ):
         await create(api, id="rp", imageName=sample("runpod-sdk"), workersMin=1, workersMax=1, extraWorkers=0)
         expected = json.loads((ROOT / "sample_workers/runpod-sdk/expected_output.json").read_text())
         test_input = json.loads((ROOT / "sample_workers/runpod-sdk/test_input.json").read_text())
@@ -201,7 +266,8 @@ async def test_runpod_sdk_image_serves_jobs_unmodified(instance: Instance) -> No
         body = r.json()
         if body["status"] != "COMPLETED":  # first start may outlast one runsync wait
             body = await eventually(
-                lambda: _completed(api, "rp", body["id"]), "the RunPod-SDK job", timeout_s=90)
+                lambda: _completed(api, "rp", body["id"]), "the RunPod-SDK job", timeout_s=90
+            )
         assert body["output"] == expected["output"]
         assert body["coldStart"]["coldStart"] is True and "createMs" in body["coldStart"]
 
@@ -225,7 +291,10 @@ def _serve(inst: Instance, port: int, log_path: Path) -> subprocess.Popen[bytes]
     )
     return subprocess.Popen(
         [sys.executable, "-m", "emulator", "serve", "--port", str(port), "--data-dir", str(inst.data_dir)],
-        cwd=str(ROOT), env=env, stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
+        cwd=str(ROOT),
+        env=env,
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -240,7 +309,9 @@ def _free_port() -> int:
 async def _wait_ping(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
     async def up() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"the control plane exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+            raise AssertionError(
+                f"the control plane exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}"
+            )
         try:
             async with httpx.AsyncClient(timeout=2) as c:
                 return (await c.get(f"{url}/ping")).status_code == 200

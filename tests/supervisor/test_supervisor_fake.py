@@ -104,9 +104,22 @@ async def test_control_plane_restart_adopts_running_workers_and_leaks_nothing(tm
     await first.sup.loop.stop()
     first.core.close()
     # a container of ours without a record, and one of somebody else's, were left on the engine
-    stray = await fake.create(ContainerSpec(name="stray", image=IMAGE, env={}, labels={
-        LABEL_INSTANCE: first.sup.instance, LABEL_WORKER: "ghost", LABEL_ENDPOINT: "ep", LABEL_VERSION: "1"}))
-    foreign = await fake.create(ContainerSpec(name="foreign", image=IMAGE, env={}, labels={LABEL_INSTANCE: "other"}))
+    stray = await fake.create(
+        ContainerSpec(
+            name="stray",
+            image=IMAGE,
+            env={},
+            labels={
+                LABEL_INSTANCE: first.sup.instance,
+                LABEL_WORKER: "ghost",
+                LABEL_ENDPOINT: "ep",
+                LABEL_VERSION: "1",
+            },
+        )
+    )
+    foreign = await fake.create(
+        ContainerSpec(name="foreign", image=IMAGE, env={}, labels={LABEL_INSTANCE: "other"})
+    )
     clock.advance(60)  # longer than worker_lost_after_s: adoption must not count the downtime
 
     second = await World.create(tmp_path / "data", fake=fake, clock=clock)

@@ -53,7 +53,9 @@ class SimWorker:
 
 
 class World:
-    def __init__(self, core: Core, jobs: JobService, sup: Supervisor, fake: FakeRuntime, clock: FakeClock) -> None:
+    def __init__(
+        self, core: Core, jobs: JobService, sup: Supervisor, fake: FakeRuntime, clock: FakeClock
+    ) -> None:
         self.core, self.jobs, self.sup, self.fake, self.clock = core, jobs, sup, fake, clock
         self.ops = WorkerOps(core, jobs)
         self.sims: dict[str, SimWorker] = {}
@@ -76,7 +78,12 @@ class World:
 
     # --- the test's verbs --------------------------------------------------------------------
     def endpoint(self, **fields: Any) -> Endpoint:
-        data: dict[str, Any] = {"name": fields.get("id", "ep"), "id": "ep", "imageName": IMAGE, "extraWorkers": 0}
+        data: dict[str, Any] = {
+            "name": fields.get("id", "ep"),
+            "id": "ep",
+            "imageName": IMAGE,
+            "extraWorkers": 0,
+        }
         data.update(fields)
         spec = EndpointSpec.model_validate(data)
         endpoint = Endpoint.model_validate(spec.model_dump() | {"version": 1, "createdAt": self.clock.now()})
@@ -103,7 +110,9 @@ class World:
         return job
 
     def workers(self, endpoint_id: str = "ep", standby: bool | None = False) -> list[WorkerRecord]:
-        out = [w for w in self.core.workers.for_endpoint(endpoint_id) if standby is None or w.standby == standby]
+        out = [
+            w for w in self.core.workers.for_endpoint(endpoint_id) if standby is None or w.standby == standby
+        ]
         return sorted(out, key=lambda w: (w.created_at, w.id))
 
     def states(self, endpoint_id: str = "ep") -> list[str]:
