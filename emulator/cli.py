@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from emulator import logs
+from emulator import cli_endpoints, cli_images, cli_run, cli_testcmd, cli_workers, logs
+from emulator.cli_common import fail
 from emulator.config import Settings
 from emulator.errors import EmulatorError
 
@@ -19,13 +20,6 @@ app = typer.Typer(help="A local emulator of RunPod Serverless that runs real Doc
 @app.callback()
 def root() -> None:
     """Run `serverless-emulator COMMAND --help` for a command's options."""
-
-
-def fail(message: str, hint: str | None = None) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    if hint:
-        typer.secho(f"hint: {hint}", fg=typer.colors.YELLOW, err=True)
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -77,6 +71,14 @@ def _loop_factory():  # type: ignore[no-untyped-def]
     except ImportError:
         return None
     return uvloop.new_event_loop
+
+
+app.add_typer(cli_endpoints.app, name="endpoints")
+app.command("workers")(cli_workers.workers)
+app.command("logs")(cli_workers.logs)
+app.command("run")(cli_run.run)
+app.add_typer(cli_images.app, name="images")
+app.command("test")(cli_testcmd.check_image_command)
 
 
 def main() -> None:
