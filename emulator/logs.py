@@ -62,7 +62,10 @@ def configure(fmt: str = "auto", level: str = "info", stream: Any = None) -> Non
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _renderer(as_json, colors)],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _renderer(as_json, colors),
+            ],
         )
     )
     root = logging.getLogger()

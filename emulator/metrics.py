@@ -49,35 +49,55 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.job_delay = Histogram(
-            "emulator_job_delay_seconds", "Time from submission to a worker taking the job (RunPod's delayTime)",
-            ["endpoint"], buckets=TIME_BUCKETS_S, registry=r,
+            "emulator_job_delay_seconds",
+            "Time from submission to a worker taking the job (RunPod's delayTime)",
+            ["endpoint"],
+            buckets=TIME_BUCKETS_S,
+            registry=r,
         )
         self.job_execution = Histogram(
-            "emulator_job_execution_seconds", "Time a worker spent on the job (RunPod's executionTime)",
-            ["endpoint", "status"], buckets=TIME_BUCKETS_S, registry=r,
+            "emulator_job_execution_seconds",
+            "Time a worker spent on the job (RunPod's executionTime)",
+            ["endpoint", "status"],
+            buckets=TIME_BUCKETS_S,
+            registry=r,
         )
         self.cold_start = Histogram(
             "emulator_job_cold_start_seconds",
             "Queue wait of jobs that were the first of a freshly started worker (coldStart=true)",
-            ["endpoint"], buckets=TIME_BUCKETS_S, registry=r,
+            ["endpoint"],
+            buckets=TIME_BUCKETS_S,
+            registry=r,
         )
         self.container_starts = Counter(
-            "emulator_container_starts", "Worker containers created and started", ["endpoint"], registry=r,
+            "emulator_container_starts",
+            "Worker containers created and started",
+            ["endpoint"],
+            registry=r,
         )
         self.container_start_failures = Counter(
-            "emulator_container_start_failures", "Worker containers that could not be created or started",
-            ["endpoint"], registry=r,
+            "emulator_container_start_failures",
+            "Worker containers that could not be created or started",
+            ["endpoint"],
+            registry=r,
         )
         self.container_start_time = Histogram(
-            "emulator_container_start_seconds", "Time to create and start a worker container",
-            ["endpoint"], buckets=START_BUCKETS_S, registry=r,
+            "emulator_container_start_seconds",
+            "Time to create and start a worker container",
+            ["endpoint"],
+            buckets=START_BUCKETS_S,
+            registry=r,
         )
         self.worker_restarts = Counter(
-            "emulator_worker_restarts", "Workers restarted after a crash, a timeout or an unhealthy report",
-            ["endpoint"], registry=r,
+            "emulator_worker_restarts",
+            "Workers restarted after a crash, a timeout or an unhealthy report",
+            ["endpoint"],
+            registry=r,
         )
         self.transitions = Counter(
-            "emulator_worker_transitions", "Worker state changes", ["endpoint", "from_state", "to_state"],
+            "emulator_worker_transitions",
+            "Worker state changes",
+            ["endpoint", "from_state", "to_state"],
             registry=r,
         )
         r.register(_StateCollector(core))
@@ -130,17 +150,26 @@ class _StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         core = self.core
         now = core.clock.now()
-        jobs = CounterMetricFamily("emulator_jobs", "Jobs that reached a final status", labels=["endpoint", "status"])
-        retried = CounterMetricFamily("emulator_jobs_retried", "Jobs put back in the queue (retry or lost worker)",
-                                      labels=["endpoint"])
+        jobs = CounterMetricFamily(
+            "emulator_jobs", "Jobs that reached a final status", labels=["endpoint", "status"]
+        )
+        retried = CounterMetricFamily(
+            "emulator_jobs_retried", "Jobs put back in the queue (retry or lost worker)", labels=["endpoint"]
+        )
         queued = GaugeMetricFamily("emulator_queue_depth", "Jobs waiting in the queue", labels=["endpoint"])
         running = GaugeMetricFamily("emulator_jobs_in_progress", "Jobs held by a worker", labels=["endpoint"])
-        oldest = GaugeMetricFamily("emulator_queue_oldest_wait_seconds",
-                                   "How long the oldest queued (not low-priority) job has waited", labels=["endpoint"])
+        oldest = GaugeMetricFamily(
+            "emulator_queue_oldest_wait_seconds",
+            "How long the oldest queued (not low-priority) job has waited",
+            labels=["endpoint"],
+        )
         workers = GaugeMetricFamily("emulator_workers", "Workers by state", labels=["endpoint", "state"])
-        waiting = GaugeMetricFamily("emulator_job_take_waiters", "Workers parked in a job-take long poll",
-                                    labels=["endpoint"])
-        version = GaugeMetricFamily("emulator_endpoint_version", "The endpoint's current version", labels=["endpoint"])
+        waiting = GaugeMetricFamily(
+            "emulator_job_take_waiters", "Workers parked in a job-take long poll", labels=["endpoint"]
+        )
+        version = GaugeMetricFamily(
+            "emulator_endpoint_version", "The endpoint's current version", labels=["endpoint"]
+        )
         endpoints = core.endpoints.list()
         known = {e.id for e in endpoints}
         counts: dict[str, dict[str, int]] = {e.id: {s.value: 0 for s in WorkerState} for e in endpoints}

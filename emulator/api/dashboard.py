@@ -51,7 +51,9 @@ def install(ctx: AppContext, stop: asyncio.Event | None = None) -> None:
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def index() -> Response:
-    return FileResponse(STATIC_DIR / "index.html", media_type=_TYPES[".html"], headers={"Cache-Control": "no-cache"})
+    return FileResponse(
+        STATIC_DIR / "index.html", media_type=_TYPES[".html"], headers={"Cache-Control": "no-cache"}
+    )
 
 
 @router.get("/static/{name}", include_in_schema=False)

@@ -113,7 +113,9 @@ class EventLog:
         self._recent.append(item)
         return item
 
-    def for_endpoint(self, endpoint_id: str, limit: int = RING_PER_ENDPOINT, after: int = 0) -> list[Transition]:
+    def for_endpoint(
+        self, endpoint_id: str, limit: int = RING_PER_ENDPOINT, after: int = 0
+    ) -> list[Transition]:
         ring = self._rings.get(endpoint_id)
         if not ring:
             return []
@@ -175,7 +177,10 @@ def endpoint_snapshot(ctx: AppContext, endpoint: Endpoint, jobs_limit: int = REC
     now = core.clock.now()
     stats = core.jobs.stats(endpoint.id, now)
     counters = core.jobs.counter(endpoint.id)
-    jobs = [_job_row(j.status_body(now) | {"createdAt": j.created_at}) for j in core.jobs.recent(endpoint.id, jobs_limit)]
+    jobs = [
+        _job_row(j.status_body(now) | {"createdAt": j.created_at})
+        for j in core.jobs.recent(endpoint.id, jobs_limit)
+    ]
     return {
         "id": endpoint.id,
         "name": endpoint.name,
@@ -233,14 +238,21 @@ def event_log(ctx: AppContext) -> EventLog:
 router = APIRouter(prefix="/v1", tags=["dashboard"])
 
 
-@router.get("/dashboard", dependencies=[Depends(require_api_key)], summary="Everything the dashboard shows, at once")
+@router.get(
+    "/dashboard", dependencies=[Depends(require_api_key)], summary="Everything the dashboard shows, at once"
+)
 async def get_dashboard(request: Request) -> dict[str, Any]:
     return snapshot(context(request))
 
 
-@router.get("/endpoints/{endpoint_id}/events", dependencies=[Depends(require_api_key)],
-            summary="The endpoint's recent worker state changes (in memory, bounded)")
-async def endpoint_events(endpoint_id: str, request: Request, limit: int = 200, after: int = 0) -> dict[str, Any]:
+@router.get(
+    "/endpoints/{endpoint_id}/events",
+    dependencies=[Depends(require_api_key)],
+    summary="The endpoint's recent worker state changes (in memory, bounded)",
+)
+async def endpoint_events(
+    endpoint_id: str, request: Request, limit: int = 200, after: int = 0
+) -> dict[str, Any]:
     ctx = context(request)
     check_id(endpoint_id, "endpoint")
     ctx.core.endpoints.require(endpoint_id)
@@ -299,7 +311,9 @@ async def _stream(ctx: AppContext, resume_after: int | None) -> AsyncIterator[by
             if encoded != last_sent:
                 last_sent = encoded
                 yield _sse("snapshot", body | {"now": now})
-            await asyncio.wait([t for t in (waiter, stopping) if t is not None], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [t for t in (waiter, stopping) if t is not None], return_when=asyncio.FIRST_COMPLETED
+            )
             if stopping is not None and stopping.done():
                 break
             changed = waiter.result()
@@ -318,8 +332,11 @@ async def _stream(ctx: AppContext, resume_after: int | None) -> AsyncIterator[by
                 task.cancel()
 
 
-@router.get("/events/stream", dependencies=[Depends(require_key_or_query)],
-            summary="Server-sent events: worker transitions and dashboard snapshots as they change")
+@router.get(
+    "/events/stream",
+    dependencies=[Depends(require_key_or_query)],
+    summary="Server-sent events: worker transitions and dashboard snapshots as they change",
+)
 async def event_stream(request: Request) -> StreamingResponse:
     ctx = context(request)
     raw = request.headers.get("last-event-id") or request.query_params.get("after")

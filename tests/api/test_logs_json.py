@@ -30,8 +30,22 @@ class Serve:
         self.out_path = tmp / f"serve-{log_format}.out"
         env = {k: v for k, v in os.environ.items() if not k.startswith("EMULATOR_")}
         env.update(EMULATOR_JOB_TAKE_HOLD_S="5", EMULATOR_JOB_STOP_HOLD_S="2")
-        cmd = [sys.executable, "-m", "emulator", "serve", "--runtime", "none", "--host", "127.0.0.1", "--port", "0",
-               "--data-dir", str(tmp / "data"), "--log-format", log_format]
+        cmd = [
+            sys.executable,
+            "-m",
+            "emulator",
+            "serve",
+            "--runtime",
+            "none",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp / "data"),
+            "--log-format",
+            log_format,
+        ]
         with open(self.log_path, "wb") as err, open(self.out_path, "wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
         self.client_url = ""
@@ -55,6 +69,7 @@ class Serve:
 def serve_json(tmp_path: Path) -> Iterator[Serve]:
     server = Serve(tmp_path, "json")
     try:
+
         def ready() -> str | None:
             assert server.proc.poll() is None, f"serve exited early:\n{server.text()}"
             for line in server.text().splitlines():
@@ -75,12 +90,19 @@ def serve_json(tmp_path: Path) -> Iterator[Serve]:
 def _drive_one_job(client_url: str) -> tuple[str, str]:
     """Endpoint, worker, first contact, a job taken and finished; returns (worker id, job id)."""
     with httpx.Client(base_url=client_url, timeout=30) as api:
-        assert api.post("/v1/endpoints", json={"name": "echo", "id": "echo", "imageName": "img:latest"}).status_code == 201
+        assert (
+            api.post(
+                "/v1/endpoints", json={"name": "echo", "id": "echo", "imageName": "img:latest"}
+            ).status_code
+            == 201
+        )
         worker = ProtocolWorker(client_url, "echo")
         try:
             with ThreadPoolExecutor(1) as pool:
                 taking = pool.submit(worker.take)
-                wait_for(lambda: api.get("/v1/endpoints/echo/workers").json()["summary"]["idle"] == 1, what="IDLE")
+                wait_for(
+                    lambda: api.get("/v1/endpoints/echo/workers").json()["summary"]["idle"] == 1, what="IDLE"
+                )
                 job_id = api.post("/v2/echo/run", json={"input": {"x": 1}}).json()["id"]
                 assert taking.result(timeout=10).status_code == 200
             assert worker.done(job_id, {"output": "ok"}).status_code == 200
@@ -116,7 +138,11 @@ def test_json_logs_carry_endpoint_worker_and_job(serve_json: Serve) -> None:
 
     transitions = [r for r in records if r["event"] in ("worker created", "worker state", "worker removed")]
     assert [(r.get("from_state"), r["to_state"]) for r in transitions if r["worker"] == worker_id][:4] == [
-        (None, "INITIALIZING"), ("INITIALIZING", "IDLE"), ("IDLE", "RUNNING"), ("RUNNING", "IDLE")]
+        (None, "INITIALIZING"),
+        ("INITIALIZING", "IDLE"),
+        ("IDLE", "RUNNING"),
+        ("RUNNING", "IDLE"),
+    ]
     for r in transitions:
         assert {"endpoint", "worker", "job", "from_state", "to_state", "reason"} <= r.keys(), r
         assert r["endpoint"] == "echo"
@@ -146,8 +172,14 @@ def test_console_logs_are_key_value_without_colours_off_a_terminal(tmp_path: Pat
     text = server.text()
     assert "\x1b[" not in text  # stderr is a file here, not a terminal
     state_lines = [line for line in text.splitlines() if "worker state" in line]
-    assert any("from_state=IDLE" in line and "to_state=RUNNING" in line and f"job={job_id}" in line
-               and f"worker={worker_id}" in line and "endpoint=echo" in line for line in state_lines), state_lines
+    assert any(
+        "from_state=IDLE" in line
+        and "to_state=RUNNING" in line
+        and f"job={job_id}" in line
+        and f"worker={worker_id}" in line
+        and "endpoint=echo" in line
+        for line in state_lines
+    ), state_lines
 
 
 def test_standard_library_records_are_json_too(tmp_path: Path) -> None:

@@ -27,7 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def keyed_plane(tmp_path: Path) -> Iterator[BackgroundControlPlane]:
     """A control plane with an API key and no container runtime (the test drives the workers)."""
-    settings = default_settings_for_tests(tmp_path / "data", api_key=API_KEY, job_take_hold_s=10.0, job_stop_hold_s=2.0)
+    settings = default_settings_for_tests(
+        tmp_path / "data", api_key=API_KEY, job_take_hold_s=10.0, job_stop_hold_s=2.0
+    )
     cp = BackgroundControlPlane(settings)
     cp.start()
     try:
@@ -80,7 +82,9 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, device_scale_factor=1, color_scheme="light")
+    context = browser.new_context(
+        viewport={"width": 1440, "height": 900}, device_scale_factor=1, color_scheme="light"
+    )
     try:
         yield context.new_page()
     finally:

@@ -44,8 +44,16 @@ def test_page_follows_a_worker_through_its_states(
     from playwright.sync_api import expect
 
     url = keyed_plane.client_url
-    r = keyed_api.post("/v1/endpoints", json={"name": "echo", "id": "echo", "imageName": "serverless-emulator/sample-echo:latest",
-                                              "workersMax": 2, "gpuCount": 0})
+    r = keyed_api.post(
+        "/v1/endpoints",
+        json={
+            "name": "echo",
+            "id": "echo",
+            "imageName": "serverless-emulator/sample-echo:latest",
+            "workersMax": 2,
+            "gpuCount": 0,
+        },
+    )
     assert r.status_code == 201, r.text
 
     errors: list[str] = []
@@ -105,8 +113,7 @@ def test_page_follows_a_worker_through_its_states(
         events = page.locator("#timeline-card .events li")
         expect(events).to_have_count(4, timeout=STATE_TIMEOUT_MS)
         texts = events.all_inner_texts()
-        assert [_to_state(t) for t in texts] == [
-            "IDLE", "RUNNING", "IDLE", "INITIALIZING"], texts
+        assert [_to_state(t) for t in texts] == ["IDLE", "RUNNING", "IDLE", "INITIALIZING"], texts
         expect(page.locator("#lanes .lane")).to_have_count(1)
 
         # the log view opens for the worker
@@ -132,7 +139,9 @@ def _to_state(text: str) -> str:
     return words[-1]
 
 
-def test_page_without_api_key_opens_directly(plane: BackgroundControlPlane, api: httpx.Client, page: Any) -> None:
+def test_page_without_api_key_opens_directly(
+    plane: BackgroundControlPlane, api: httpx.Client, page: Any
+) -> None:
     """No EMULATOR_API_KEY: no prompt; an empty emulator says how to create an endpoint."""
     from playwright.sync_api import expect
 
@@ -144,7 +153,10 @@ def test_page_without_api_key_opens_directly(plane: BackgroundControlPlane, api:
 
     # endpoints appear live, and the sidebar switches between them
     for name in ("alpha", "beta"):
-        assert api.post("/v1/endpoints", json={"name": name, "id": name, "imageName": "img:latest"}).status_code == 201
+        assert (
+            api.post("/v1/endpoints", json={"name": name, "id": name, "imageName": "img:latest"}).status_code
+            == 201
+        )
     expect(page.locator("#endpoint-list li")).to_have_count(2, timeout=STATE_TIMEOUT_MS)
     page.click('#endpoint-list a[data-endpoint="beta"]')
     expect(page.locator(".ep-title")).to_contain_text("beta")

@@ -21,7 +21,9 @@ def _run_one_job(api: httpx.Client, worker: ProtocolWorker, endpoint: str) -> st
     """First contact (IDLE), a job taken (RUNNING), the job done (IDLE again)."""
     with ThreadPoolExecutor(1) as pool:
         taking = pool.submit(worker.take)
-        wait_for(lambda: api.get(f"/v1/endpoints/{endpoint}/workers").json()["summary"]["idle"] == 1, what="IDLE")
+        wait_for(
+            lambda: api.get(f"/v1/endpoints/{endpoint}/workers").json()["summary"]["idle"] == 1, what="IDLE"
+        )
         job_id = api.post(f"/v2/{endpoint}/run", json={"input": {"n": 1}}).json()["id"]
         taken = taking.result(timeout=10)
     assert taken.status_code == 200 and taken.json()["id"] == job_id
@@ -29,7 +31,9 @@ def _run_one_job(api: httpx.Client, worker: ProtocolWorker, endpoint: str) -> st
     return str(job_id)
 
 
-def test_timeline_lists_each_transition_in_order(plane: BackgroundControlPlane, api: httpx.Client, endpoint: str) -> None:
+def test_timeline_lists_each_transition_in_order(
+    plane: BackgroundControlPlane, api: httpx.Client, endpoint: str
+) -> None:
     worker = ProtocolWorker(plane.client_url, endpoint)
     try:
         job_id = _run_one_job(api, worker, endpoint)
@@ -53,8 +57,13 @@ def test_timeline_lists_each_transition_in_order(plane: BackgroundControlPlane, 
     assert all(a["at"] <= b["at"] for a, b in zip(events, events[1:], strict=False))
 
     # limit and after page through it
-    assert [e["seq"] for e in api.get(f"/v1/endpoints/{endpoint}/events", params={"limit": 2}).json()["events"]] == seqs[-2:]
-    assert [e["seq"] for e in api.get(f"/v1/endpoints/{endpoint}/events", params={"after": seqs[2]}).json()["events"]] == seqs[3:]
+    assert [
+        e["seq"] for e in api.get(f"/v1/endpoints/{endpoint}/events", params={"limit": 2}).json()["events"]
+    ] == seqs[-2:]
+    assert [
+        e["seq"]
+        for e in api.get(f"/v1/endpoints/{endpoint}/events", params={"after": seqs[2]}).json()["events"]
+    ] == seqs[3:]
     assert api.get(f"/v1/endpoints/{endpoint}/events", params={"limit": 0}).status_code == 422
     assert api.get("/v1/endpoints/nope/events").status_code == 404
 
@@ -80,7 +89,11 @@ def test_snapshot_has_queue_jobs_and_cold_start_but_no_payloads(
     assert queued["status"] == "IN_QUEUE" and "input" not in queued
     assert done["id"] == job_id and done["status"] == "COMPLETED" and "output" not in done
     assert done["workerId"] == worker.id and done["delayTime"] >= 0 and done["executionTime"] >= 0
-    assert done["coldStart"]["coldStart"] is True and "queueWaitMs" in done["coldStart"] and "readyMs" in done["coldStart"]
+    assert (
+        done["coldStart"]["coldStart"] is True
+        and "queueWaitMs" in done["coldStart"]
+        and "readyMs" in done["coldStart"]
+    )
     assert "env" not in ep  # an endpoint's env may hold secrets: the page never gets it
 
 
@@ -97,7 +110,10 @@ def test_stream_sends_history_then_transitions_and_snapshots(
         assert replayed["event"] == "transition" and replayed["data"]["worker"] == first.id
         assert replayed["id"] == str(replayed["data"]["seq"])
         snap = sse.next()
-        assert snap["event"] == "snapshot" and snap["data"]["endpoints"][0]["workers"]["summary"]["initializing"] == 1
+        assert (
+            snap["event"] == "snapshot"
+            and snap["data"]["endpoints"][0]["workers"]["summary"]["initializing"] == 1
+        )
 
         second = ProtocolWorker(plane.client_url, endpoint)
         ev = sse.until(lambda e: e["event"] == "transition")
@@ -113,10 +129,14 @@ def test_stream_sends_history_then_transitions_and_snapshots(
     second.close()
 
 
-def test_stream_resumes_after_last_event_id(plane: BackgroundControlPlane, api: httpx.Client, endpoint: str) -> None:
+def test_stream_resumes_after_last_event_id(
+    plane: BackgroundControlPlane, api: httpx.Client, endpoint: str
+) -> None:
     workers = [ProtocolWorker(plane.client_url, endpoint) for _ in range(3)]
     seqs = [e["seq"] for e in api.get(f"/v1/endpoints/{endpoint}/events").json()["events"]]
-    with api.stream("GET", "/v1/events/stream", headers={"Last-Event-ID": str(seqs[0])}, timeout=10) as response:
+    with api.stream(
+        "GET", "/v1/events/stream", headers={"Last-Event-ID": str(seqs[0])}, timeout=10
+    ) as response:
         sse = SSE(response)
         got = [sse.next(), sse.next(), sse.next()]
     assert [e["event"] for e in got] == ["transition", "transition", "snapshot"]
@@ -125,7 +145,9 @@ def test_stream_resumes_after_last_event_id(plane: BackgroundControlPlane, api: 
         w.close()
 
 
-def test_stream_is_quiet_when_nothing_changes(plane: BackgroundControlPlane, api: httpx.Client, endpoint: str) -> None:
+def test_stream_is_quiet_when_nothing_changes(
+    plane: BackgroundControlPlane, api: httpx.Client, endpoint: str
+) -> None:
     """No polling: after the first snapshot, nothing is sent until something changes."""
     received: list[dict[str, object]] = []
     with api.stream("GET", "/v1/events/stream", timeout=10) as response:
@@ -197,7 +219,12 @@ def test_api_key_guards_the_data_routes(keyed_plane: BackgroundControlPlane) -> 
 
 
 def test_static_files(plane: BackgroundControlPlane, api: httpx.Client) -> None:
-    types = {"app.js": "text/javascript", "app.css": "text/css", "favicon.svg": "image/svg+xml", "index.html": "text/html"}
+    types = {
+        "app.js": "text/javascript",
+        "app.css": "text/css",
+        "favicon.svg": "image/svg+xml",
+        "index.html": "text/html",
+    }
     for name, kind in types.items():
         r = api.get(f"/static/{name}")
         assert r.status_code == 200 and r.headers["content-type"].startswith(kind), name

@@ -71,8 +71,14 @@ def test_job_worker_and_container_numbers(tmp_path: Path) -> None:
 
         assert value(s, "emulator_job_execution_seconds_count", endpoint="ep", status="COMPLETED") == 1
         assert value(s, "emulator_job_execution_seconds_sum", endpoint="ep", status="COMPLETED") == 2.5
-        assert value(s, "emulator_job_execution_seconds_bucket", endpoint="ep", status="COMPLETED", le="2.5") == 1
-        assert value(s, "emulator_job_execution_seconds_bucket", endpoint="ep", status="COMPLETED", le="1.0") == 0
+        assert (
+            value(s, "emulator_job_execution_seconds_bucket", endpoint="ep", status="COMPLETED", le="2.5")
+            == 1
+        )
+        assert (
+            value(s, "emulator_job_execution_seconds_bucket", endpoint="ep", status="COMPLETED", le="1.0")
+            == 0
+        )
         assert value(s, "emulator_job_delay_seconds_sum", endpoint="ep") == 0.5
         assert value(s, "emulator_job_cold_start_seconds_count", endpoint="ep") == 1
         assert value(s, "emulator_job_cold_start_seconds_sum", endpoint="ep") == 0.5
@@ -81,13 +87,26 @@ def test_job_worker_and_container_numbers(tmp_path: Path) -> None:
         assert value(s, "emulator_container_start_seconds_sum", endpoint="ep") == 3.0
         assert value(s, "emulator_container_start_failures_total", endpoint="ep") == 1
         assert value(s, "emulator_worker_restarts_total", endpoint="ep") == 1
-        for old, new in (("NONE", "INITIALIZING"), ("INITIALIZING", "IDLE"), ("IDLE", "RUNNING"), ("RUNNING", "IDLE")):
-            assert value(s, "emulator_worker_transitions_total", endpoint="ep", from_state=old, to_state=new) == 1
+        for old, new in (
+            ("NONE", "INITIALIZING"),
+            ("INITIALIZING", "IDLE"),
+            ("IDLE", "RUNNING"),
+            ("RUNNING", "IDLE"),
+        ):
+            assert (
+                value(s, "emulator_worker_transitions_total", endpoint="ep", from_state=old, to_state=new)
+                == 1
+            )
 
         core.workers.remove(worker.id, "test")
         s = scrape(m)
         assert value(s, "emulator_workers", endpoint="ep", state="IDLE") == 0
-        assert value(s, "emulator_worker_transitions_total", endpoint="ep", from_state="IDLE", to_state="REMOVED") == 1
+        assert (
+            value(
+                s, "emulator_worker_transitions_total", endpoint="ep", from_state="IDLE", to_state="REMOVED"
+            )
+            == 1
+        )
     finally:
         core.close()
 
