@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator import images
-from emulator.errors import InvalidInput
+from emulator import images, images_debootstrap
+from emulator.errors import InvalidInput, RuntimeFailure
 from emulator.images import TargetPython
 from emulator.images_debootstrap import (
     AptSource,
@@ -264,3 +264,53 @@ def test_mounts_under_lists_deepest_first() -> None:
     mounts = "proc /proc proc rw 0 0\nudev /tmp/root/dev devtmpfs rw 0 0\nproc /tmp/root/dev/pts x 0 0\n"
     mounts += "x /tmp/rootfs-other y 0 0\n"
     assert mounts_under(Path("/tmp/root"), mounts) == ["/tmp/root/dev/pts", "/tmp/root/dev"]
+
+
+# --- build_python_base's errors, with a fake command runner ------------------------------------------------
+
+
+def test_build_base_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(images_debootstrap.os, "geteuid", lambda: 1000)
+    with pytest.raises(RuntimeFailure, match="needs root"):
+        images_debootstrap.build_python_base(
+            "t:1", runner=lambda *a, **k: (0, []), progress=lambda line: None
+        )
+
+
+def test_a_failed_debootstrap_reports_its_log_and_cleans_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(images_debootstrap.os, "geteuid", lambda: 0)
+    etc_apt = tmp_path / "etc-apt"
+    etc_apt.mkdir()
+    (etc_apt / "sources.list").write_text("deb http://mirror.example/debian bookworm main\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    commands: list[list[str]] = []
+
+    def runner(cmd: list[str], progress, **kw):  # type: ignore[no-untyped-def]
+        commands.append(cmd)
+        if cmd[0] == "debootstrap":
+            log = Path(cmd[-2]) / "debootstrap" / "debootstrap.log"
+            log.parent.mkdir(parents=True)
+            log.write_text(
+                "I: Retrieving InRelease\nE: Failed getting release file http://mirror.example/debian\n"
+            )
+            return 1, ["E: see the log"]
+        return 0, []
+
+    with pytest.raises(RuntimeFailure) as caught:
+        images_debootstrap.build_python_base("t:1", runner, lambda line: None, etc_apt=etc_apt, workdir=work)
+    assert "debootstrap failed (exit 1)" in caught.value.message
+    assert "Failed getting release file" in caught.value.message
+    assert [c for c in commands if c[0] == "debootstrap"][0][-1] == "http://mirror.example/debian"
+    assert not any(c[:2] == ["docker", "import"] for c in commands)
+    assert list(work.iterdir()) == []  # the temporary root file system is gone
+
+
+def test_no_debian_mirror_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(images_debootstrap.os, "geteuid", lambda: 0)
+    with pytest.raises(RuntimeFailure, match="no Debian mirror"):
+        images_debootstrap.build_python_base(
+            "t:1", lambda *a, **k: (0, []), lambda line: None, etc_apt=tmp_path
+        )
