@@ -44,12 +44,20 @@ class ReconcileLoop:
         self._poke = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
+        self._containers: list[ContainerInfo] = []
+        self._listed_at = float("-inf")
+        self._containers_changed = True
         actuator.on_done = self.poke
 
     # --- one tick ------------------------------------------------------------------------------
-    async def tick(self) -> None:
-        """Observe, plan and act once for every endpoint."""
-        containers = await self.runtime.list(owner_labels(self.instance))
+    async def tick(self, relist: bool = True) -> None:
+        """Observe, plan and act once for every endpoint.
+
+        ``relist=False`` reuses the last container listing unless a container event or a finished
+        operation changed something or ``reconcile_interval_s`` passed: a tick woken by a queued or
+        finished job then costs no Docker call.
+        """
+        containers = await self._observe(relist)
         by_id = {c.id: c for c in containers}
         now = self.core.clock.now()
         busy = self.actuator.busy()
@@ -71,6 +79,15 @@ class ReconcileLoop:
         self._sweep(endpoints, containers, busy)
         self.ticks += 1
 
+    async def _observe(self, relist: bool) -> list[ContainerInfo]:
+        now = asyncio.get_running_loop().time()
+        stale = now - self._listed_at >= self.settings.reconcile_interval_s
+        if relist or stale or self._containers_changed:
+            self._containers_changed = False
+            self._containers = await self.runtime.list(owner_labels(self.instance))
+            self._listed_at = now
+        return self._containers
+
     def _sweep(self, endpoints: dict[str, Endpoint], containers: list[ContainerInfo], busy: set[str]) -> None:
         """Workers of endpoints that are gone, and containers no worker owns."""
         workers = [w for w in self.core.workers.all() if w.kind == "container"]
@@ -84,7 +101,8 @@ class ReconcileLoop:
 
     # --- running -------------------------------------------------------------------------------
     def poke(self) -> None:
-        """Tick soon (an endpoint changed, a container died, an operation ended)."""
+        """Tick soon, with a fresh container listing (a container died, an operation ended, ...)."""
+        self._containers_changed = True
         self._poke.set()
 
     def start(self) -> None:
@@ -107,7 +125,7 @@ class ReconcileLoop:
         while self._running:
             began = asyncio.get_running_loop().time()
             try:
-                await self.tick()
+                await self.tick(relist=False)
             except asyncio.CancelledError:
                 raise
             except EmulatorError as exc:
