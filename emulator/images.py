@@ -44,6 +44,7 @@ PULL_TIMEOUT_S = 20.0
 WHEELS_FILE = "wheels.txt"  # requirements to download on the host before a build
 WHEELS_DIR = "wheels"
 EMULATOR_WHEELS_DIR = "build/emulator-wheels"  # the wheelhouse Dockerfile.emulator installs from
+NO_DOCKER_CLI = "the `docker` command is not installed (Debian: apt-get install docker.io)"
 _TAG_PART = re.compile(r"[^a-z0-9._-]+")
 
 
@@ -106,17 +107,8 @@ def docker_build_command(
     build_args: Mapping[str, str] | None = None,
     no_cache: bool = False,
 ) -> list[str]:
-    cmd = [
-        "docker",
-        "build",
-        "--force-rm",
-        "-f",
-        str(dockerfile),
-        "-t",
-        tag,
-        "--build-arg",
-        f"BASE_IMAGE={base_image}",
-    ]
+    cmd = ["docker", "build", "--force-rm", "-f", str(dockerfile), "-t", tag]
+    cmd += ["--build-arg", f"BASE_IMAGE={base_image}"]
     for key, value in (build_args or {}).items():
         cmd += ["--build-arg", f"{key}={value}"]
     for key, value in (labels or {}).items():
@@ -135,7 +127,6 @@ def run_streaming(
     *,
     env: Mapping[str, str] | None = None,
     stdin: IO[bytes] | None = None,
-    cwd: Path | None = None,
     tail_lines: int = 40,
 ) -> tuple[int, list[str]]:
     """Run ``cmd``, sending each output line (stdout and stderr) to ``progress``; return
@@ -147,13 +138,10 @@ def run_streaming(
             stderr=subprocess.STDOUT,
             stdin=stdin if stdin is not None else subprocess.DEVNULL,
             env=dict(env) if env is not None else None,
-            cwd=cwd,
         )
     except FileNotFoundError as exc:
         if cmd[0] == "docker":
-            raise RuntimeUnavailable(
-                "the `docker` command is not installed (Debian: apt-get install docker.io)"
-            ) from exc
+            raise RuntimeUnavailable(NO_DOCKER_CLI) from exc
         raise RuntimeFailure(f"`{cmd[0]}` is not installed", command=cmd) from exc
     tail: deque[str] = deque(maxlen=tail_lines)
     assert proc.stdout is not None
@@ -170,9 +158,7 @@ def _docker(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[
             ["docker", *args], capture_output=True, text=True, timeout=timeout_s, check=False
         )
     except FileNotFoundError as exc:
-        raise RuntimeUnavailable(
-            "the `docker` command is not installed (Debian: apt-get install docker.io)"
-        ) from exc
+        raise RuntimeUnavailable(NO_DOCKER_CLI) from exc
 
 
 def require_docker() -> None:
@@ -284,7 +270,7 @@ _PROBE = (
 
 def probe_python(image: str) -> TargetPython:
     """Ask the image's python3 for its version, machine and glibc (one short container)."""
-    done = _docker(
+    run = [
         "run",
         "--rm",
         "--network",
@@ -293,11 +279,8 @@ def probe_python(image: str) -> TargetPython:
         "serverless-emulator.build=1",
         "--entrypoint",
         "python3",
-        image,
-        "-c",
-        _PROBE,
-        timeout_s=120,
-    )
+    ]
+    done = _docker(*run, image, "-c", _PROBE, timeout_s=120)
     if done.returncode != 0:
         raise RuntimeFailure(f"could not run python3 in {image}: {done.stderr.strip()[-500:]}", image=image)
     info = json.loads(done.stdout.strip().splitlines()[-1])
@@ -311,18 +294,8 @@ def probe_python(image: str) -> TargetPython:
 def pip_download_command(
     requirements: Iterable[str], dest: Path, target: TargetPython, python: str = sys.executable
 ) -> list[str]:
-    cmd = [
-        python,
-        "-m",
-        "pip",
-        "download",
-        "--disable-pip-version-check",
-        "-d",
-        str(dest),
-        "--only-binary=:all:",
-        "--python-version",
-        target.version,
-    ]
+    cmd = [python, "-m", "pip", "download", "--disable-pip-version-check", "-d", str(dest)]
+    cmd += ["--only-binary=:all:", "--python-version", target.version]
     for platform in target.platforms():
         cmd += ["--platform", platform]
     return cmd + list(requirements)
@@ -355,7 +328,7 @@ def prefetch_wheels(
     for old in [*dest.glob("*.whl"), *dest.glob("*.tar.gz"), *dest.glob("*.zip"), stamp_file]:
         old.unlink(missing_ok=True)
     progress(f"downloading wheels for Python {target.version} ({target.machine}) into {dest}")
-    code, tail = run_streaming(pip_download_command(requirements, dest, target), progress)
+    code, _ = run_streaming(pip_download_command(requirements, dest, target), progress)
     if code != 0:
         progress("some packages have no wheel for that Python; building them on the host with `pip wheel`")
         _wheels_built_on_host(requirements, dest, target, progress)
@@ -475,7 +448,8 @@ def prepare_compose(base_image: str | None = None, progress: Progress = _quiet) 
     return base
 
 
-# --- `python -m emulator.images`: for the scripts, before the package is installed --------------------------
+# --- `python -m emulator.images`: for the scripts, which may run before the package is installed -----------
+# (the `serverless-emulator images` commands live in emulator/cli_images.py)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -486,10 +460,6 @@ def main(argv: list[str] | None = None) -> int:
     base.add_argument(
         "--force", action="store_true", help="rebuild the local base image from Debian's packages"
     )
-    build = sub.add_parser("build", help="build a handler folder's Dockerfile")
-    build.add_argument("directory", type=Path)
-    build.add_argument("--tag")
-    build.add_argument("--base-image")
     samples = sub.add_parser("build-samples", help="build the sample worker images")
     samples.add_argument("names", nargs="*")
     samples.add_argument("--base-image")
@@ -497,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         "prepare-compose", help="download wheels for docker-compose builds; print the base image"
     )
     compose.add_argument("--base-image")
-    for command in (base, build, samples, compose):
+    for command in (base, samples, compose):
         command.add_argument("-v", "--verbose", action="store_true", help="show the commands' output too")
     args = parser.parse_args(argv)
 
@@ -509,8 +479,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build-base":
             result = build_base(args.tag, args.force, log)
-        elif args.command == "build":
-            result = build_image(args.directory, args.tag, args.base_image, log)
         elif args.command == "build-samples":
             timings = build_samples(args.names, args.base_image, log)
             result = "\n".join(f"{sample_image_tag(n)}  {s:.1f}s" for n, s in timings.items())
