@@ -201,8 +201,10 @@ def plan(
         if w.container_id is None:
             actions.append(Remove(w.id, "its container was never created (creation interrupted)"))
             continue
-        if c is not None and c.status in _DEAD and w.refresh_requested and c.exit_code == 0:
-            actions.append(Remove(w.id, "recycled at the worker's request (it exited 0)"))
+        if c is not None and c.status in _DEAD and w.refresh_requested:
+            # it asked to be recycled (stopPod) and went: expected, whatever its exit code, not a crash
+            what = classify_exit(c.exit_code, c.oom_killed)
+            actions.append(Remove(w.id, f"recycled at the worker's request (container {what})"))
             recycled += 1
             continue
         failure = _health(o, now, settings)

@@ -361,3 +361,50 @@ async def test_control_plane_sigkill_and_restart_adopts_workers_and_leaks_nothin
 
 async def _count(inst: Instance, n: int) -> bool:
     return len(await asyncio.to_thread(inst.containers)) == n
+
+
+async def test_crash_loop_and_out_of_memory_are_reported_never_idle(instance: Instance) -> None:
+    async with (
+        ControlPlane(settings(instance)) as cp,
+        httpx.AsyncClient(base_url=cp.client_url, timeout=30) as api,
+    ):
+        await create(
+            api,
+            id="loop",
+            imageName=sample("crashy"),
+            workersMin=1,
+            workersMax=1,
+            extraWorkers=0,
+            env={"CRASH_ON_START": "1", "CRASH_EXIT_CODE": "7"},
+            backoff={"initialDelayS": 0.5, "factor": 2, "maxDelayS": 2},
+        )
+        await create(
+            api,
+            id="oom",
+            imageName=sample("crashy"),
+            workersMin=1,
+            workersMax=1,
+            extraWorkers=0,
+            memoryInMb=64,
+        )
+        await eventually(lambda: _states(api, "oom", ["IDLE"]), "the oom endpoint's worker IDLE")
+        job_id = (await api.post("/v2/oom/run", json={"input": {"oom": True}})).json()["id"]
+        reasons: set[str] = set()
+
+        async def observed() -> bool:
+            for w in await serving(api, "loop"):
+                assert w["status"] not in ("IDLE", "RUNNING"), w
+                reasons.add(w["reason"] or "")
+            for w in await serving(api, "oom"):
+                reasons.add(w["reason"] or "")
+            crash = any("exited with code 7" in r and "CRASH_ON_START=1" in r for r in reasons)
+            oom = any("out of memory" in r for r in reasons)
+            return crash and oom
+
+        await eventually(
+            observed, "a crash loop and an out-of-memory kill reported", timeout_s=60, every_s=0.05
+        )
+        (looping,) = await serving(api, "loop")
+        assert looping["restarts"] >= 1
+        body = (await api.get(f"/v2/oom/status/{job_id}")).json()
+        assert body["retries"] >= 1
