@@ -194,6 +194,8 @@ def plan(
             serving += 1
             if w.next_retry_at is not None and now >= w.next_retry_at:
                 unhealthy_due.append(w)
+            else:
+                by_state.setdefault(w.state.value, []).append(w)
             continue
         if w.state == S.THROTTLED:  # waits for capacity (no container): holds its place
             serving += 1
@@ -228,7 +230,10 @@ def plan(
 
     # crashed workers due for a restart: restarted while wanted, removed when not
     for w in unhealthy_due:
-        if policy.restart_needed(endpoint, stats, healthy):
+        if serving > endpoint.workersMax:
+            actions.append(Remove(w.id, f"not restarted: workersMax lowered to {endpoint.workersMax}"))
+            serving -= 1
+        elif policy.restart_needed(endpoint, stats, healthy):
             actions.append(Restart(w.id, f"restart {w.restarts + 1} after: {w.reason or 'failure'}"))
             healthy += 1
             starting += 1
@@ -238,6 +243,11 @@ def plan(
 
     # too many workers (workersMax lowered): the least useful go first, running ones drain
     over = serving - endpoint.workersMax
+    if over > 0:
+        for w in by_state.get(S.UNHEALTHY.value, [])[:over]:
+            actions.append(Remove(w.id, f"workersMax lowered to {endpoint.workersMax}"))
+            serving -= 1
+        over = serving - endpoint.workersMax
     if over > 0:
         order = [S.INITIALIZING.value, S.IDLE.value, S.RUNNING.value]
         victims = [w for state in order for w in reversed(by_state.get(state, []))][:over]

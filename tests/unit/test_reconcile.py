@@ -259,3 +259,14 @@ def test_leaked_containers_are_those_no_worker_owns() -> None:
     ]
     leaks = leaked_containers(found, {"a": "c-a"}, busy={"y"})
     assert [x.container_id for x in leaks] == ["c-x", "c-a-old"]
+
+
+def test_lowering_workers_max_removes_waiting_unhealthy_workers_first() -> None:
+    e = ep(workersMin=0, workersMax=1)
+    sick = worker("s", S.UNHEALTHY, next_retry_at=NOW + 100)
+    due = worker("d", S.UNHEALTHY, next_retry_at=NOW)
+    actions = plan(e, obs(worker("a"), sick, due), QueueStats(3, 0, 3, 0.0), NOW, SETTINGS)
+    assert actions == [
+        Remove("d", "not restarted: workersMax lowered to 1"),
+        Remove("s", "workersMax lowered to 1"),
+    ]
