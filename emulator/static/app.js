@@ -219,7 +219,7 @@
         return `<li><a href="#endpoint=${encodeURIComponent(ep.id)}" data-endpoint="${esc(ep.id)}"
             class="${ep.id === st.selected ? "active" : ""}">
           <span class="ep-name">${esc(ep.name)}</span>
-          <span class="ep-sub"><span class="dots">${dots}</span>${n} worker${n === 1 ? "" : "s"} · ${ep.queue.inQueue} queued</span>
+          <span class="ep-sub">${dots ? `<span class="dots">${dots}</span>` : ""}${n} worker${n === 1 ? "" : "s"} · ${ep.queue.inQueue} queued</span>
         </a></li>`;
       })
       .join("");
@@ -302,13 +302,13 @@
         <div class="card-title">Workers <span class="count">${workers.length}</span></div>
         <div class="card-note">endpoint version v${ep.workers.endpointVersion}</div>
       </div>
-      <table class="workers">
+      <div class="table-wrap"><table class="workers">
         <thead><tr>
           <th>Worker</th><th>State</th><th>Version</th><th>GPUs</th><th>Current job</th>
           <th>Uptime</th><th class="num">Restarts</th><th>Reason</th><th>Next retry</th><th></th>
         </tr></thead>
         <tbody>${rows}</tbody>
-      </table>
+      </table></div>
     </section>`;
   }
 
@@ -316,15 +316,16 @@
     const flags = [w.kind, w.paused ? "paused" : "", w.standby ? "standby" : "", w.stopping ? "stopping" : ""]
       .filter(Boolean).join(" · ");
     const jobs = w.jobIds.length
-      ? w.jobIds.map((j) => `<span title="${esc(j)}">${esc(shortId(j, 13))}</span>`).join(", ")
+      ? `<span title="${esc(w.jobIds.join("\n"))}">${esc(shortId(w.jobIds[0], 8))}</span>` +
+        (w.jobIds.length > 1 ? `<span class="more">+${w.jobIds.length - 1}</span>` : "")
       : `<span class="muted">—</span>`;
     const bad = w.status === "UNHEALTHY" || w.status === "THROTTLED";
     return `<tr data-worker="${esc(w.id)}" data-state="${esc(w.status)}">
       <td><span class="worker-id mono">${esc(w.id)}</span><span class="worker-kind">${esc(flags)}</span></td>
       <td><span class="badge s-${esc(w.status)}">${esc(w.status)}</span></td>
-      <td class="nowrap">v${w.version}${w.isStale ? '<span class="flag flag-stale">stale</span>' : ""}</td>
+      <td class="nowrap version-cell">v${w.version}${w.isStale ? '<span class="flag flag-stale" title="older than the endpoint\'s version">stale</span>' : ""}</td>
       <td class="mono">${w.gpuIds.length ? esc(w.gpuIds.join(", ")) : '<span class="muted">—</span>'}</td>
-      <td class="mono job-cell" data-jobs="${esc(w.jobIds.join(","))}">${jobs}</td>
+      <td class="mono job-cell nowrap" data-jobs="${esc(w.jobIds.join(","))}">${jobs}</td>
       <td class="nowrap" data-since="${w.startedAt ?? ""}">${w.startedAt ? fmtDuration(serverNow() - w.startedAt) : "—"}</td>
       <td class="num">${w.restarts ? `<b>${w.restarts}</b>` : '<span class="muted">0</span>'}</td>
       <td><div class="reason ${bad ? "bad" : ""}" title="${esc(w.reason || "")}">${w.reason ? esc(w.reason) : '<span class="muted">—</span>'}</div></td>
@@ -348,10 +349,10 @@
         <span><b>${q.takers}</b> worker${q.takers === 1 ? "" : "s"} waiting for work</span>
         ${q.inQueue ? `<span>oldest waiting <b>${fmtMs(q.oldestWaitS * 1000)}</b></span>` : ""}
       </div>
-      <table class="jobs">
+      <div class="table-wrap"><table class="jobs">
         <thead><tr><th>Job</th><th>Status</th><th>Delay · execution</th><th>Cold start</th></tr></thead>
         <tbody>${rows}</tbody>
-      </table>
+      </table></div>
     </section>`;
   }
 
