@@ -290,10 +290,7 @@ async def _stream(ctx: AppContext, resume_after: int | None) -> AsyncIterator[by
         backlog = log.replay()
     else:
         backlog = log.since(resume_after)
-    cursor = 0
-    for item in backlog:
-        cursor = item.seq
-    cursor = max(cursor, resume_after or 0)
+    cursor = log.last_seq  # the backlog covers everything up to here (read in the same step)
     last_sent = b""
     pending: list[Transition] = backlog
     waiter: asyncio.Task[bool] | None = None

@@ -107,7 +107,7 @@ def test_page_follows_a_worker_through_its_states(
         expect(job_row).to_have_attribute("data-status", "COMPLETED", timeout=STATE_TIMEOUT_MS)
         expect(job_row.locator(".timing")).to_contain_text("delay")
         expect(job_row.locator(".cold")).to_contain_text("queue wait")
-        expect(page.locator(".kpis")).to_contain_text("Completed1")
+        expect(page.locator(".kpi", has_text="Completed").locator(".kpi-value")).to_have_text("1")
 
         # the timeline has every change, newest first, and a lane for the worker
         events = page.locator("#timeline-card .events li")
