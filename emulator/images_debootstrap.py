@@ -204,11 +204,14 @@ def build_python_base(
             "to debootstrap from",
             step="debootstrap",
         )
-    _ensure_debootstrap(runner, progress)
+    # debootstrap and the tools it calls (chroot, mknod) live in sbin, which a user's PATH may lack
+    path = ":".join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"]).lstrip(":")
+    env = {**os.environ, "PATH": path, "DEBIAN_FRONTEND": "noninteractive"}
+    _ensure_debootstrap(runner, progress, env)
     root = Path(tempfile.mkdtemp(prefix="serverless-emulator-rootfs-", dir=workdir))
     try:
         progress(f"debootstrap {suite} with {', '.join(PACKAGES)} into {root} (about a minute)")
-        code, tail = runner(debootstrap_command(root, mirror, suite), progress)
+        code, tail = runner(debootstrap_command(root, mirror, suite), progress, env=env)
         if code != 0:
             log = root / "debootstrap" / "debootstrap.log"
             log_tail = log.read_text(errors="replace").splitlines()[-25:] if log.is_file() else tail
@@ -225,14 +228,13 @@ def build_python_base(
     return tag
 
 
-def _ensure_debootstrap(runner: Runner, progress: Progress) -> None:
-    if shutil.which("debootstrap"):
+def _ensure_debootstrap(runner: Runner, progress: Progress, env: dict[str, str]) -> None:
+    if shutil.which("debootstrap", path=env["PATH"]):
         return
     if not shutil.which("apt-get"):
         raise RuntimeFailure(
             "debootstrap is not installed and there is no apt-get to install it with", step="debootstrap"
         )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "--no-install-recommends", "debootstrap"]
     progress("installing debootstrap with apt-get")
     code, _ = runner(install, progress, env=env)
