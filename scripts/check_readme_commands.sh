@@ -9,6 +9,7 @@
 #      and checks that it exits.
 # Usage: bash scripts/check_readme_commands.sh [--here]   (--here: use this checkout, no clone)
 # Env: PORT (default 8000), PING_TIMEOUT_S (600), SKIP_TESTS=1 to check only the serve command.
+# shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 PORT=${PORT:-8000}
 PING_TIMEOUT_S=${PING_TIMEOUT_S:-600}

@@ -5,6 +5,7 @@
 # downloads, on the host, the wheels the emulator and the runpod-sdk sample install; then runs
 # `docker compose` (v2) or `docker-compose` (v1) with EMULATOR_BASE_IMAGE set to that base image.
 # Needs only python3 (3.11+) on the host: the package need not be installed.
+# shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 started=$(now_ms)
 echo "==> base image and wheels (python3 -m emulator.images prepare-compose)"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by scripts/*.sh (sourced, not run): the repository root, timed steps, and which
 # Python to use.
 set -euo pipefail

@@ -7,6 +7,7 @@
 #                                    rebuild of unchanged samples take about a second each)
 # Set EMULATOR_BASE_IMAGE to build the samples on another base image (step 2 is then skipped),
 # VERBOSE=1 to see the output of docker build and debootstrap.
+# shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 setup_started=$(now_ms)
 pick_python

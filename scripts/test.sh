@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Set up (scripts/setup.sh), then run the tests: bash scripts/test.sh [pytest arguments, e.g. -q -k echo]
+# shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 bash scripts/setup.sh
 pick_python
