@@ -121,7 +121,16 @@ def test_page_follows_a_worker_through_its_states(
         expect(page.locator("#log-drawer")).to_be_visible()
         expect(page.locator("#log-worker")).to_have_text(worker.id)
         expect(page.locator("#log-body")).to_contain_text("No output captured")
+        # --runtime none captures no output: serve some, to see the view render a container's lines
+        lines = "".join(f"2026-01-01T00:00:{n:02d}Z handler: step {n} <ok>\n" for n in range(60))
+        page.route(
+            "**/v1/workers/*/logs*",
+            lambda route: route.fulfill(status=200, body=lines, content_type="text/plain"),
+        )
+        page.click("#log-refresh")
+        expect(page.locator("#log-body")).to_contain_text("handler: step 59 <ok>")
         page.screenshot(path=str(artifacts / "dashboard-logs.png"))
+        page.unroute("**/v1/workers/*/logs*")
         page.keyboard.press("Escape")
         expect(page.locator("#log-drawer")).to_be_hidden()
         page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
