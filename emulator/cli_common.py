@@ -272,3 +272,22 @@ def job_status_text(status: str | None) -> Text:
 def short_json(value: Any, limit: int = 60) -> str:
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_error(error: Any) -> str:
+    """A job's ``error`` for people: RunPod's SDKs send a JSON object (error_type, error_message,
+    error_traceback), often as a string; show the type and message, then the traceback."""
+    if isinstance(error, str):
+        try:
+            parsed = json.loads(error)
+        except ValueError:
+            return error
+        if not isinstance(parsed, dict):
+            return error
+        error = parsed
+    if isinstance(error, dict) and ("error_message" in error or "error_type" in error):
+        kind = str(error.get("error_type") or "").removeprefix("<class '").removesuffix("'>")
+        text = f"{kind}: {error.get('error_message')}" if kind else str(error.get("error_message"))
+        traceback = str(error.get("error_traceback") or "").rstrip()
+        return text + ("\n" + traceback if traceback else "")
+    return json.dumps(error, indent=2, ensure_ascii=False, default=str)

@@ -5,6 +5,7 @@ removes its endpoint, containers and network whatever happened."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import structlog
 
 from emulator.cli_common import BUILD_HINT, err_console, fail
 from emulator.errors import EmulatorError, RuntimeUnavailable
@@ -42,6 +44,7 @@ class EphemeralEmulator:
         self.plane: Any = None
         self.http: httpx.Client | None = None
         self.endpoint_created = False
+        self._saved_logging: tuple[Any, Any, int] | None = None
 
     # --- start ---------------------------------------------------------------------------------------
     def __enter__(self) -> EphemeralEmulator:
@@ -59,8 +62,12 @@ class EphemeralEmulator:
         from emulator import logs
         from emulator.config import Settings
 
-        # the control plane's own log on the real stderr, quiet unless --verbose
+        # the control plane's own log on the real stderr, quiet unless --verbose; restored by cleanup()
+        # (the command may run inside another program, such as a test suite)
+        root = logging.getLogger()
+        self._saved_logging = (structlog.get_config(), list(root.handlers), root.level)
         logs.configure("console", "info" if self.verbose else "error", stream=sys.__stderr__)
+        structlog.configure(cache_logger_on_first_use=False)
         settings = Settings(
             host="127.0.0.1", port=self.port, data_dir=Path(self._tmp.name) / "data", runtime="docker",
             network=self.network, config=None, api_key=None, keep_workers=False,
@@ -164,8 +171,22 @@ class EphemeralEmulator:
             if removed is not None and removed.returncode != 0 and "not found" not in removed.stderr:
                 self._say(f"could not remove network {self.network}: {removed.stderr.strip()}")
             self._tmp.cleanup()
+        self._restore_logging()
         if self.verbose:
             self._say(f"cleaned up in {time.monotonic() - started:.1f}s")
+
+    def _restore_logging(self) -> None:
+        if self._saved_logging is None:
+            return
+        config, handlers, level = self._saved_logging
+        self._saved_logging = None
+        structlog.configure(**config)
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
 
     def _say(self, message: str) -> None:
         err_console.print(message, style="dim")

@@ -22,6 +22,7 @@ from emulator.cli_common import (
     err_console,
     fail,
     fmt_ms,
+    format_error,
     job_status_text,
     load_json_arg,
     short_json,
@@ -73,10 +74,8 @@ def print_result(body: dict[str, Any], as_json: bool, show_output: bool = True) 
     elif show_output and "output" in body:
         print_json(body["output"])
     if status != "COMPLETED":
-        error = body.get("error")
-        if error is not None:
-            message = error if isinstance(error, str) else json.dumps(error, indent=2)
-            err_console.print(Text(f"error: {message}", style="red"))
+        if body.get("error") is not None:
+            err_console.print(Text(f"error: {format_error(body['error'])}", style="red"))
 
 
 def print_json(value: Any) -> None:

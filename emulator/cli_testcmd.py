@@ -25,6 +25,7 @@ from emulator.cli_common import (
     err_console,
     fail,
     fmt_ms,
+    format_error,
     job_status_text,
     load_json_file,
     parse_env,
@@ -102,7 +103,7 @@ def check(result: JobResult) -> None:
     status = body.get("status")
     if status != "COMPLETED":
         error = body.get("error")
-        detail = f": {error if isinstance(error, str) else json.dumps(error)}" if error is not None else ""
+        detail = f": {format_error(error)}" if error is not None else ""
         result.problem = result.problem or f"job {status}{detail}"
         return
     if result.expected is not NOTHING:
@@ -131,7 +132,7 @@ def run_job(emu: Any, request: dict[str, Any], index: int, total: int, timeout_s
                 line.append(" · worker ")
                 line.append_text(state_text(worker.get("status")))
                 if worker.get("reason"):
-                    line.append(f" ({worker['reason']})", style="dim")
+                    line.append(f" ({str(worker['reason']).splitlines()[0]})", style="dim")
             if spinner is not None:
                 spinner.update(Text.assemble(line, (f"  {elapsed:.0f}s", "dim")))
             elif line.plain != last_line:
@@ -142,7 +143,8 @@ def run_job(emu: Any, request: dict[str, Any], index: int, total: int, timeout_s
                 break
             if (body.get("status") == "IN_QUEUE" and worker is not None and worker.get("status") == "UNHEALTHY"
                     and int(worker.get("restarts") or 0) >= GIVE_UP_RESTARTS):
-                result.problem = f"the worker keeps failing to start: {worker.get('reason') or 'no reason given'}"
+                reason = str(worker.get("reason") or "no reason given").splitlines()[0]
+                result.problem = f"the worker keeps failing to start: {reason}"
                 break
             try:
                 body = emu.get(f"{base}/status-sync/{job_id}", params={"wait": 1000}, timeout=30)
