@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from emulator import metrics
 from emulator.config import Settings
 from emulator.core import Core
 from emulator.errors import EmulatorError
@@ -198,6 +199,7 @@ class Actuator:
             timings={},
             job_ids=[],
         )
+        metrics.worker_restarted(self.core, endpoint.id)
         self._spawn(worker.id, self._replace_container(worker, endpoint))
 
     async def _replace_container(self, worker: WorkerRecord, endpoint: Endpoint) -> None:
@@ -261,8 +263,10 @@ class Actuator:
         except asyncio.CancelledError:
             raise
         except EmulatorError as exc:
+            metrics.container_start_failed(self.core, endpoint.id)
             self.mark_failed(worker, f"could not start its container: {exc.message}", endpoint.backoff)
             return
+        metrics.container_started(self.core, endpoint.id, seconds=create_s + start_s)
         worker.timings["startS"] = round(start_s, 4)
         workers.apply(worker, WorkerEvent.STARTED, "container started")
         log.info(

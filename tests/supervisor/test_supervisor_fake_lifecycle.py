@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from emulator import metrics
 from emulator.clock import SystemClock
 from emulator.errors import ImageNotFound, RuntimeUnavailable
 from emulator.models import JobStatus, WorkerState
@@ -124,7 +125,8 @@ async def test_standby_containers_are_created_not_started_and_used_first(world: 
     assert len(world.workers(standby=True)) == 0  # at workersMax: no room left to grow
 
 
-async def test_start_timings_and_cold_start_breakdown(world: World) -> None:
+async def test_start_timings_cold_start_breakdown_and_metrics(world: World) -> None:
+    m = metrics.attach(world.core)
     world.endpoint(workersMin=1, workersMax=1)
     await world.step()
     (w,) = world.workers()
@@ -134,6 +136,12 @@ async def test_start_timings_and_cold_start_breakdown(world: World) -> None:
     await world.step()
     breakdown = world.job(job.id).breakdown or {}
     assert breakdown["coldStart"] is True and {"createMs", "startMs", "readyMs"} <= set(breakdown)
+    world.fake.crash(w.container_id or "")
+    await world.step()
+    await world.step()
+    text = m.exposition().decode()
+    assert 'emulator_container_starts_total{endpoint="ep"} 2.0' in text
+    assert 'emulator_worker_restarts_total{endpoint="ep"} 1.0' in text
 
 
 async def test_a_silent_worker_is_lost_its_jobs_requeued_and_it_is_replaced(world: World) -> None:
