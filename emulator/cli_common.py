@@ -3,6 +3,7 @@ and small formatters. The command modules (``cli_*.py``) build on these."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -62,8 +63,9 @@ def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def note(message: str, style: str = "dim") -> None:
-    err_console.print(Text(message, style=style))
+def busy(message: str) -> contextlib.AbstractContextManager[Any]:
+    """A spinner on stderr while something slow happens (nothing when stderr is not a terminal)."""
+    return err_console.status(message) if err_console.is_terminal else contextlib.nullcontext()
 
 
 # --- options shared by the commands that talk to a running emulator ------------------------------------

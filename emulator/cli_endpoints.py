@@ -17,6 +17,7 @@ from emulator.cli_common import (
     URL_OPTION,
     Api,
     ApiError,
+    busy,
     console,
     fail,
     parse_env,
@@ -135,7 +136,9 @@ def create(
                  "(or --file endpoint.json)")
     with Api(url, api_key, timeout_s=120) as api:
         for body in bodies:
-            _show(api.checked("POST", "/v1/endpoints", json=body), as_json, "created")
+            with busy(f"creating {body.get('name')}…"):
+                created = api.checked("POST", "/v1/endpoints", json=body)
+            _show(created, as_json, "created")
 
 
 def worker_summary(summary: dict[str, Any] | None) -> Text:
@@ -168,7 +171,7 @@ def list_endpoints(
                           "--image IMAGE`")
             return
         table = Table(title=f"Endpoints at {api.url}", title_justify="left")
-        for column in ("ID", "NAME", "IMAGE", "WORKERS", "GPUS", "VERSION", "STATE"):
+        for column in ("ID", "NAME", "IMAGE", "MIN–MAX", "GPUS", "VERSION", "WORKERS"):
             table.add_column(column, no_wrap=column in ("ID", "VERSION"), overflow="fold")
         for ep in endpoints:
             try:
@@ -263,5 +266,6 @@ def delete(
     """Delete endpoints: their workers are drained, then removed."""
     with Api(url, api_key, timeout_s=300) as api:
         for endpoint_id in endpoint_ids:
-            api.checked("DELETE", f"/v1/endpoints/{endpoint_id}")
+            with busy(f"deleting {endpoint_id} (draining its workers)…"):
+                api.checked("DELETE", f"/v1/endpoints/{endpoint_id}")
             console.print(Text.assemble(("deleted endpoint ", "green"), (endpoint_id, "bold")))

@@ -4,7 +4,6 @@ removes its endpoint, containers and network whatever happened."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import structlog
 
-from emulator.cli_common import BUILD_HINT, err_console, fail
+from emulator.cli_common import BUILD_HINT, busy, err_console, fail
 from emulator.errors import EmulatorError, RuntimeUnavailable
 
 DOCKER_HINT = "start Docker (`sudo systemctl start docker`); `serverless-emulator test` runs real containers"
@@ -147,7 +146,7 @@ class EphemeralEmulator:
         """Delete the endpoint (drains and removes its worker), stop the control plane (removes what is
         left of its workers), then remove stray containers, the network and the data dir."""
         started = time.monotonic()
-        with (err_console.status("cleaning up…") if err_console.is_terminal else contextlib.nullcontext()):
+        with busy("cleaning up (removing the worker and the network)…"):
             if self.http is not None:
                 if self.endpoint_created:
                     try:

@@ -30,7 +30,6 @@ class BuildDisplay:
     def __init__(self, title: str, verbose: bool = False, lines: int = 6) -> None:
         self.title = title
         self.verbose = verbose
-        self.step = "starting…"
         self.output: deque[str] = deque(maxlen=lines)
         self.started = time.monotonic()
         self.live: Live | None = None
@@ -59,7 +58,6 @@ class BuildDisplay:
             if self.verbose:
                 self._print(Text(text, style="dim"))
             return
-        self.step = line
         self._print(Text.assemble(("• ", "cyan"), line))
 
     def _print(self, text: Text) -> None:
@@ -69,8 +67,10 @@ class BuildDisplay:
             err_console.print(text)
 
     def _render(self) -> Group:
+        # the steps themselves are printed above the live area; the spinner shows what and how long
         spinner = Spinner("dots", text=Text.assemble(
-            (self.title, "bold"), "  ", (self.step, ""), (f"  {time.monotonic() - self.started:.0f}s", "dim")))
+            (self.title, "bold"), (f"  {time.monotonic() - self.started:.0f}s", "dim"),
+            (f"  · {self.count} lines of output" if self.count else "", "dim")))
         tail = [Text("  " + line[: max(20, err_console.width - 4)], style="dim", no_wrap=True)
                 for line in self.output]
         return Group(spinner, *([] if self.verbose else tail))

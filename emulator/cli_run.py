@@ -18,6 +18,7 @@ from emulator.cli_common import (
     TERMINAL,
     URL_OPTION,
     Api,
+    busy,
     console,
     err_console,
     fail,
@@ -149,7 +150,7 @@ def run(
         waiter = Waiter(api, endpoint_id, timeout, wait_ms)
         try:
             if sync:
-                with _maybe_status(f"runsync on {endpoint_id}…"):
+                with busy(f"runsync on {endpoint_id}…"):
                     result = api.checked("POST", f"{base}/runsync", params={"wait": wait_ms}, json=body,
                                          timeout_s=wait_ms / 1000 + 30)
                 result = waiter.until_terminal(result, spinner=True)
@@ -172,12 +173,6 @@ def run(
     print_result(result, as_json, show_output=not stream)
     if result.get("status") != "COMPLETED":
         raise typer.Exit(1)
-
-
-def _maybe_status(message: str) -> Any:
-    import contextlib
-
-    return err_console.status(message) if err_console.is_terminal else contextlib.nullcontext()
 
 
 def _stream(api: Api, base: str, job_id: str, waiter: Waiter) -> dict[str, Any]:

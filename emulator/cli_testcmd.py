@@ -21,6 +21,7 @@ from rich.text import Text
 
 from emulator.cli_common import (
     TERMINAL,
+    busy,
     console,
     err_console,
     fail,
@@ -123,7 +124,7 @@ def run_job(emu: Any, request: dict[str, Any], index: int, total: int, timeout_s
     body: dict[str, Any] = {"id": job_id, "status": "IN_QUEUE"}
     label = f"job {index}/{total}"
     last_line = ""
-    with (err_console.status(label) if err_console.is_terminal else _nothing()) as spinner:
+    with busy(label) as spinner:
         while body.get("status") not in TERMINAL:
             elapsed = time.monotonic() - started
             worker = emu.worker()
@@ -162,12 +163,6 @@ def run_job(emu: Any, request: dict[str, Any], index: int, total: int, timeout_s
         worker = emu.worker()
         result.logs = emu.worker_logs(body.get("workerId") or (worker or {}).get("id"))
     return result
-
-
-def _nothing() -> Any:
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 # --- reporting -------------------------------------------------------------------------------------------------
