@@ -25,6 +25,7 @@ from emulator.service.jobs import JobService
 from emulator.supervisor import policy
 from emulator.supervisor.containers import container_spec
 from emulator.supervisor.reconcile import (
+    Action,
     Adopt,
     CreateStandby,
     Drain,
@@ -98,14 +99,14 @@ class Actuator:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- dispatch ------------------------------------------------------------------------------
-    def run(self, action: object, endpoint: Endpoint | None) -> None:
+    def run(self, action: Action, endpoint: Endpoint | None) -> None:
         """Carry out one planned action. Never raises: a failure is logged and the next tick retries."""
         try:
             self._run(action, endpoint)
         except Exception:
             log.exception("supervisor action failed", action=repr(action))
 
-    def _run(self, action: object, endpoint: Endpoint | None) -> None:
+    def _run(self, action: Action, endpoint: Endpoint | None) -> None:
         workers = self.core.workers
         if isinstance(action, RemoveContainer):
             self._spawn(
@@ -116,7 +117,7 @@ class Actuator:
             assert endpoint is not None
             self._start(action, endpoint)
             return
-        worker = workers.get(action.worker_id)  # type: ignore[attr-defined]
+        worker = workers.get(action.worker_id)
         if worker is None:
             return
         if isinstance(action, Fail):

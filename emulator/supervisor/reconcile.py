@@ -141,8 +141,8 @@ def _health(o: Observed, now: float, settings: Settings) -> Fail | None:
 
 def plan(
     endpoint: Endpoint, observed: Sequence[Observed], stats: QueueStats, now: float, settings: Settings
-) -> list[object]:
-    actions: list[object] = []
+) -> list[Action]:
+    actions: list[Action] = []
     serving = healthy = idle = starting = 0
     standbys: list[WorkerRecord] = []
     busy_standbys = 0
@@ -305,14 +305,14 @@ def _start_reason(endpoint: Endpoint, stats: QueueStats, serving: int) -> str:
 # --- leftovers ------------------------------------------------------------------------------------
 def plan_adoption(
     containers: Iterable[ContainerInfo], workers: Iterable[WorkerRecord], endpoint_versions: dict[str, int]
-) -> list[object]:
+) -> list[Action]:
     """After a restart: keep containers that match their worker record, remove every other one.
 
     A worker record of a container-backed worker whose container is gone is removed too (its jobs
     are requeued by the caller). Records of versions the endpoint has moved past are kept: the loop
     drains them like any outdated worker.
     """
-    actions: list[object] = []
+    actions: list[Action] = []
     records = {w.id: w for w in workers if w.kind == "container"}
     matched: set[str] = set()
     for c in containers:
