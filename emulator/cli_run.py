@@ -148,6 +148,7 @@ def run(
     base = f"/v2/{endpoint_id}"
     with Api(url, api_key, timeout_s=60) as api:
         waiter = Waiter(api, endpoint_id, timeout, wait_ms)
+        chunks = 0
         try:
             if sync:
                 with busy(f"runsync on {endpoint_id}…"):
@@ -159,7 +160,7 @@ def run(
                 job_id = queued["id"]
                 err_console.print(Text.assemble("job ", (job_id, "bold"), f" queued on {endpoint_id}"))
                 if stream:
-                    result = _stream(api, base, job_id, waiter)
+                    result, chunks = _stream(api, base, job_id, waiter)
                 else:
                     result = waiter.until_terminal(queued, spinner=True)
         except KeyboardInterrupt:
@@ -170,21 +171,24 @@ def run(
         err_console.print(Text.assemble(job_status_text(result.get("status")), " ", str(result.get("id"))))
         fail(f"gave up waiting after {timeout:g} s; the job is still {result.get('status')}",
              f"check it later with GET {url}{base}/status/{result.get('id')}")
-    print_result(result, as_json, show_output=not stream)
+    print_result(result, as_json, show_output=chunks == 0)  # a handler that did not stream: its output
     if result.get("status") != "COMPLETED":
         raise typer.Exit(1)
 
 
-def _stream(api: Api, base: str, job_id: str, waiter: Waiter) -> dict[str, Any]:
-    """Print each chunk's output (one JSON value per line) until the job ends; the final status body."""
+def _stream(api: Api, base: str, job_id: str, waiter: Waiter) -> tuple[dict[str, Any], int]:
+    """Print each chunk's output (one JSON value per line) until the job ends; the final status body
+    and the number of chunks."""
+    chunks = 0
     while not waiter.expired():
         body = api.checked("GET", f"{base}/stream/{job_id}", params={"wait": waiter.wait_ms},
                            timeout_s=waiter.wait_ms / 1000 + 30)
         for chunk in body.get("stream") or []:
+            chunks += 1
             output = chunk.get("output") if isinstance(chunk, dict) else chunk
             console.out(output if isinstance(output, str) else json.dumps(output, ensure_ascii=False),
                         highlight=False)
         if body.get("status") in TERMINAL:
             break
     status: dict[str, Any] = api.checked("GET", f"{base}/status/{job_id}")
-    return status
+    return status, chunks

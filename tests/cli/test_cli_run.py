@@ -75,6 +75,13 @@ def test_run_stream_prints_chunks(cli: Cli, endpoint: str, start_worker: Any) ->
     assert "COMPLETED" in r.stderr
 
 
+def test_run_stream_of_a_handler_that_does_not_stream(cli: Cli, endpoint: str, start_worker: Any) -> None:
+    start_worker(echo)
+    r = cli("run", "echo", "--input", '{"x": 1}', "--stream", "--wait-ms", "2000")
+    assert r.exit_code == 0, r.output
+    assert stdout_json(r.stdout) == {"x": 1}
+
+
 def test_failed_job_exits_non_zero(cli: Cli, endpoint: str, start_worker: Any) -> None:
     def failing(worker: ProtocolWorker, job: dict[str, Any]) -> None:
         error = {"error_type": "<class 'ValueError'>", "error_message": "bad prompt",
