@@ -4,6 +4,20 @@
 source "$(dirname "$0")/lib.sh"
 bash scripts/setup.sh
 pick_python
+
+# The dashboard test drives Debian's chromium through Playwright (no browser download is needed).
+ensure_chromium() {
+  command -v chromium >/dev/null && { echo "    $(chromium --version 2>/dev/null | head -1)"; return 0; }
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "    apt-get install chromium"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -q && apt-get install -y -q chromium; } >/dev/null || return 1
+    return 0
+  fi
+  echo "    chromium is not installed and cannot be installed here (not root): the browser test will skip"
+  [ "${CI:-}" != true ]  # in CI the browser test must run
+}
+step "browser for the dashboard test" ensure_chromium
 echo "==> $PY -m pytest $*"
 started=$(now_ms)
 rc=0
