@@ -26,8 +26,8 @@ Worker kinds, as the emulator runs them
   skips the create step (``coldStart.createMs`` is 0 for such a job). Standby containers use no
   CPU or memory; they carry ``standby: true`` in ``GET /v1/endpoints/{id}/workers``, are never given
   a job, and are not counted in ``/health`` or against ``workersMax``. They are removed and
-  re-created when the endpoint's version changes, and removed when ``extraWorkers`` or
-  ``workersMax`` is lowered to 0. Set ``extraWorkers: 0`` to have none.
+  re-created when the endpoint's version changes, and the surplus is removed when ``extraWorkers``
+  or ``workersMax`` is lowered below their number. Set ``extraWorkers: 0`` to have none.
 
 Restarts of crashed workers (``backoff``, per endpoint)
 -------------------------------------------------------
@@ -37,7 +37,15 @@ then the delay grows ``initialDelayS * factor ** (n - 1)`` up to ``maxDelayS``. 
 ready for ``resetAfterS`` before failing starts a new crash loop (``restarts`` counts the restarts of
 the current loop). After ``giveUpAfterS`` of crash looping the worker stays UNHEALTHY with no next
 retry (it still holds its place, so a broken image cannot make the emulator start ever more
-containers); changing the endpoint (a new version) replaces it.
+containers); changing the endpoint (a new version) replaces it. A crashed flex worker that is no
+longer needed when its retry comes (no queued work, ``workersMin`` met) is removed instead.
+
+Recycling and new versions
+--------------------------
+A worker that reports a result with ``stopPod: true`` takes no new job, is stopped once it holds
+none (its exit is not a crash, whatever the code) and replaced by a fresh worker. When a change
+bumps the endpoint's ``version``, older workers become OUTDATED: they take no new job, finish the
+ones they hold, then go; new workers of the current version are started as the settings ask.
 """
 
 from __future__ import annotations
