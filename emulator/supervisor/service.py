@@ -48,7 +48,7 @@ class Supervisor:
         self.loop = ReconcileLoop(core, self.actuator, settings, runtime, instance)
         self._owns_runtime = owns_runtime
         self._gateway: str | None = None
-        self._started = False
+        self._started = False  # adopted what a previous run left: shutdown may remove containers
 
     # --- what ControlPlane calls ---------------------------------------------------------------
     async def network_gateway(self) -> str:
@@ -68,7 +68,6 @@ class Supervisor:
         await self.network_gateway()  # also when worker_host was given (compose): containers join it
         await self.adopt()
         self.loop.start()
-        self._started = True
         log.info("supervisor started", instance=self.instance, network=self.settings.network)
 
     async def adopt(self) -> None:
@@ -88,6 +87,7 @@ class Supervisor:
             else:
                 adopted += 1
                 self.actuator.run(action, None)
+        self._started = True  # from here on, this instance's containers are ours to remove at shutdown
         if containers or actions:
             log.info(
                 "leftovers handled",
@@ -102,7 +102,9 @@ class Supervisor:
         await self.actuator.wait_ops(timeout_s=self.settings.stop_grace_s + 5)
         await self.actuator.cancel_all()
         try:
-            if not self.settings.keep_workers:
+            if not self._started:
+                log.info("supervisor stopped before it started: containers left as they are")
+            elif not self.settings.keep_workers:
                 workers = [w for w in self.core.workers.all() if w.kind == "container"]
                 await self._drain_and_remove(workers, "the control plane is shutting down")
                 for container in await self.runtime.list(owner_labels(self.instance)):
