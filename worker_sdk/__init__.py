@@ -36,8 +36,9 @@ def progress_update(job, data):
 
 def __getattr__(name):
     # ``worker_sdk.serverless.start`` mirrors ``runpod.serverless.start`` (PEP 562 lazy import).
+    # Not ``from . import serverless``: its fromlist handling would call this __getattr__ again.
     if name == "serverless":
-        from . import serverless
+        import importlib
 
-        return serverless
+        return importlib.import_module(__name__ + ".serverless")
     raise AttributeError("module 'worker_sdk' has no attribute " + repr(name))

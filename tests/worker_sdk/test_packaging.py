@@ -53,6 +53,13 @@ def test_import_time_under_50ms():
     assert statistics.median(times) < 0.050, times
 
 
+def test_from_worker_sdk_import_serverless():
+    out = _fresh(
+        "from worker_sdk import serverless; import worker_sdk; print(serverless.start is worker_sdk.start)"
+    )
+    assert out.strip() == "True"
+
+
 def test_serverless_alias_is_lazy_and_works():
     out = _fresh(
         "import sys, worker_sdk; a = 'asyncio' in sys.modules; from worker_sdk.serverless import start, "
