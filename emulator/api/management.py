@@ -68,9 +68,13 @@ def workers_body(ctx: AppContext, endpoint: Endpoint) -> dict[str, Any]:
     now = ctx.core.clock.now()
     workers = sorted(ctx.core.workers.for_endpoint(endpoint.id), key=lambda w: (w.created_at, w.id))
     summary = {s.value.lower(): 0 for s in WorkerState}
+    summary["standby"] = 0
     for w in workers:
-        summary[w.state.value.lower()] += 1
-    summary["total"] = len(workers)
+        if w.standby:  # pre-created extra workers are not serving workers
+            summary["standby"] += 1
+        else:
+            summary[w.state.value.lower()] += 1
+    summary["total"] = len(workers) - summary["standby"]
     return {
         "workers": [w.public(endpoint.version, now) for w in workers],
         "summary": summary,
