@@ -108,7 +108,7 @@ class EndpointSpec(_EndpointFields):
     dockerStartCmd: StartCmd = None
     memoryInMb: int | None = Field(None, ge=6, le=1024 * 1024)
     networkVolumeId: str | None = Field(None, pattern=ID_PATTERN)
-    backoff: BackoffPolicy = Field(default_factory=BackoffPolicy)
+    backoff: BackoffPolicy = Field(default_factory=lambda: BackoffPolicy())
 
     @model_validator(mode="after")
     def _bounds(self) -> EndpointSpec:
@@ -141,7 +141,7 @@ class EndpointPatch(_EndpointFields):
 class Endpoint(EndpointSpec):
     """An endpoint as stored and returned: the spec plus identity and version."""
 
-    id: str  # type: ignore[assignment]
+    id: str
     version: int = 1
     createdAt: float = 0.0
     updatedAt: float = 0.0
@@ -180,7 +180,7 @@ class JobRequest(BaseModel):
 
     input: Any = Field(...)
     webhook: str | None = Field(None, max_length=2048)
-    policy: JobPolicy = Field(default_factory=JobPolicy)
+    policy: JobPolicy = Field(default_factory=lambda: JobPolicy())
     s3Config: dict[str, Any] | None = None
 
     @field_validator("webhook")

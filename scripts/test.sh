@@ -18,6 +18,10 @@ ensure_chromium() {
   [ "${CI:-}" != true ]  # in CI the browser test must run
 }
 step "browser for the dashboard test" ensure_chromium
+
+# Lint and types first: quick, and a failure here is cheaper to read than one in a test.
+step "lint (ruff check)" "$PY" -m ruff check emulator worker_sdk tests bench
+step "types (mypy --strict emulator)" "$PY" -m mypy --strict emulator
 echo "==> $PY -m pytest $*"
 started=$(now_ms)
 rc=0

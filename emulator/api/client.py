@@ -53,7 +53,7 @@ async def runsync(endpoint_id: str, request: Request, wait: str | None = None) -
     job = await ctx.jobs.wait_terminal(endpoint.id, job.id, wait_s)
     if job.status.terminal:
         return ctx.jobs.status_body(job)
-    body = {"id": job.id, "status": job.status.value}
+    body: dict[str, Any] = {"id": job.id, "status": job.status.value}
     if job.started_at is not None:
         body["delayTime"] = job.delay_ms(ctx.core.clock.now())
     return body

@@ -66,7 +66,7 @@ def test_sigkill_and_restart_loses_nothing(tmp_path: Path, procs: list[subproces
 
     # reported results survive; the queue survives; the same worker (same token) carries on
     assert api.get(f"/v2/e/status/{done_job['id']}").json()["output"] == "before the crash"
-    assert api.get(f"/v2/e/health").json()["jobs"]["inQueue"] == 4
+    assert api.get("/v2/e/health").json()["jobs"]["inQueue"] == 4
     assert worker.done(in_progress["id"], {"output": in_progress["input"]}).status_code == 200
     while True:
         r = worker.take()
