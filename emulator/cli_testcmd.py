@@ -252,8 +252,17 @@ def check_image_command(
         image = target
         require_image(image)
 
+    try:
+        results = _run_all(EphemeralEmulator(port, verbose), image, requests, expected, worker_env, gpu_count, timeout)
+    except KeyboardInterrupt:
+        fail("interrupted; the worker, endpoint and network it started were removed", code=130)
+    _report(results, image)
+
+
+def _run_all(emulator: Any, image: str, requests: list[dict[str, Any]], expected: list[Any],
+             worker_env: dict[str, str], gpu_count: int, timeout: float) -> list[JobResult]:
     results: list[JobResult] = []
-    with EphemeralEmulator(port, verbose) as emu:
+    with emulator as emu:
         err_console.print(f"emulator on {emu.url} (network {emu.network}); starting a worker from {image}",
                           style="dim")
         emu.create_endpoint(image, worker_env, gpu_count, timeout)
@@ -265,6 +274,10 @@ def check_image_command(
             mark = Text("✓ ", style="green") if result.ok else Text("✗ ", style="red")
             err_console.print(Text.assemble(mark, f"job {number}/{len(requests)} ",
                                             job_status_text(result.body.get("status")), f" in {result.seconds:.1f}s"))
+    return results
+
+
+def _report(results: list[JobResult], image: str) -> None:
     console.print(results_table(results, image))
     failed = [r for r in results if not r.ok]
     for r in failed:
