@@ -202,6 +202,9 @@ class Worker:
             except JobGone:
                 log.warn("the control plane no longer knows this job; stopping it without a result", ctx.id)
                 return
+            except Exception as exc:  # a bug in the SDK itself: still report the job as failed
+                log.error(f"internal error while running the job: {type(exc).__name__}: {exc}", ctx.id)
+                result, is_stream = error_payload(exc, self.settings.worker_id, self.settings.hostname), False
             if ctx.stopped or result is None:
                 log.info("stopped: no result posted", ctx.id)
                 return

@@ -34,15 +34,14 @@ class Link:
 
     def failure(self, what: str, reason: str, url: str, job_id=None) -> None:
         self.failures += 1
+        answered = reason.startswith("HTTP ")
         if self.failures == 1:
-            log.warn(
-                f"cannot reach the control plane ({what} {_origin(url)}): {reason}; retrying with backoff",
-                job_id,
+            problem = (
+                "the control plane answered with an error" if answered else "cannot reach the control plane"
             )
+            log.warn(f"{problem} ({what} {_origin(url)}): {reason}; retrying with backoff", job_id)
         elif self.failures % 20 == 0:
-            log.warn(
-                f"control plane still unreachable after {self.failures} attempts ({what}: {reason})", job_id
-            )
+            log.warn(f"control plane still failing after {self.failures} attempts ({what}: {reason})", job_id)
 
     def success(self) -> None:
         if self.failures:

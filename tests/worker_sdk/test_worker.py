@@ -409,3 +409,17 @@ async def test_batch_answer_runs_every_job(stub, run_worker):
     for i, job in enumerate(ids):
         assert await result(stub, job) == {"output": i}
     assert os.environ.get("RUNPOD_WEBHOOK_GET_JOB") is None  # nothing leaked into this process
+
+
+async def test_internal_error_still_reports_a_failed_job(stub, run_worker, monkeypatch):
+    import worker_sdk.loop
+
+    class Broken(worker_sdk.loop.Execution):
+        async def run(self):
+            raise RuntimeError("sdk bug")
+
+    monkeypatch.setattr(worker_sdk.loop, "Execution", Broken)
+    await run_worker({"handler": lambda job: 1})
+    job = stub.add_job({})
+    body = await result(stub, job)
+    assert json.loads(body["error"])["error_message"] == "sdk bug"
