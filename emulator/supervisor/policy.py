@@ -10,6 +10,8 @@ Worker kinds, as the emulator runs them
   workers exist); it runs on every reconcile tick (``EMULATOR_RECONCILE_INTERVAL_S``, 0.25 s) and
   whenever a job is queued or finishes.
 
+  - An endpoint scaled to zero starts one worker as soon as a (not lowPriority) job is queued:
+    that job pays a cold start, not the queue delay too.
   - ``QUEUE_DELAY``: when the oldest queued (not lowPriority) job has waited longer than
     ``scalerValue`` seconds, workers are added, **as many as the queued jobs need at once** (one per
     queued job that no IDLE or starting worker will pick up), not one per check as RunPod does: a
@@ -84,7 +86,15 @@ def to_add(endpoint: Endpoint, stats: QueueStats, capacity: Capacity) -> int:
     want = endpoint.workersMin - capacity.serving
     if endpoint.scalerType == "REQUEST_COUNT":
         want = max(want, scaler_wants(endpoint, stats) - capacity.serving)
-    elif stats.in_queue_scaling > 0 and stats.oldest_scaling_wait_s > endpoint.scalerValue:
+    elif stats.in_queue_scaling > 0 and capacity.serving == 0:
+        # scaled to zero: the first job starts a worker at once (a cold start), as on RunPod;
+        # the queue delay decides when to add more
+        want = max(want, 1)
+    if (
+        endpoint.scalerType == "QUEUE_DELAY"
+        and stats.in_queue_scaling > 0
+        and stats.oldest_scaling_wait_s > endpoint.scalerValue
+    ):
         # one worker per waiting job that no idle or starting worker will pick up
         want = max(want, stats.in_queue_scaling - capacity.idle - capacity.starting)
     room = endpoint.workersMax - capacity.serving

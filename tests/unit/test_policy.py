@@ -27,8 +27,16 @@ def q(in_queue: int = 0, in_progress: int = 0, scaling: int | None = None, wait_
 # --- QUEUE_DELAY -------------------------------------------------------------------------------------
 def test_queue_delay_adds_nothing_until_a_job_has_waited_longer_than_scaler_value() -> None:
     e = ep(workersMax=5, scalerValue=4)
-    assert policy.to_add(e, q(3, wait_s=4.0), Capacity(serving=0)) == 0
+    assert policy.to_add(e, q(3, wait_s=4.0), Capacity(serving=1, starting=1)) == 0
+    assert policy.to_add(e, q(3, wait_s=4.1), Capacity(serving=1, starting=1)) == 2
     assert policy.to_add(e, q(3, wait_s=4.1), Capacity(serving=0)) == 3
+
+
+def test_scaled_to_zero_the_first_job_starts_a_worker_at_once() -> None:
+    e = ep(workersMax=5, scalerValue=4)
+    assert policy.to_add(e, q(1, wait_s=0.0), Capacity(serving=0)) == 1
+    assert policy.to_add(e, q(3, wait_s=0.0), Capacity(serving=0)) == 1
+    assert policy.to_add(e, q(0, wait_s=0.0), Capacity(serving=0)) == 0
 
 
 def test_queue_delay_adds_one_per_waiting_job_nobody_will_pick_up_capped_at_max() -> None:
