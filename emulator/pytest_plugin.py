@@ -10,6 +10,7 @@ dir and Docker network; every endpoint and container it made is removed at the e
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -113,9 +114,20 @@ class EmulatorSession:
             httpx.delete(f"{self.plane.client_url}/v1/endpoints/{endpoint_id}", timeout=120)
 
     def close(self) -> None:
-        if self.plane is not None:
-            self.plane.stop()
-            self.plane = None
+        if self.plane is None:
+            return
+        self.plane.stop()  # drains and removes the session's worker containers
+        self.plane = None
+        from emulator.runtime.docker import DockerRuntime
+
+        async def remove_network() -> None:
+            runtime = DockerRuntime()
+            try:
+                await runtime.remove_network(self.network)
+            finally:
+                await runtime.close()
+
+        asyncio.run(remove_network())
 
 
 @pytest.fixture(scope="session")
