@@ -101,10 +101,11 @@ def test_unknown_arguments_are_left_for_the_handler(tmp_path):
     assert code == 0
 
 
-def test_local_mode_on_python39(tmp_path):
-    python = find_python("3.9")
+@pytest.mark.parametrize("version", ["3.9", "3.12"])
+def test_local_mode_on_other_pythons(tmp_path, version):
+    python = find_python(version)
     if python is None:
-        pytest.skip("no Python 3.9 interpreter on this machine")
+        pytest.skip(f"no Python {version} interpreter on this machine")
     for kind in ("sync", "async", "gen", "agen"):
         code, result, out = run_local(
             kind, "--test_input", '{"input": {"items": [1], "echo": 1}}', cwd=tmp_path, python=python

@@ -110,10 +110,11 @@ def test_every_handler_kind_in_a_process(stub, spawn, kind):
     assert worker.wait(10) == 0
 
 
-def test_python39_worker(stub, spawn):
-    python = find_python("3.9")
+@pytest.mark.parametrize("version", ["3.9", "3.10", "3.12", "3.13"])
+def test_other_python_versions(stub, spawn, version):
+    python = find_python(version)
     if python is None:
-        pytest.skip("no Python 3.9 interpreter on this machine")
+        pytest.skip(f"no Python {version} interpreter on this machine")
     worker = spawn(stub.env(HANDLER_KIND="gen", AGGREGATE="1"), python=python)
     job = stub.add_job({"items": [1, 2, 3]})
     assert stub.wait_final(job, 20) == {"output": [1, 2, 3]}
