@@ -1,0 +1,95 @@
+"""One benchmark run: its id, counts, output dir, and everything it started (stopped by ``close``)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import dockerx
+from bench.load import Clients
+from bench.procs import ControlPlane, Peer
+
+
+@dataclass(frozen=True)
+class Counts:
+    latency_jobs: int  # per target, split over rounds that alternate emulator and peer
+    latency_warmup: int
+    latency_rounds: int
+    tput_clients: int
+    tput_warm_s: float
+    tput_window_s: float
+    tput_poll_s: float
+    client_procs: int
+    cold_runs: int
+    flash_runs: int
+    scale_jobs: int
+    scale_workers: int
+    scale_procs: int
+    scale_concurrency: int  # connections per submitting process
+    import_runs: int
+
+
+MODES = {
+    "full": Counts(1000, 50, 5, 16, 2.0, 10.0, 0.01, 2, 5, 3, 10_000, 8, 4, 16, 20),
+    "quick": Counts(150, 20, 3, 16, 1.0, 4.0, 0.01, 2, 1, 1, 1_000, 8, 2, 16, 5),
+    "smoke": Counts(20, 5, 2, 16, 0.5, 1.5, 0.01, 2, 1, 1, 100, 2, 2, 8, 2),
+}
+
+
+@dataclass
+class Run:
+    mode: str
+    out_dir: Path
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    images: dict[str, str | None] = field(default_factory=dict)
+    planes: list[ControlPlane] = field(default_factory=list)
+    instances: list[str] = field(default_factory=list)
+    _peer: Peer | None = None
+    _clients: Clients | None = None
+
+    @property
+    def counts(self) -> Counts:
+        return MODES[self.mode]
+
+    @property
+    def dir(self) -> Path:
+        return self.out_dir / self.run_id
+
+    def plane(self, name: str, env: dict[str, str] | None = None) -> ControlPlane:
+        cp = ControlPlane(self.run_id, name, self.dir, dict(env or {}))
+        self.planes.append(cp)
+        self.instances.append(cp.instance)
+        return cp.start()
+
+    def stop_plane(self, cp: ControlPlane) -> None:
+        cp.stop()
+        if cp in self.planes:
+            self.planes.remove(cp)
+
+    def peer(self) -> Peer:
+        if self._peer is None or not self._peer.alive():
+            self._peer = Peer(self.dir).start()
+        return self._peer
+
+    def clients(self) -> Clients:
+        if self._clients is None:
+            self._clients = Clients(self.counts.client_procs)
+        return self._clients
+
+    def close(self) -> list[str]:
+        """Stop every process this run started and remove its containers; what is left (should be [])."""
+        for cp in list(self.planes):
+            try:
+                self.stop_plane(cp)
+            except Exception:  # noqa: BLE001 - keep cleaning
+                pass
+        if self._peer is not None:
+            self._peer.stop()
+            self._peer = None
+        if self._clients is not None:
+            self._clients.close()
+            self._clients = None
+        time.sleep(0.2)
+        return dockerx.leftovers(self.instances, self.run_id)

@@ -1,0 +1,167 @@
+"""Docker for the benchmarks: the bench images, the ``docker run`` floor, and cleanup by label or id.
+
+Nothing is ever removed by name pattern: containers by the instance label of a control plane this
+run started (or the run's own label, for the floor's containers), networks by their exact name and
+only when they carry that instance label.
+"""
+
+from __future__ import annotations
+
+import atexit
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+LABEL_INSTANCE = "serverless-emulator.instance"
+LABEL_BENCH = "serverless-emulator.bench-run"
+ECHO_SAMPLE = "serverless-emulator/sample-echo:latest"
+RUNPOD_SAMPLE = "serverless-emulator/sample-runpod-sdk:latest"
+BENCH_ECHO = "serverless-emulator/bench-echo:latest"  # bench/handler.py on worker_sdk
+BENCH_RUNPOD = "serverless-emulator/bench-runpod:latest"  # bench/handler.py on RunPod's SDK
+
+_instances: dict[str, str] = {}  # instance id -> network name, for the exit-time sweep
+_run_labels: set[str] = set()
+_client: Any = None
+
+DOCKERFILE = """\
+ARG BASE
+FROM ${BASE}
+ARG SDK=worker_sdk
+ENV BENCH_SDK=${SDK} PYTHONUNBUFFERED=1
+LABEL serverless-emulator.bench=1
+WORKDIR /app
+COPY handler.py /app/bench_handler.py
+CMD ["python3", "-u", "bench_handler.py"]
+"""
+
+
+def client() -> Any:
+    global _client
+    if _client is None:
+        import docker
+
+        _client = docker.from_env(timeout=120)
+    return _client
+
+
+def server_version() -> str:
+    try:
+        return str(client().version().get("Version", "?"))
+    except Exception as exc:  # noqa: BLE001 - reported in the results, not fatal here
+        return f"unavailable ({exc})"
+
+
+def image_exists(tag: str) -> bool:
+    import docker
+
+    try:
+        client().images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def build_bench_images(handler: Path) -> dict[str, str | None]:
+    """bench/handler.py on top of the echo sample (worker_sdk) and the runpod-sdk sample (RunPod's SDK).
+
+    Each is a one-layer build on a local image (about a second with Docker's cache); None when the
+    sample image it starts from is missing (``bash scripts/setup.sh`` builds them).
+    """
+    built: dict[str, str | None] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-image-") as tmp:
+        ctx = Path(tmp)
+        (ctx / "Dockerfile").write_text(DOCKERFILE)
+        (ctx / "handler.py").write_bytes(handler.read_bytes())
+        for tag, base, sdk in ((BENCH_ECHO, ECHO_SAMPLE, "worker_sdk"), (BENCH_RUNPOD, RUNPOD_SAMPLE, "runpod")):
+            if not image_exists(base):
+                built[tag] = None
+                continue
+            proc = subprocess.run(
+                ["docker", "build", "-q", "-t", tag, "--build-arg", f"BASE={base}", "--build-arg", f"SDK={sdk}", str(ctx)],
+                capture_output=True, text=True, timeout=600,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"docker build of {tag} failed:\n{proc.stderr[-2000:]}")
+            built[tag] = tag
+    return built
+
+
+def docker_run_floor(image: str, run_label: str) -> float:
+    """Wall seconds of ``docker run --rm IMAGE python -c pass`` (labelled, so a leftover can be found)."""
+    _run_labels.add(run_label)
+    began = time.perf_counter()
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "--label", f"{LABEL_BENCH}={run_label}", image, "python", "-c", "pass"],
+        capture_output=True, text=True, timeout=300,
+    )
+    elapsed = time.perf_counter() - began
+    if proc.returncode != 0:
+        raise RuntimeError(f"docker run {image} python -c pass failed: {proc.stderr[-1000:]}")
+    return elapsed
+
+
+def container_paused(container_id: str) -> bool:
+    try:
+        state = client().api.inspect_container(container_id)["State"]
+    except Exception:  # noqa: BLE001 - gone
+        return False
+    return bool(state.get("Paused"))
+
+
+# --- cleanup ----------------------------------------------------------------------------------------
+def track_instance(instance: str, network: str) -> None:
+    _instances[instance] = network
+
+
+def _remove_containers(label: str) -> int:
+    removed = 0
+    for container in client().containers.list(all=True, filters={"label": [label]}):
+        try:
+            container.remove(force=True)
+            removed += 1
+        except Exception:  # noqa: BLE001, S110 - already gone
+            pass
+    return removed
+
+
+def remove_instance(instance: str, network: str) -> int:
+    """Force-remove the containers labelled with this control plane's instance id, then its network."""
+    removed = _remove_containers(f"{LABEL_INSTANCE}={instance}")
+    for net in client().networks.list(names=[network]):
+        labels = net.attrs.get("Labels") or {}
+        if net.name == network and labels.get(LABEL_INSTANCE) == instance:  # `names` matches substrings
+            try:
+                net.remove()
+            except Exception:  # noqa: BLE001, S110 - still in use: reported by leftovers()
+                pass
+    _instances.pop(instance, None)
+    return removed
+
+
+def leftovers(instances: list[str], run_label: str) -> list[str]:
+    """What this run left behind (should be empty): containers and networks, by label and exact name."""
+    found = []
+    for instance in instances:
+        found += [c.name for c in client().containers.list(all=True, filters={"label": [f"{LABEL_INSTANCE}={instance}"]})]
+        found += [n.name for n in client().networks.list(filters={"label": [f"{LABEL_INSTANCE}={instance}"]})]
+    found += [c.name for c in client().containers.list(all=True, filters={"label": [f"{LABEL_BENCH}={run_label}"]})]
+    return found
+
+
+@atexit.register
+def _sweep() -> None:
+    """At exit (also after an error): anything still tracked is removed."""
+    if _client is None:
+        return
+    for instance, network in list(_instances.items()):
+        try:
+            remove_instance(instance, network)
+        except Exception:  # noqa: BLE001, S110 - best effort at exit
+            pass
+    for label in _run_labels:
+        try:
+            _remove_containers(f"{LABEL_BENCH}={label}")
+        except Exception:  # noqa: BLE001, S110
+            pass

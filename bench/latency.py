@@ -1,0 +1,86 @@
+"""1. Warm ``/runsync`` latency: one client, one job at a time, against a warm worker.
+
+Three targets, measured in alternating rounds so that drift on a shared machine hits them evenly:
+the emulator with the handler on ``worker_sdk`` in a container (the aim), the emulator with the same
+handler on RunPod's SDK in a container, and RunPod's test server running it on the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench import dockerx
+from bench.context import Run
+from bench.load import sequential
+from bench.report import Row, Section, median, ms, pct, ratio, verdict
+
+ROWS = [
+    ("latency.p50", "Warm /runsync latency, p50 (echo handler, 1 warm worker, 1 client)"),
+    ("latency.p99", "Warm /runsync latency, p99"),
+    ("latency.runpod_worker", "Warm /runsync p50 with the worker on RunPod's SDK (container)"),
+    ("cpu.sequential", "Control-plane CPU per job, sequential /runsync"),
+]
+BODY = {"input": {"message": "hello"}}
+AIM_RATIO = 2.0
+
+
+def endpoint(eid: str, image: str) -> dict[str, object]:
+    return {"name": eid, "id": eid, "imageName": image, "workersMin": 1, "workersMax": 1,
+            "extraWorkers": 0, "idleTimeout": 600}
+
+
+def run(ctx: Run, section: Section) -> None:
+    c = ctx.counts
+    cp = ctx.plane("latency")
+    try:
+        targets = {"emu": ("runsync", cp.url, "lat")}
+        cp.create_endpoint(endpoint("lat", dockerx.BENCH_ECHO))
+        if ctx.images.get(dockerx.BENCH_RUNPOD):
+            cp.create_endpoint(endpoint("latrp", dockerx.BENCH_RUNPOD))
+            targets["rp"] = ("runsync", cp.url, "latrp")
+        cp.wait_ready("lat", 1)
+        if "rp" in targets:
+            cp.wait_ready("latrp", 1)
+        peer = ctx.peer()
+        targets["peer"] = ("peer_runsync", peer.url, "")
+        samples: dict[str, list[float]] = {k: [] for k in targets}
+        cpu = {"emu": [0.0, 0], "peer": [0.0, 0]}  # seconds, jobs
+        per_round = max(1, c.latency_jobs // c.latency_rounds)
+        for r in range(c.latency_rounds):
+            for name, (kind, base, eid) in targets.items():
+                proc = cp if name == "emu" else peer if name == "peer" else None
+                before = proc.cpu_s() if proc else 0.0
+                warm = c.latency_warmup if r == 0 else 3
+                samples[name] += asyncio.run(sequential(kind, base, eid, BODY, per_round, warm))
+                if proc is not None:
+                    cpu[name][0] += proc.cpu_s() - before
+                    cpu[name][1] += per_round + warm
+    finally:
+        ctx.stop_plane(cp)
+
+    emu, pr = samples["emu"], samples["peer"]
+    p50, p99, peer50, peer99 = pct(emu, 50), pct(emu, 99), pct(pr, 50), pct(pr, 99)
+    section.rows += [
+        Row("latency.p50", ROWS[0][1], ms(p50), ms(peer50), ratio(p50, peer50), f"<= {AIM_RATIO:g}x peer",
+            verdict(p50 <= AIM_RATIO * peer50)),
+        Row("latency.p99", ROWS[1][1], ms(p99), ms(peer99), ratio(p99, peer99)),
+    ]
+    if "rp" in samples:
+        rp50 = pct(samples["rp"], 50)
+        section.rows.append(Row("latency.runpod_worker", ROWS[2][1], ms(rp50), ms(peer50), ratio(rp50, peer50)))
+    else:
+        section.rows.append(Row("latency.runpod_worker", ROWS[2][1], "not measured: no sample-runpod-sdk image"))
+    emu_cpu = cpu["emu"][0] / max(1, cpu["emu"][1]) * 1000
+    peer_cpu = cpu["peer"][0] / max(1, cpu["peer"][1]) * 1000
+    section.rows.append(Row("cpu.sequential", ROWS[3][1], ms(emu_cpu), ms(peer_cpu), ratio(emu_cpu, peer_cpu)))
+    section.notes += [
+        f"{len(emu)} jobs per target in {c.latency_rounds} alternating rounds after {c.latency_warmup} warm-up jobs; "
+        f"one aiohttp client on a keep-alive connection; body `{BODY}`.",
+        f"Emulator: mean {ms(sum(emu) / len(emu))}, median {ms(median(emu))}, max {ms(max(emu))}. "
+        f"Peer: mean {ms(sum(pr) / len(pr))}, max {ms(max(pr))}.",
+        "Emulator path: client -> control plane (host) -> job-take long poll answered -> worker container "
+        "(Docker bridge network) -> job-done -> the /runsync waiter wakes. The peer runs the handler inside "
+        "its own /runsync request: no queue, no second process, no network hop.",
+        "CPU per job is utime+stime from /proc/<pid>/stat of the control-plane process (resp. the peer's "
+        "process) over the measured batches, divided by the jobs run; the worker's own CPU is not included.",
+    ]

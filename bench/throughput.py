@@ -1,0 +1,98 @@
+"""2. Throughput at 16 concurrent clients with a no-op handler, and 6. control-plane CPU per job.
+
+The emulator has 4 warm workers (``workersMin: 4``). Two ways to run jobs on each side:
+
+* ``/runsync``: each client posts a job and waits for its result, then the next.
+* ``/run`` plus status polling: each client posts ``/run`` and polls ``/status/{id}`` every
+  ``poll_s`` until the job ends. RunPod's test server has no real ``/run``: its ``/run`` only
+  stashes the job and its ``/status`` runs it, inside that request; this measures what it does.
+
+Jobs are counted when they complete inside a fixed window after a warm-up; the server's CPU time is
+read from /proc at the window's bounds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench import dockerx
+from bench.context import Run
+from bench.procs import _Proc
+from bench.report import Row, Section, ms, pct, ratio, verdict
+
+ROWS = [
+    ("throughput.runsync", "Throughput, /runsync, 16 clients, 4 warm workers, no-op handler"),
+    ("throughput.run_poll", "Throughput, /run + /status polling (10 ms), 16 clients, 4 warm workers"),
+    ("cpu.runsync", "Control-plane CPU per job, /runsync at 16 clients"),
+    ("cpu.run_poll", "Control-plane CPU per job, /run + polling at 16 clients"),
+]
+BODY: dict[str, Any] = {"input": {"n": 1}}  # not {}: the peer answers 500 to an empty output (KeyError)
+AIM_RATIO = 2.0
+
+
+def window(ctx: Run, kind: str, target: _Proc, base: str, endpoint: str) -> dict[str, Any]:
+    """One measured window: jobs/s, the server's CPU per job, client-side figures."""
+    c = ctx.counts
+    clients = ctx.clients()
+    merged = clients.throughput(kind, base, endpoint, c.tput_clients, c.tput_warm_s, c.tput_window_s, c.tput_poll_s, BODY)
+    time.sleep(max(0.0, merged["start_at"] - time.time()))
+    cpu0 = target.cpu_s()
+    time.sleep(max(0.0, merged["end_at"] - time.time()))
+    cpu1 = target.cpu_s()
+    result = clients.collect(merged)
+    done = max(1, result["completed"])
+    result["jobs_s"] = result["completed"] / c.tput_window_s
+    result["server_cpu_ms"] = (cpu1 - cpu0) / done * 1000
+    result["server_busy"] = (cpu1 - cpu0) / c.tput_window_s
+    result["client_cpu_ms"] = result["client_cpu_s"] / done * 1000
+    return result
+
+
+def describe(name: str, r: dict[str, Any]) -> str:
+    lat = r["latencies_ms"]
+    polls = f", {r['polls'] / max(1, r['completed']):.2f} status calls/job" if r["polls"] else ""
+    return (f"{name}: {r['completed']} jobs in the window ({r['jobs_s']:.0f}/s), {r['errors']} errors, "
+            f"job latency p50 {ms(pct(lat, 50))} p99 {ms(pct(lat, 99))}{polls}; server CPU "
+            f"{r['server_cpu_ms']:.2f} ms/job ({r['server_busy'] * 100:.0f}% of a core); clients' CPU "
+            f"{r['client_cpu_ms']:.2f} ms/job.")
+
+
+def run(ctx: Run, section: Section) -> None:
+    c = ctx.counts
+    cp = ctx.plane("throughput")
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        cp.create_endpoint({"name": "tput", "id": "tput", "imageName": dockerx.BENCH_ECHO, "workersMin": 4,
+                            "workersMax": 4, "extraWorkers": 0, "idleTimeout": 600})
+        cp.wait_ready("tput", 4)
+        peer = ctx.peer()
+        for kind, target, base, endpoint in (("runsync", cp, cp.url, "tput"), ("peer_runsync", peer, peer.url, ""),
+                                             ("run_poll", cp, cp.url, "tput"), ("peer_run_status", peer, peer.url, "")):
+            results[kind] = window(ctx, kind, target, base, endpoint)
+    finally:
+        ctx.stop_plane(cp)
+
+    pairs = (("runsync", "peer_runsync", 0, 2), ("run_poll", "peer_run_status", 1, 3))
+    for emu_kind, peer_kind, tput_row, cpu_row in pairs:
+        e, p = results[emu_kind], results[peer_kind]
+        section.rows.append(Row(ROWS[tput_row][0], ROWS[tput_row][1], f"{e['jobs_s']:.0f} jobs/s", f"{p['jobs_s']:.0f} jobs/s",
+                                ratio(e["jobs_s"], p["jobs_s"]), f">= {AIM_RATIO:g}x peer",
+                                verdict(e["jobs_s"] >= AIM_RATIO * p["jobs_s"])))
+    for emu_kind, peer_kind, _, cpu_row in pairs:
+        e, p = results[emu_kind], results[peer_kind]
+        section.rows.append(Row(ROWS[cpu_row][0], ROWS[cpu_row][1], ms(e["server_cpu_ms"]), ms(p["server_cpu_ms"]),
+                                ratio(e["server_cpu_ms"], p["server_cpu_ms"])))
+    section.notes += [
+        f"{c.tput_clients} clients (aiohttp, keep-alive) split over {c.client_procs} client processes; "
+        f"{c.tput_warm_s:g} s warm-up, then a {c.tput_window_s:g} s window; body `{BODY}` (the handler returns it).",
+        describe("Emulator /runsync", results["runsync"]),
+        describe("Peer /runsync", results["peer_runsync"]),
+        describe("Emulator /run + GET /status", results["run_poll"]),
+        describe("Peer /run + POST /status", results["peer_run_status"]),
+        "The peer's /run does not run anything: it stashes the job, and the job runs inside the first "
+        "POST /status/{id} (one status call per job, always COMPLETED). Its sync handler runs on its event "
+        "loop, so it serves one job at a time; the emulator's 4 workers are separate containers.",
+        "Control-plane CPU counts only the control-plane process (the peer: its one process); the emulator's "
+        "worker containers and the client processes share the same 2 cores and are not in that figure.",
+    ]
