@@ -182,6 +182,9 @@ class Worker:
 
     async def _job_main(self, ctx: JobContext) -> None:
         try:
+            if ctx.stopped:  # stopped before it even started
+                log.info("stopped before starting: no result posted", ctx.id)
+                return
             log.info("started", ctx.id)
             ctx.execution = Execution(
                 self.handler,
