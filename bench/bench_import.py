@@ -82,7 +82,8 @@ def main(argv=None) -> int:
     for name, code in COMMANDS.items():
         value = results[name]
         if value is None:
-            print(f"  {'-c ' + repr(code):<28} not importable")
+            label = f'-c "{code}"'
+            print(f"  {label:<28} not importable")
             continue
         label = f'-c "{code}"'
         print(
