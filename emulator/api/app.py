@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from emulator.api import client, management, worker
+from emulator.api import client, management, schema, worker
 from emulator.api.deps import AppContext
 from emulator.api.errors import install
 
@@ -27,6 +27,7 @@ def create_client_app(ctx: AppContext) -> FastAPI:
     app.include_router(management.router)
     for extra in ctx.extras.get("client_routers", []):
         app.include_router(extra)
+    schema.install(app, ctx.core.settings.api_key)
     return app
 
 

@@ -2,18 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from emulator.api.deps import AppContext, check_id, context, read_json, require_api_key, wait_ms
+from emulator.api import schema
+from emulator.api.deps import (
+    AppContext,
+    EndpointId,
+    JobId,
+    check_id,
+    context,
+    read_json,
+    require_api_key,
+    wait_ms,
+)
 from emulator.api.errors import BadRequest, describe_validation
 from emulator.errors import InvalidInput
 from emulator.models import Endpoint, JobRequest
 
-router = APIRouter(prefix="/v2/{endpoint_id}", dependencies=[Depends(require_api_key)], tags=["client"])
+F = TypeVar("F", bound=Callable[..., Any])
+
+router = APIRouter(
+    prefix="/v2/{endpoint_id}",
+    dependencies=[Depends(require_api_key)],
+    tags=["client"],
+    responses=schema.errors(400, 401, 404, 409, 413, 422, 429, 503),
+)
+_JOB_BODY = schema.body(JobRequest, "The job: `input` (any JSON) and optional `webhook`, `policy`, `s3Config`")
+
+
+def _get_and_post(path: str, summary: str, answer: type[BaseModel]) -> Callable[[F], F]:
+    """One handler for GET and POST (RunPod accepts both), as two routes with their own operation ids."""
+
+    def register(handler: F) -> F:
+        router.get(path, summary=summary, responses=schema.ok(answer))(handler)
+        router.post(path, summary=summary, responses=schema.ok(answer))(handler)
+        return handler
+
+    return register
 
 
 def _endpoint(ctx: AppContext, endpoint_id: str) -> Endpoint:
@@ -34,8 +64,8 @@ async def _job_request(request: Request, limit: int, what: str) -> JobRequest:
         raise InvalidInput(message, field=field) from exc
 
 
-@router.post("/run", summary="Queue a job")
-async def run(endpoint_id: str, request: Request) -> dict[str, Any]:
+@router.post("/run", summary="Queue a job", openapi_extra=_JOB_BODY, responses=schema.ok(schema.JobAccepted))
+async def run(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
     ctx = context(request)
     endpoint = _endpoint(ctx, endpoint_id)
     job_request = await _job_request(request, ctx.core.settings.max_run_body_bytes, "/run")
@@ -43,8 +73,13 @@ async def run(endpoint_id: str, request: Request) -> dict[str, Any]:
     return {"id": job.id, "status": job.status.value}
 
 
-@router.post("/runsync", summary="Run a job and wait for its result")
-async def runsync(endpoint_id: str, request: Request, wait: str | None = None) -> dict[str, Any]:
+@router.post(
+    "/runsync",
+    summary="Run a job and wait for its result",
+    openapi_extra=_JOB_BODY,
+    responses=schema.ok(schema.JobStatusBody),
+)
+async def runsync(endpoint_id: EndpointId, request: Request, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> dict[str, Any]:
     ctx = context(request)
     endpoint = _endpoint(ctx, endpoint_id)
     wait_s = wait_ms(wait)
@@ -59,16 +94,16 @@ async def runsync(endpoint_id: str, request: Request, wait: str | None = None) -
     return body
 
 
-@router.api_route("/status/{job_id}", methods=["GET", "POST"], summary="A job's status and result")
-async def status(endpoint_id: str, job_id: str, request: Request) -> dict[str, Any]:
+@_get_and_post("/status/{job_id}", summary="A job's status and result", answer=schema.JobStatusBody)
+async def status(endpoint_id: EndpointId, job_id: JobId, request: Request) -> dict[str, Any]:
     ctx = context(request)
     _endpoint(ctx, endpoint_id)
     check_id(job_id, "job")
     return ctx.jobs.status_body(ctx.jobs.require(endpoint_id, job_id))
 
 
-@router.api_route("/status-sync/{job_id}", methods=["GET", "POST"], summary="Wait for a job's result")
-async def status_sync(endpoint_id: str, job_id: str, request: Request, wait: str | None = None) -> dict[str, Any]:
+@_get_and_post("/status-sync/{job_id}", summary="Wait for a job's result", answer=schema.JobStatusBody)
+async def status_sync(endpoint_id: EndpointId, job_id: JobId, request: Request, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> dict[str, Any]:
     ctx = context(request)
     _endpoint(ctx, endpoint_id)
     check_id(job_id, "job")
@@ -76,8 +111,8 @@ async def status_sync(endpoint_id: str, job_id: str, request: Request, wait: str
     return ctx.jobs.status_body(job)
 
 
-@router.api_route("/stream/{job_id}", methods=["GET", "POST"], summary="Stream chunks not yet delivered")
-async def stream(endpoint_id: str, job_id: str, request: Request, wait: str | None = None) -> dict[str, Any]:
+@_get_and_post("/stream/{job_id}", summary="Stream chunks not yet delivered", answer=schema.StreamBody)
+async def stream(endpoint_id: EndpointId, job_id: JobId, request: Request, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> dict[str, Any]:
     ctx = context(request)
     _endpoint(ctx, endpoint_id)
     check_id(job_id, "job")
@@ -85,8 +120,8 @@ async def stream(endpoint_id: str, job_id: str, request: Request, wait: str | No
     return await ctx.jobs.stream(endpoint_id, job_id, wait_s)
 
 
-@router.post("/cancel/{job_id}", summary="Cancel a job")
-async def cancel(endpoint_id: str, job_id: str, request: Request) -> dict[str, Any]:
+@router.post("/cancel/{job_id}", summary="Cancel a job", responses=schema.ok(schema.JobAccepted))
+async def cancel(endpoint_id: EndpointId, job_id: JobId, request: Request) -> dict[str, Any]:
     ctx = context(request)
     _endpoint(ctx, endpoint_id)
     check_id(job_id, "job")
@@ -94,8 +129,8 @@ async def cancel(endpoint_id: str, job_id: str, request: Request) -> dict[str, A
     return {"id": job.id, "status": job.status.value}
 
 
-@router.post("/retry/{job_id}", summary="Retry a FAILED or TIMED_OUT job")
-async def retry(endpoint_id: str, job_id: str, request: Request) -> dict[str, Any]:
+@router.post("/retry/{job_id}", summary="Retry a FAILED or TIMED_OUT job", responses=schema.ok(schema.JobAccepted))
+async def retry(endpoint_id: EndpointId, job_id: JobId, request: Request) -> dict[str, Any]:
     ctx = context(request)
     _endpoint(ctx, endpoint_id)
     check_id(job_id, "job")
@@ -104,20 +139,20 @@ async def retry(endpoint_id: str, job_id: str, request: Request) -> dict[str, An
 
 
 @router.post("/purge-queue", summary="Remove every queued job")
-async def purge_queue(endpoint_id: str, request: Request) -> dict[str, Any]:
+async def purge_queue(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
     ctx = context(request)
     endpoint = _endpoint(ctx, endpoint_id)
     return {"removed": ctx.jobs.purge(endpoint.id), "status": "completed"}
 
 
 @router.get("/health", summary="Job and worker counts")
-async def health(endpoint_id: str, request: Request) -> dict[str, Any]:
+async def health(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
     ctx = context(request)
     return ctx.jobs.health(_endpoint(ctx, endpoint_id))
 
 
 @router.get("/requests", summary="Recent requests (rate-limit table)")
-async def requests_table(endpoint_id: str, request: Request) -> JSONResponse:
+async def requests_table(endpoint_id: EndpointId, request: Request) -> JSONResponse:
     ctx = context(request)
     endpoint = _endpoint(ctx, endpoint_id)
     recent = ctx.core.jobs.recent(endpoint.id, 50)

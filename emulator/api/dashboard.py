@@ -15,10 +15,10 @@ import re
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 
 from emulator import metrics
-from emulator.api import events
+from emulator.api import events, schema
 from emulator.api.deps import AppContext, context, require_api_key
 from emulator.errors import NotFound
 
@@ -65,7 +65,14 @@ async def static_file(name: str) -> Response:
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/metrics", dependencies=[Depends(require_api_key)], summary="Prometheus metrics", tags=["meta"])
+@router.get(
+    "/metrics",
+    dependencies=[Depends(require_api_key)],
+    summary="Prometheus metrics",
+    tags=["meta"],
+    response_class=PlainTextResponse,
+    responses=schema.errors(401),
+)
 async def prometheus_metrics(request: Request) -> Response:
     ctx = context(request)
     found = metrics.attach(ctx.core)

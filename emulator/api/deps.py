@@ -5,16 +5,22 @@ from __future__ import annotations
 import hmac
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from fastapi import Request
+from fastapi import Path, Request
 
 from emulator.api.errors import BadRequest
 from emulator.core import Core
 from emulator.errors import PayloadTooLarge, Unauthorized
-from emulator.models import Endpoint, is_valid_id
+from emulator.models import ID_PATTERN, Endpoint, is_valid_id
 from emulator.service.jobs import JobService
 from emulator.service.worker_ops import WorkerOps
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+# Path parameters: the pattern is documented (OpenAPI) and checked by ``check_id`` (400 with a message).
+EndpointId = Annotated[str, Path(description="Endpoint id", json_schema_extra={"pattern": ID_PATTERN})]
+WorkerId = Annotated[str, Path(description="Worker id", json_schema_extra={"pattern": ID_PATTERN})]
+JobId = Annotated[str, Path(description="Job id", json_schema_extra={"pattern": JOB_ID_PATTERN})]
 
 
 class SupervisorHooks(Protocol):
@@ -98,7 +104,7 @@ def check_id(value: str, what: str) -> str:
 
 
 def _job_id_ok(value: str) -> bool:
-    return 0 < len(value) <= 128 and all(c.isalnum() or c in "-_." for c in value)
+    return 0 < len(value) <= 128 and all((c.isascii() and c.isalnum()) or c in "-_." for c in value)
 
 
 def wait_ms(raw: str | None, default_ms: int = 90_000) -> float:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emulator import errors
+from emulator.api.routes import allowed_methods
 
 log = structlog.get_logger("emulator.api")
 
@@ -89,9 +90,13 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}"
+        headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:
             message = f"method {request.method} is not allowed on {request.url.path}"
-        return JSONResponse(error_body(message), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+            allowed = allowed_methods(request.app, request.url.path)  # every route on the path, not the first
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
+        return JSONResponse(error_body(message), status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(sqlite3.Error)
     async def _sqlite(request: Request, exc: sqlite3.Error) -> JSONResponse:

@@ -25,7 +25,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from emulator.api.deps import AppContext, bearer, check_id, context, require_api_key
+from emulator.api import schema
+from emulator.api.deps import AppContext, EndpointId, bearer, check_id, context, require_api_key
 from emulator.api.management import workers_body
 from emulator.core import Core
 from emulator.errors import InvalidInput, Unauthorized
@@ -235,7 +236,7 @@ def event_log(ctx: AppContext) -> EventLog:
 
 
 # --- routes -------------------------------------------------------------------------------------------
-router = APIRouter(prefix="/v1", tags=["dashboard"])
+router = APIRouter(prefix="/v1", tags=["dashboard"], responses=schema.errors(400, 401, 404, 422, 503))
 
 
 @router.get(
@@ -251,7 +252,10 @@ async def get_dashboard(request: Request) -> dict[str, Any]:
     summary="The endpoint's recent worker state changes (in memory, bounded)",
 )
 async def endpoint_events(
-    endpoint_id: str, request: Request, limit: int = 200, after: int = 0
+    endpoint_id: EndpointId,
+    request: Request,
+    limit: int = schema.query(200, "Transitions", minimum=1, maximum=RING_PER_ENDPOINT),
+    after: int = 0,
 ) -> dict[str, Any]:
     ctx = context(request)
     check_id(endpoint_id, "endpoint")
@@ -333,6 +337,8 @@ async def _stream(ctx: AppContext, resume_after: int | None) -> AsyncIterator[by
     "/events/stream",
     dependencies=[Depends(require_key_or_query)],
     summary="Server-sent events: worker transitions and dashboard snapshots as they change",
+    response_class=StreamingResponse,
+    responses={200: {"description": "An endless text/event-stream", "content": {"text/event-stream": {}}}},
 )
 async def event_stream(request: Request) -> StreamingResponse:
     ctx = context(request)

@@ -9,13 +9,29 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
 
-from emulator.api.deps import AppContext, check_id, context, read_json, require_api_key
+from emulator.api import schema
+from emulator.api.deps import (
+    AppContext,
+    EndpointId,
+    JobId,
+    WorkerId,
+    check_id,
+    context,
+    read_json,
+    require_api_key,
+)
 from emulator.api.errors import BadRequest, describe_validation
+from emulator.api.secrets import public_endpoint, unmask_env
 from emulator.errors import InvalidInput, NotFound
 from emulator.models import Endpoint, EndpointPatch, EndpointSpec, WorkerState
 from emulator.workers.env import worker_env
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["management"])
+router = APIRouter(
+    prefix="/v1",
+    dependencies=[Depends(require_api_key)],
+    tags=["management"],
+    responses=schema.errors(400, 401, 404, 409, 413, 422, 502, 503),
+)
 MAX_MANAGEMENT_BODY = 1024 * 1024
 
 
@@ -49,6 +65,8 @@ async def create_endpoint(ctx: AppContext, spec: EndpointSpec) -> Endpoint:
 
 async def update_endpoint(ctx: AppContext, endpoint_id: str, patch: EndpointPatch) -> Endpoint:
     current = ctx.core.endpoints.require(endpoint_id)
+    if patch.env is not None:  # "********" read from GET and sent back keeps the stored value
+        patch = patch.model_copy(update={"env": unmask_env(current.env, patch.env)})
     try:
         updated, bumped = current.apply_patch(patch)
     except ValidationError as exc:
@@ -82,37 +100,48 @@ def workers_body(ctx: AppContext, endpoint: Endpoint) -> dict[str, Any]:
     }
 
 
-@router.post("/endpoints", status_code=201, summary="Create an endpoint")
+@router.post(
+    "/endpoints",
+    status_code=201,
+    summary="Create an endpoint",
+    responses=schema.ok(Endpoint, 201),
+    openapi_extra=schema.body(EndpointSpec, "The endpoint (RunPod's REST field names)"),
+)
 async def post_endpoint(request: Request) -> dict[str, Any]:
     ctx = context(request)
     spec = _validate(EndpointSpec, await read_json(request, MAX_MANAGEMENT_BODY, "POST /v1/endpoints"))
-    return (await create_endpoint(ctx, spec)).model_dump()
+    return public_endpoint(await create_endpoint(ctx, spec))
 
 
-@router.get("/endpoints", summary="List endpoints")
+@router.get("/endpoints", summary="List endpoints", responses=schema.ok(Endpoint, array=True))
 async def list_endpoints(request: Request) -> list[dict[str, Any]]:
-    return [e.model_dump() for e in context(request).core.endpoints.list()]
+    return [public_endpoint(e) for e in context(request).core.endpoints.list()]
 
 
-@router.get("/endpoints/{endpoint_id}", summary="One endpoint")
-async def get_endpoint(endpoint_id: str, request: Request) -> dict[str, Any]:
+@router.get("/endpoints/{endpoint_id}", summary="One endpoint", responses=schema.ok(Endpoint))
+async def get_endpoint(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
     check_id(endpoint_id, "endpoint")
-    return context(request).core.endpoints.require(endpoint_id).model_dump()
+    return public_endpoint(context(request).core.endpoints.require(endpoint_id))
 
 
-@router.patch("/endpoints/{endpoint_id}", summary="Change an endpoint (a change to what workers run starts a rolling update)")
-async def patch_endpoint(endpoint_id: str, request: Request) -> dict[str, Any]:
+@router.patch(
+    "/endpoints/{endpoint_id}",
+    summary="Change an endpoint (a change to what workers run starts a rolling update)",
+    responses=schema.ok(Endpoint),
+    openapi_extra=schema.body(EndpointPatch, "Any field but `id`; `env` values sent back as ******** keep theirs"),
+)
+async def patch_endpoint(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
     ctx = context(request)
     check_id(endpoint_id, "endpoint")
     body = await read_json(request, MAX_MANAGEMENT_BODY, "PATCH /v1/endpoints")
     if isinstance(body, dict) and "id" in body:
         raise InvalidInput("id cannot be changed", field="id")
     patch = _validate(EndpointPatch, body)
-    return (await update_endpoint(ctx, endpoint_id, patch)).model_dump()
+    return public_endpoint(await update_endpoint(ctx, endpoint_id, patch))
 
 
 @router.delete("/endpoints/{endpoint_id}", status_code=204, summary="Delete an endpoint (drains, then removes its workers)")
-async def delete_endpoint(endpoint_id: str, request: Request) -> Response:
+async def delete_endpoint(endpoint_id: EndpointId, request: Request) -> Response:
     ctx = context(request)
     check_id(endpoint_id, "endpoint")
     endpoint = ctx.core.endpoints.require(endpoint_id)
@@ -129,14 +158,19 @@ async def delete_endpoint(endpoint_id: str, request: Request) -> Response:
 
 
 @router.get("/endpoints/{endpoint_id}/workers", summary="The endpoint's workers and their states")
-async def list_workers(endpoint_id: str, request: Request) -> dict[str, Any]:
+async def list_workers(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
     ctx = context(request)
     check_id(endpoint_id, "endpoint")
     return workers_body(ctx, ctx.core.endpoints.require(endpoint_id))
 
 
-@router.post("/endpoints/{endpoint_id}/workers", status_code=201, summary="Register a worker you run yourself")
-async def register_worker(endpoint_id: str, request: Request) -> dict[str, Any]:
+@router.post(
+    "/endpoints/{endpoint_id}/workers",
+    status_code=201,
+    summary="Register a worker you run yourself",
+    responses=schema.ok(schema.RegisteredWorker, 201),
+)
+async def register_worker(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
     """A worker outside Docker (a handler run on the host): its id, token and RunPod env variables."""
     ctx = context(request)
     check_id(endpoint_id, "endpoint")
@@ -149,7 +183,7 @@ async def register_worker(endpoint_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.delete("/workers/{worker_id}", status_code=204, summary="Forget an external worker")
-async def delete_worker(worker_id: str, request: Request) -> Response:
+async def delete_worker(worker_id: WorkerId, request: Request) -> Response:
     ctx = context(request)
     check_id(worker_id, "worker")
     worker = ctx.core.workers.get(worker_id)
@@ -161,7 +195,9 @@ async def delete_worker(worker_id: str, request: Request) -> Response:
 
 
 @router.get("/workers/{worker_id}/logs", response_class=PlainTextResponse, summary="A worker container's recent output")
-async def worker_logs(worker_id: str, request: Request, tail: int = 200) -> str:
+async def worker_logs(
+    worker_id: WorkerId, request: Request, tail: int = schema.query(200, "Lines", minimum=1, maximum=100_000)
+) -> str:
     ctx = context(request)
     check_id(worker_id, "worker")
     if ctx.core.workers.get(worker_id) is None:
@@ -174,7 +210,9 @@ async def worker_logs(worker_id: str, request: Request, tail: int = 200) -> str:
 
 
 @router.get("/endpoints/{endpoint_id}/jobs", summary="Recent jobs with delay, execution and cold-start times")
-async def recent_jobs(endpoint_id: str, request: Request, limit: int = 50) -> dict[str, Any]:
+async def recent_jobs(
+    endpoint_id: EndpointId, request: Request, limit: int = schema.query(50, "Jobs", minimum=1, maximum=1000)
+) -> dict[str, Any]:
     ctx = context(request)
     check_id(endpoint_id, "endpoint")
     ctx.core.endpoints.require(endpoint_id)
@@ -185,7 +223,7 @@ async def recent_jobs(endpoint_id: str, request: Request, limit: int = 50) -> di
 
 
 @router.get("/endpoints/{endpoint_id}/jobs/{job_id}", summary="One job in full, with webhook attempts")
-async def job_detail(endpoint_id: str, job_id: str, request: Request) -> dict[str, Any]:
+async def job_detail(endpoint_id: EndpointId, job_id: JobId, request: Request) -> dict[str, Any]:
     ctx = context(request)
     check_id(endpoint_id, "endpoint")
     check_id(job_id, "job")
