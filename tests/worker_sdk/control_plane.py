@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.worker_sdk.procs import REPO, clean_env
+from tests.worker_sdk.procs import REPO, clean_env, kill_group
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 
@@ -50,7 +50,9 @@ class ControlPlane:
             str(self.data_dir),
         ]
         env = clean_env({})
-        self.proc = subprocess.Popen(cmd, cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while True:
@@ -82,8 +84,9 @@ class ControlPlane:
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+                pass
+        if self.proc is not None:
+            kill_group(self.proc)  # whatever is left of it and anything it started
         self.client.close()
 
     # ---- API helpers ------------------------------------------------------------------------------

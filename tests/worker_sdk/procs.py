@@ -33,6 +33,7 @@ class WorkerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=cwd or str(log_path.parent),
+            start_new_session=True,  # its own process group: close() also reaches its children
         )
 
     @property
@@ -62,13 +63,21 @@ class WorkerProcess:
         return self.log()
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
+        """Kill the process and everything it started (RunPod's SDK forks a heartbeat process)."""
+        kill_group(self.proc)
         self._log.close()
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group that ``proc`` leads (it was started with start_new_session=True)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group id is the leader's pid; it outlives the leader
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def find_python(version: str):
