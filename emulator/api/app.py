@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from emulator.api import client, management, schema, worker
+from emulator.api import client, faults, management, schema, worker
 from emulator.api.deps import AppContext
 from emulator.api.errors import install
 
@@ -25,6 +25,7 @@ def create_client_app(ctx: AppContext) -> FastAPI:
 
     app.include_router(client.router)
     app.include_router(management.router)
+    app.include_router(faults.router)
     for extra in ctx.extras.get("client_routers", []):
         app.include_router(extra)
     schema.install(app, ctx.core.settings.api_key)

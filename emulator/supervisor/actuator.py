@@ -3,8 +3,9 @@
 Each action has a synchronous part, done at once (a record created, a worker marked stopping, a state
 applied) and, where containers are involved, an operation run as a task so that one slow ``docker``
 call never holds up the loop. A worker with an operation in flight is ``busy``: the planner leaves it
-alone until the operation ends. Container starts share a semaphore (``max_concurrent_starts``).
-Every state change goes through ``registry.apply`` with a reason.
+alone until the operation ends. Starting workers is the ``Launcher``'s (``launch``); failing,
+draining, removing, FlashBoot pauses and the rollout status are here. Every state change goes
+through ``registry.apply`` with a reason.
 """
 
 from __future__ import annotations
@@ -15,27 +16,32 @@ from typing import Any
 
 import structlog
 
-from emulator import metrics
 from emulator.config import Settings
 from emulator.core import Core
 from emulator.errors import EmulatorError
-from emulator.models import BackoffPolicy, Endpoint
+from emulator.models import BackoffPolicy, Endpoint, WorkerState
 from emulator.runtime.base import Runtime
 from emulator.service.jobs import JobService
 from emulator.supervisor import policy
-from emulator.supervisor.containers import container_spec
-from emulator.supervisor.reconcile import (
+from emulator.supervisor.actions import (
     Action,
     Adopt,
     CreateStandby,
     Drain,
     Fail,
     MarkOutdated,
+    Pause,
     Remove,
     RemoveContainer,
     Restart,
+    Resume,
+    SetRollout,
     Start,
+    Throttle,
+    Unthrottle,
 )
+from emulator.supervisor.faults import Faults
+from emulator.supervisor.launch import Launcher
 from emulator.supervisor.states import WorkerEvent
 from emulator.workers.records import WorkerRecord
 
@@ -43,7 +49,6 @@ log = structlog.get_logger("emulator.supervisor")
 
 LOG_TAIL_LINES = 15
 LOG_TAIL_CHARS = 3000
-STANDBY_RETRY_S = 5.0
 
 
 class Actuator:
@@ -58,14 +63,14 @@ class Actuator:
         self.worker_url = ""
         self.on_done: Callable[[], None] = lambda: None  # the loop's wake-up
         self._ops: dict[str, asyncio.Task[None]] = {}
-        self._starts = asyncio.Semaphore(max(1, settings.max_concurrent_starts))
-        self._standby_blocked_until: dict[str, float] = {}
+        self.faults = Faults()
+        self.launcher = Launcher(self)
 
     # --- bookkeeping ---------------------------------------------------------------------------
     def busy(self) -> set[str]:
         return {key for key, task in self._ops.items() if not task.done()}
 
-    def _spawn(self, key: str, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, key: str, coro: Coroutine[Any, Any, None]) -> None:
         if key in self._ops and not self._ops[key].done():
             coro.close()
             return
@@ -109,25 +114,34 @@ class Actuator:
     def _run(self, action: Action, endpoint: Endpoint | None) -> None:
         workers = self.core.workers
         if isinstance(action, RemoveContainer):
-            self._spawn(
+            self.spawn(
                 f"container:{action.container_id}", self._remove_container(action.container_id, action.reason)
             )
             return
-        if isinstance(action, Start | CreateStandby):
+        if isinstance(action, SetRollout):
+            self._set_rollout(action)
+            return
+        if isinstance(action, Start | CreateStandby | Throttle):
             assert endpoint is not None
-            self._start(action, endpoint)
+            if isinstance(action, Throttle):
+                self.launcher.throttle(action, endpoint)
+            else:
+                self.launcher.start(action, endpoint)
             return
         worker = workers.get(action.worker_id)
         if worker is None:
             return
         if isinstance(action, Fail):
-            self._spawn(worker.id, self._fail(worker, action, endpoint))
+            self.spawn(worker.id, self._fail(worker, action, endpoint))
         elif isinstance(action, Restart):
             assert endpoint is not None
-            self._restart(worker, action.reason, endpoint)
+            self.launcher.restart(worker, action, endpoint)
+        elif isinstance(action, Unthrottle):
+            assert endpoint is not None
+            self.launcher.unthrottle(worker, action, endpoint)
         elif isinstance(action, Remove):
             self.mark_stopping(worker)
-            self._spawn(worker.id, self.remove(worker, action.reason))
+            self.spawn(worker.id, self.remove(worker, action.reason))
         elif isinstance(action, Drain):
             self.mark_stopping(worker, f"draining: {action.reason}")
             log.info(
@@ -139,7 +153,16 @@ class Actuator:
             )
         elif isinstance(action, MarkOutdated):
             workers.apply(worker, WorkerEvent.OUTDATED, action.reason)
+            if action.replacing:
+                self.mark_stopping(worker, f"rolling update: {action.reason}")
             self.core.hub.wake_all_takers(worker.endpoint_id)
+        elif isinstance(action, Pause):
+            worker.paused = True  # takes no job from now on
+            worker.state_since = self.core.clock.now()
+            workers.save(worker)
+            self.spawn(worker.id, self._pause(worker, action.reason))
+        elif isinstance(action, Resume):
+            self.spawn(worker.id, self._resume(worker, action.reason))
         elif isinstance(action, Adopt):
             # a fresh liveness grace: it could not reach us while the control plane was down
             worker.last_seen_at = self.core.clock.now()
@@ -160,127 +183,6 @@ class Actuator:
         self.core.workers.save(worker)
         self.core.hub.wake_all_takers(worker.endpoint_id)
 
-    # --- starting ------------------------------------------------------------------------------
-    def _start(self, action: Start | CreateStandby, endpoint: Endpoint) -> None:
-        workers = self.core.workers
-        if isinstance(action, CreateStandby):
-            if self._standby_blocked_until.get(endpoint.id, 0.0) > self.core.clock.monotonic():
-                return
-            worker = workers.create(endpoint.id, endpoint.version, reason="standby (extraWorkers)")
-            worker.standby = True
-            workers.save(worker)
-            self._spawn(worker.id, self._create_standby(worker, endpoint))
-            return
-        if action.standby_id is not None:
-            standby = workers.get(action.standby_id)
-            if standby is not None and standby.standby and standby.container_id:
-                standby.standby = False
-                workers.save(standby)
-                log.info(
-                    "standby worker called up", endpoint=endpoint.id, worker=standby.id, reason=action.reason
-                )
-                self._spawn(standby.id, self._launch(standby, endpoint, create=False))
-                return
-        worker = workers.create(endpoint.id, endpoint.version, reason=action.reason)
-        log.info("worker wanted", endpoint=endpoint.id, worker=worker.id, reason=action.reason)
-        self._spawn(worker.id, self._launch(worker, endpoint, create=True))
-
-    def _restart(self, worker: WorkerRecord, reason: str, endpoint: Endpoint) -> None:
-        self.core.workers.apply(
-            worker,
-            WorkerEvent.RESTART,
-            reason,
-            restarts=worker.restarts + 1,
-            next_retry_at=None,
-            ready_at=None,
-            started_at=None,
-            last_seen_at=None,
-            last_ping_at=None,
-            refresh_requested=False,
-            timings={},
-            job_ids=[],
-        )
-        metrics.worker_restarted(self.core, endpoint.id)
-        self._spawn(worker.id, self._replace_container(worker, endpoint))
-
-    async def _replace_container(self, worker: WorkerRecord, endpoint: Endpoint) -> None:
-        old = worker.container_id
-        if old:
-            await self.runtime.remove(old, force=True)
-            worker.container_id = None
-            self.core.workers.save(worker)
-        await self._launch(worker, endpoint, create=True)
-
-    async def _create_standby(self, worker: WorkerRecord, endpoint: Endpoint) -> None:
-        try:
-            async with self._starts:
-                started = self.core.clock.monotonic()
-                spec = container_spec(self.settings, self.worker_url, endpoint, worker, self.instance)
-                container_id = await self.runtime.create(spec)
-        except EmulatorError as exc:
-            self._standby_blocked_until[endpoint.id] = self.core.clock.monotonic() + STANDBY_RETRY_S
-            log.warning(
-                "standby container not created", endpoint=endpoint.id, worker=worker.id, error=exc.message
-            )
-            self.core.workers.remove(worker.id, f"standby container not created: {exc.message}")
-            return
-        worker.container_id = container_id
-        worker.timings = {"createS": round(self.core.clock.monotonic() - started, 4)}
-        self.core.workers.save(worker)
-        if self.core.workers.get(worker.id) is not worker:  # removed meanwhile
-            await self.runtime.remove(container_id, force=True)
-            return
-        log.info(
-            "standby container created",
-            endpoint=endpoint.id,
-            worker=worker.id,
-            container=container_id[:12],
-            create_s=worker.timings["createS"],
-        )
-
-    async def _launch(self, worker: WorkerRecord, endpoint: Endpoint, create: bool) -> None:
-        """Create (unless a standby) and start the worker's container, timing each step."""
-        clock, workers = self.core.clock, self.core.workers
-        try:
-            async with self._starts:
-                if workers.get(worker.id) is not worker or worker.stopping:
-                    return
-                if create:
-                    began = clock.monotonic()
-                    spec = container_spec(self.settings, self.worker_url, endpoint, worker, self.instance)
-                    worker.container_id = await self.runtime.create(spec)
-                    create_s = clock.monotonic() - began
-                else:
-                    create_s = 0.0  # a standby: created ahead of time
-                worker.timings = {"createS": round(create_s, 4)}
-                worker.started_at, worker.ready_at = clock.now(), None
-                workers.save(worker)
-                if workers.get(worker.id) is not worker or worker.stopping:
-                    return  # removed while it was being created: the removal takes the container
-                began = clock.monotonic()
-                assert worker.container_id is not None
-                await self.runtime.start(worker.container_id)
-                start_s = clock.monotonic() - began
-        except asyncio.CancelledError:
-            raise
-        except EmulatorError as exc:
-            metrics.container_start_failed(self.core, endpoint.id)
-            self.mark_failed(worker, f"could not start its container: {exc.message}", endpoint.backoff)
-            return
-        metrics.container_started(self.core, endpoint.id, seconds=create_s + start_s)
-        worker.timings["startS"] = round(start_s, 4)
-        workers.apply(worker, WorkerEvent.STARTED, "container started")
-        log.info(
-            "worker container started",
-            endpoint=endpoint.id,
-            worker=worker.id,
-            container=(worker.container_id or "")[:12],
-            create_s=round(create_s, 4),
-            start_s=round(start_s, 4),
-            from_standby=not create,
-            restarts=worker.restarts,
-        )
-
     # --- failing -------------------------------------------------------------------------------
     async def _fail(self, worker: WorkerRecord, action: Fail, endpoint: Endpoint | None) -> None:
         container_id = worker.container_id
@@ -298,6 +200,7 @@ class Actuator:
     def mark_failed(self, worker: WorkerRecord, reason: str, backoff: BackoffPolicy, tail: str = "") -> None:
         """UNHEALTHY with the reason (and the container's last lines), jobs back to the queue."""
         now = self.core.clock.now()
+        reason = self.faults.explain(worker.id, reason)
         plan = policy.on_failure(worker.restarts, worker.first_failure_at, worker.ready_at, now, backoff)
         text = f"{reason}; {plan.note}"
         if tail:
@@ -309,6 +212,7 @@ class Actuator:
             restarts=plan.restarts,
             first_failure_at=plan.first_failure_at,
             next_retry_at=plan.next_retry_at,
+            gpu_ids=[],  # its container is dead: its GPUs are free for others until it restarts
         )
         requeued = self.jobs.worker_lost(worker.id, reason)
         log.warning(
@@ -354,6 +258,7 @@ class Actuator:
             return
         self.jobs.worker_lost(worker.id, reason)
         self.core.workers.remove(worker.id, reason)
+        self.faults.forget(worker.id)
         self.core.hub.wake_all_takers(worker.endpoint_id)  # its held polls see it is gone and return
         self.core.hub.stop_available(worker.id)
         self.core.hub.changed()
@@ -362,9 +267,79 @@ class Actuator:
         """``remove`` as an operation of its own, awaited (shutdown, endpoint deletion)."""
         self.mark_stopping(worker)
         await self.wait_ops({worker.id})
-        self._spawn(worker.id, self.remove(worker, reason))
+        self.spawn(worker.id, self.remove(worker, reason))
         await self.wait_ops({worker.id})
 
     async def _remove_container(self, container_id: str, reason: str) -> None:
         log.info("removing a leftover container", container=container_id[:12], reason=reason)
         await self.runtime.remove(container_id, force=True)
+
+    # --- FlashBoot ---------------------------------------------------------------------------------
+    async def _pause(self, worker: WorkerRecord, reason: str) -> None:
+        try:
+            assert worker.container_id is not None
+            await self.runtime.pause(worker.container_id)
+        except (EmulatorError, AssertionError) as exc:
+            worker.paused = False  # still running: the next tick decides again
+            self.core.workers.save(worker)
+            log.warning("could not pause an idle worker", worker=worker.id, error=str(exc))
+            return
+        log.info("worker paused (FlashBoot)", endpoint=worker.endpoint_id, worker=worker.id, reason=reason)
+        self.core.hub.changed()
+
+    async def _resume(self, worker: WorkerRecord, reason: str) -> None:
+        clock = self.core.clock
+        began = clock.monotonic()
+        try:
+            assert worker.container_id is not None
+            await self.runtime.unpause(worker.container_id)
+        except (EmulatorError, AssertionError) as exc:
+            log.warning("could not resume a paused worker; removing it", worker=worker.id, error=str(exc))
+            self.mark_stopping(worker)
+            await self.remove(worker, f"could not resume (FlashBoot): {exc}")
+            return
+        resume_s = clock.monotonic() - began
+        worker.paused = False
+        worker.state_since = worker.last_seen_at = clock.now()  # idle from now on; a fresh liveness grace
+        worker.timings = {"resumeS": round(resume_s, 4)}  # the next job's cold-start breakdown shows it
+        self.core.workers.save(worker)
+        log.info(
+            "worker resumed (FlashBoot)",
+            endpoint=worker.endpoint_id,
+            worker=worker.id,
+            reason=reason,
+            resume_s=round(resume_s, 4),
+        )
+        self.core.hub.wake_all_takers(worker.endpoint_id)
+        self.core.hub.changed()
+
+    # --- the throttle fault -----------------------------------------------------------------------
+    async def evict_throttled(self, worker: WorkerRecord, duration_s: float) -> None:
+        """Take the worker off the host: container removed, jobs requeued, THROTTLED for ``duration_s``."""
+        reason = f"throttled for {duration_s:g}s (injected fault: throttle)"
+        await self.remove_now(worker, reason)
+        if self.core.workers.get(worker.id) is not None:
+            return  # the runtime refused the removal: the loop retries it
+        again = self.core.workers.create(
+            worker.endpoint_id,
+            worker.version,
+            state=WorkerState.THROTTLED,
+            worker_id=worker.id,
+            reason=reason,
+        )
+        again.reason = reason
+        again.restarts = worker.restarts
+        again.next_retry_at = self.core.clock.now() + duration_s
+        self.core.workers.save(again)
+        self.core.hub.changed()
+
+    # --- rollout status ---------------------------------------------------------------------------
+    def _set_rollout(self, action: SetRollout) -> None:
+        current = self.core.endpoints.get(action.endpoint_id)
+        if current is None or current.version != action.version or current.rollout == action.rollout:
+            return
+        self.core.endpoints.save(current.model_copy(update={"rollout": action.rollout}))
+        log.info(
+            "endpoint rollout", endpoint=action.endpoint_id, version=action.version, rollout=action.rollout
+        )
+        self.core.hub.changed()

@@ -60,7 +60,9 @@ def container_spec(
 ) -> ContainerSpec:
     """The container for ``worker`` of ``endpoint``: RunPod's worker variables plus the endpoint's env,
     ``memoryInMb`` as a hard memory limit, ``networkVolumeId`` as a named volume at /runpod-volume,
-    ``dockerStartCmd`` as the command (the image's own CMD when unset), on ``settings.network``."""
+    ``dockerStartCmd`` as the command (the image's own CMD when unset), on ``settings.network``;
+    NVIDIA device requests for the worker's pinned GPUs (none in ``EMULATOR_GPU_MODE=emulate``, where
+    only NVIDIA_VISIBLE_DEVICES and RUNPOD_GPU_COUNT tell the worker which GPUs it has)."""
     return ContainerSpec(
         name=container_name(endpoint, worker),
         image=endpoint.imageName,
@@ -69,6 +71,6 @@ def container_spec(
         command=endpoint.dockerStartCmd,
         memory_mb=endpoint.memoryInMb,
         volume=endpoint.networkVolumeId,
-        gpu_device_ids=tuple(worker.gpu_ids),
+        gpu_device_ids=() if settings.gpu_mode == "emulate" else tuple(worker.gpu_ids),
         network=settings.network,
     )

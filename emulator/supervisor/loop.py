@@ -1,7 +1,9 @@
 """The reconcile loop: observe -> plan -> act, level-triggered, forever.
 
 Each tick lists this control plane's containers once, plans every endpoint against its worker
-records and the queue, and hands the actions to the actuator. A tick that fails is logged and the
+records and the queue (``reconcile.plan``, ``rollout.status``), passes every endpoint's actions
+through admission (``capacity.admit``: what does not fit on the host waits THROTTLED), and hands
+them to the actuator. A tick that fails is logged and the
 next one starts from scratch: the loop never dies on one error. It wakes on ``hub.changed()`` (a job
 queued or finished, an endpoint changed), on a container event (a container died), when an
 operation ends, and at the latest every ``reconcile_interval_s``.
@@ -19,9 +21,11 @@ from emulator.core import Core
 from emulator.errors import EmulatorError
 from emulator.models import Endpoint
 from emulator.runtime.base import ContainerInfo, Runtime
+from emulator.supervisor import capacity, rollout
+from emulator.supervisor.actions import Action, Observed, Remove, SetRollout
 from emulator.supervisor.actuator import Actuator
 from emulator.supervisor.containers import owner_labels
-from emulator.supervisor.reconcile import Observed, Remove, leaked_containers, plan
+from emulator.supervisor.reconcile import leaked_containers, plan
 
 log = structlog.get_logger("emulator.supervisor")
 
@@ -39,6 +43,7 @@ class ReconcileLoop:
         self.runtime = runtime
         self.instance = instance
         self.deleting: set[str] = set()  # endpoints being deleted: their workers are handled there
+        self.gpu_inventory: tuple[str, ...] = ()  # the host's GPU ids (emulator.gpus), set by the Supervisor
         self.ticks = 0
         self.failed_ticks = 0
         self._poke = asyncio.Event()
@@ -62,6 +67,7 @@ class ReconcileLoop:
         now = self.core.clock.now()
         busy = self.actuator.busy()
         endpoints = {e.id: e for e in self.core.endpoints.list()}
+        planned: list[tuple[Endpoint, list[Action]]] = []
         for endpoint in endpoints.values():
             if endpoint.id in self.deleting:
                 continue
@@ -72,10 +78,17 @@ class ReconcileLoop:
                     if w.kind == "container"
                 ]
                 stats = self.core.jobs.stats(endpoint.id, now)
-                for action in plan(endpoint, observed, stats, now, self.settings):
-                    self.actuator.run(action, endpoint)
+                actions = plan(endpoint, observed, stats, now, self.settings)
+                wanted = rollout.status(endpoint, [o for o in observed if not o.worker.standby])
+                if wanted != endpoint.rollout:
+                    actions.append(SetRollout(endpoint.id, endpoint.version, wanted))
+                planned.append((endpoint, actions))
             except Exception:
                 log.exception("planning failed for an endpoint", endpoint=endpoint.id)
+        everyone = self.core.workers.all()
+        host = capacity.snapshot(everyone, endpoints, self.gpu_inventory, self.settings, busy)
+        for endpoint, action in capacity.admit(planned, host, {w.id: w for w in everyone}):
+            self.actuator.run(action, endpoint)
         self._sweep(endpoints, containers, busy)
         self.ticks += 1
 

@@ -46,8 +46,18 @@ Recycling and new versions
 --------------------------
 A worker that reports a result with ``stopPod: true`` takes no new job, is stopped once it holds
 none (its exit is not a crash, whatever the code) and replaced by a fresh worker. When a change
-bumps the endpoint's ``version``, older workers become OUTDATED: they take no new job, finish the
-ones they hold, then go; new workers of the current version are started as the settings ask.
+bumps the endpoint's ``version``, older workers are replaced by a rolling update, at most
+``max(1, ceil(10% of workersMax))`` at a time (see ``rollout``): they become OUTDATED, take no new
+job, finish the ones they hold, then go, and a worker of the new version takes each one's place.
+
+Capacity (THROTTLED) and FlashBoot
+----------------------------------
+A worker that should run but does not fit on the host (no free GPU, the memory or CPU budget for
+workers, the concurrent-start cap) waits THROTTLED with the reason and starts as soon as capacity
+frees (see ``capacity``). GPU endpoints get no standby containers: a created container already pins
+its GPUs. With ``flashboot: true`` an idle worker past ``idleTimeout`` is paused (``docker pause``)
+instead of removed, for up to ``EMULATOR_FLASHBOOT_PAUSE_S``; it is reported IDLE with
+``paused: true``, takes no job while paused, and is resumed first when work arrives.
 """
 
 from __future__ import annotations
@@ -117,14 +127,26 @@ def idle_to_stop(
 
 def standby_target(endpoint: Endpoint, serving: int) -> int:
     """How many standby (created, not started) containers to keep: only while the endpoint can grow."""
-    if endpoint.workersMax <= 0:
+    if endpoint.workersMax <= 0 or endpoint.gpuCount > 0:
         return 0
     return max(0, min(endpoint.extraWorkers, endpoint.workersMax - serving))
 
 
 def standby_cap(endpoint: Endpoint) -> int:
     """More standby containers than this are removed (the settings were lowered)."""
-    return 0 if endpoint.workersMax <= 0 else min(endpoint.extraWorkers, endpoint.workersMax)
+    if endpoint.workersMax <= 0 or endpoint.gpuCount > 0:
+        return 0
+    return min(endpoint.extraWorkers, endpoint.workersMax)
+
+
+def to_resume(endpoint: Endpoint, stats: QueueStats, capacity: Capacity, healthy: int, paused: int) -> int:
+    """FlashBoot: how many paused workers to resume now, before any new worker is started.
+
+    One per queued job (lowPriority ones too: resuming is not scaling out) that no idle or starting
+    worker will pick up, and as many as the floor (workersMin, REQUEST_COUNT) is short of."""
+    demand = max(0, stats.in_queue - capacity.idle - capacity.starting)
+    short = max(0, floor(endpoint, stats) - healthy)
+    return min(paused, max(demand, short))
 
 
 # --- restarts --------------------------------------------------------------------------------------

@@ -9,101 +9,58 @@ alone until the operation ends.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from emulator.config import Settings
 from emulator.models import Endpoint, WorkerState
-from emulator.runtime.base import LABEL_VERSION, LABEL_WORKER, ContainerInfo, classify_exit
+from emulator.runtime.base import classify_exit
 from emulator.store.jobs import QueueStats
-from emulator.supervisor import policy
+from emulator.supervisor import policy, rollout
+from emulator.supervisor.actions import (
+    Action,
+    Adopt,
+    CreateStandby,
+    Drain,
+    Fail,
+    MarkOutdated,
+    Observed,
+    Pause,
+    Remove,
+    RemoveContainer,
+    Restart,
+    Resume,
+    SetRollout,
+    Start,
+    Throttle,
+    Unthrottle,
+)
+from emulator.supervisor.leftovers import leaked_containers, plan_adoption
 from emulator.workers.records import WorkerRecord
 
 S = WorkerState
 _DEAD = ("exited", "dead")
-
-
-# --- actions -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Start:
-    """Start a serving worker: a standby container when ``standby_id`` is set, else a new worker."""
-
-    endpoint_id: str
-    reason: str
-    standby_id: str | None = None
-
-
-@dataclass(frozen=True)
-class CreateStandby:
-    endpoint_id: str
-
-
-@dataclass(frozen=True)
-class Restart:
-    """An UNHEALTHY worker whose retry is due: replace its container."""
-
-    worker_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Fail:
-    """The worker is lost: UNHEALTHY, its jobs requeued; ``kill`` a container still running."""
-
-    worker_id: str
-    reason: str
-    with_logs: bool = True
-    kill: bool = False
-
-
-@dataclass(frozen=True)
-class Drain:
-    """Take no new job; the worker is removed once it holds none."""
-
-    worker_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Remove:
-    """Stop and remove the container, requeue anything it still holds, forget the worker."""
-
-    worker_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class MarkOutdated:
-    worker_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Adopt:
-    """After a control-plane restart: a container that matches its worker record is kept."""
-
-    worker_id: str
-    container_id: str
-
-
-@dataclass(frozen=True)
-class RemoveContainer:
-    """A container of this control plane with no (matching) worker record: never leak it."""
-
-    container_id: str
-    reason: str
-
-
-Action = Start | CreateStandby | Restart | Fail | Drain | Remove | MarkOutdated | Adopt | RemoveContainer
-
-
-@dataclass(frozen=True)
-class Observed:
-    """One worker record with its container as last seen (None: no such container)."""
-
-    worker: WorkerRecord
-    container: ContainerInfo | None
-    busy: bool = False
+__all__ = [  # the actions are re-exported: callers and tests import them from here
+    "Action",
+    "Adopt",
+    "CreateStandby",
+    "Drain",
+    "Fail",
+    "MarkOutdated",
+    "Observed",
+    "Pause",
+    "Remove",
+    "RemoveContainer",
+    "Restart",
+    "Resume",
+    "SetRollout",
+    "Start",
+    "Throttle",
+    "Unthrottle",
+    "leaked_containers",
+    "plan",
+    "plan_adoption",
+]
 
 
 # --- the plan ---------------------------------------------------------------------------------------
@@ -139,147 +96,72 @@ def _health(o: Observed, now: float, settings: Settings) -> Fail | None:
     return None
 
 
+@dataclass
+class _Tally:
+    """What the endpoint has, counted while walking its workers (standby containers excluded)."""
+
+    serving: int = 0  # every worker that holds a place
+    healthy: int = 0  # ready or about to be: takes work now or soon
+    idle: int = 0
+    starting: int = 0
+    recycled: int = 0  # removed at their own request (stopPod): each is replaced
+    idle_since: list[tuple[str, float]] = field(default_factory=list)
+    by_state: dict[str, list[WorkerRecord]] = field(default_factory=dict)
+    unhealthy_due: list[WorkerRecord] = field(default_factory=list)
+    throttled: list[WorkerRecord] = field(default_factory=list)
+    paused: list[WorkerRecord] = field(default_factory=list)
+    old: set[str] = field(default_factory=set)  # older-version workers still serving (rollout)
+
+
 def plan(
     endpoint: Endpoint, observed: Sequence[Observed], stats: QueueStats, now: float, settings: Settings
 ) -> list[Action]:
     actions: list[Action] = []
-    serving = healthy = idle = starting = 0
-    standbys: list[WorkerRecord] = []
-    busy_standbys = 0
-    unhealthy_due: list[WorkerRecord] = []
-    idle_since: list[tuple[str, float]] = []
-    recycled = 0
-    by_state: dict[str, list[WorkerRecord]] = {}
+    t = _Tally()
+    ordered = sorted(observed, key=lambda o: (o.worker.created_at, o.worker.id))
+    ordered = [o for o in ordered if o.worker.kind == "container"]
+    standbys, busy_standbys = _standbys(endpoint, [o for o in ordered if o.worker.standby], actions)
+    serving = [o for o in ordered if not o.worker.standby]
 
-    for o in sorted(observed, key=lambda o: (o.worker.created_at, o.worker.id)):
-        w, c = o.worker, o.container
-        if w.kind != "container":
-            continue
-        if w.standby:
-            if o.busy:
-                busy_standbys += 1
-            elif w.version != endpoint.version:
-                actions.append(
-                    Remove(w.id, f"standby container of version {w.version} replaced by {endpoint.version}")
-                )
-            elif c is None or c.status != "created":
-                state = "is gone" if c is None else f"is {c.status}"
-                actions.append(Remove(w.id, f"standby container {state}"))
-            else:
-                standbys.append(w)
-            continue
-        if o.busy:
-            if not w.stopping:
-                serving += 1
-                if w.state == S.INITIALIZING:
-                    starting += 1
-                    healthy += 1
-            continue
-        if w.stopping:
-            if not w.job_ids or c is None or c.status in _DEAD:
-                actions.append(Remove(w.id, w.reason or "drained"))
-            continue
-        if w.version < endpoint.version:
-            reason = f"endpoint version {endpoint.version} replaces version {w.version}"
-            if w.state != S.OUTDATED:
-                actions.append(MarkOutdated(w.id, reason))
-            if not w.job_ids or c is None or c.status in _DEAD:
-                actions.append(Remove(w.id, f"outdated: {reason}"))
-            continue
-        if w.state == S.OUTDATED:  # the version moved back: treat as outdated all the same
-            if not w.job_ids:
-                actions.append(Remove(w.id, "outdated"))
-            continue
-        if w.state == S.UNHEALTHY:
-            serving += 1
-            if w.next_retry_at is not None and now >= w.next_retry_at:
-                unhealthy_due.append(w)
-            else:
-                by_state.setdefault(w.state.value, []).append(w)
-            continue
-        if w.state == S.THROTTLED:  # waits for capacity (no container): holds its place
-            serving += 1
-            continue
-        if w.container_id is None:
-            actions.append(Remove(w.id, "its container was never created (creation interrupted)"))
-            continue
-        if c is not None and c.status in _DEAD and w.refresh_requested:
-            # it asked to be recycled (stopPod) and went: expected, whatever its exit code, not a crash
-            what = classify_exit(c.exit_code, c.oom_killed)
-            actions.append(Remove(w.id, f"recycled at the worker's request (container {what})"))
-            recycled += 1
-            continue
-        failure = _health(o, now, settings)
-        if failure is not None:
-            actions.append(failure)
-            serving += 1  # it restarts in place
-            continue
-        if w.refresh_requested:
-            if not w.job_ids:
-                actions.append(Remove(w.id, "recycled at the worker's request (stopPod)"))
-                recycled += 1
-            continue  # finishing its last job: no longer a serving worker
-        serving += 1
-        healthy += 1
-        by_state.setdefault(w.state.value, []).append(w)
-        if w.state == S.IDLE:
-            idle += 1
-            idle_since.append((w.id, w.state_since))
-        elif w.state == S.INITIALIZING:
-            starting += 1
+    roll = rollout.plan_old(endpoint, serving)
+    actions.extend(roll.actions)
+    t.serving += roll.waiting
+    t.old = {o.worker.id for o in roll.serving}
+    old_ids = {o.worker.id for o in roll.serving}
+    for o in serving:
+        if o.worker.version >= endpoint.version or o.worker.id in old_ids:
+            _count(o, now, settings, t, actions)
 
-    # crashed workers due for a restart: restarted while wanted, removed when not
-    for w in unhealthy_due:
-        if serving > endpoint.workersMax:
-            actions.append(Remove(w.id, f"not restarted: workersMax lowered to {endpoint.workersMax}"))
-            serving -= 1
-        elif policy.restart_needed(endpoint, stats, healthy):
-            actions.append(Restart(w.id, f"restart {w.restarts + 1} after: {w.reason or 'failure'}"))
-            healthy += 1
-            starting += 1
-        else:
-            actions.append(Remove(w.id, "not restarted: no queued work and workersMin is met"))
-            serving -= 1
+    _restarts(endpoint, stats, t, actions)
+    _throttled(endpoint, stats, t, actions)
+    _over_max(endpoint, t, actions)
+    resumed = _flashboot(endpoint, stats, now, settings, t, actions)
 
-    # too many workers (workersMax lowered): the least useful go first, running ones drain
-    over = serving - endpoint.workersMax
-    if over > 0:
-        for w in by_state.get(S.UNHEALTHY.value, [])[:over]:
-            actions.append(Remove(w.id, f"workersMax lowered to {endpoint.workersMax}"))
-            serving -= 1
-        over = serving - endpoint.workersMax
-    if over > 0:
-        order = [S.INITIALIZING.value, S.IDLE.value, S.RUNNING.value]
-        victims = [w for state in order for w in reversed(by_state.get(state, []))][:over]
-        for w in victims:
-            reason = f"workersMax lowered to {endpoint.workersMax}"
-            actions.append(Drain(w.id, reason) if w.job_ids else Remove(w.id, reason))
-            serving -= 1
-            healthy -= 1
-            if w.state == S.IDLE:
-                idle_since = [(wid, t) for wid, t in idle_since if wid != w.id]
-
-    # scale up: workersMin, the scaler, and a replacement for each recycled worker
-    capacity = policy.Capacity(serving=serving, idle=idle, starting=starting)
+    # scale up: workersMin, the scaler, and a replacement for each recycled or replaced worker
+    capacity = policy.Capacity(serving=t.serving, idle=t.idle, starting=t.starting)
     add = policy.to_add(endpoint, stats, capacity)
-    add = max(add, min(recycled, endpoint.workersMax - serving))
+    add = max(add, min(t.recycled + roll.replaced, endpoint.workersMax - t.serving))
     for i in range(add):
-        reason = _start_reason(endpoint, stats, serving + i)
+        reason = _start_reason(endpoint, stats, t.serving + i)
         if standbys:
             actions.append(Start(endpoint.id, reason, standby_id=standbys.pop(0).id))
         else:
             actions.append(Start(endpoint.id, reason))
-    serving += add
+    t.serving += add
 
-    # scale down: idle workers past idleTimeout, above the floor
-    if add == 0:
+    # scale down: idle workers past idleTimeout, above the floor (FlashBoot pauses them instead)
+    if add == 0 and resumed == 0:
         keep = policy.floor(endpoint, stats)
-        for wid in policy.idle_to_stop(endpoint, idle_since, healthy, keep, now):
-            actions.append(Remove(wid, f"idle for {endpoint.idleTimeout:g}s (idleTimeout)"))
+        for wid in policy.idle_to_stop(endpoint, t.idle_since, t.healthy, keep, now):
+            reason = f"idle for {endpoint.idleTimeout:g}s (idleTimeout)"
+            if endpoint.flashboot and wid not in t.old:
+                actions.append(Pause(wid, f"{reason}: paused (FlashBoot)"))
+            else:
+                actions.append(Remove(wid, reason))
 
     # standby containers (extraWorkers)
     have = len(standbys) + busy_standbys
-    target = policy.standby_target(endpoint, serving)
+    target = policy.standby_target(endpoint, t.serving)
     cap = policy.standby_cap(endpoint)
     if have < target:
         actions.extend(CreateStandby(endpoint.id) for _ in range(target - have))
@@ -287,6 +169,167 @@ def plan(
         for w in standbys[: have - cap]:
             actions.append(Remove(w.id, f"standby not needed (extraWorkers={endpoint.extraWorkers})"))
     return actions
+
+
+def _standbys(
+    endpoint: Endpoint, observed: Sequence[Observed], actions: list[Action]
+) -> tuple[list[WorkerRecord], int]:
+    """Usable standby containers (oldest first) and how many have an operation in flight."""
+    usable: list[WorkerRecord] = []
+    busy = 0
+    for o in observed:
+        w, c = o.worker, o.container
+        if o.busy:
+            busy += 1
+        elif w.version != endpoint.version:
+            actions.append(
+                Remove(w.id, f"standby container of version {w.version} replaced by {endpoint.version}")
+            )
+        elif c is None or c.status != "created":
+            state = "is gone" if c is None else f"is {c.status}"
+            actions.append(Remove(w.id, f"standby container {state}"))
+        else:
+            usable.append(w)
+    return usable, busy
+
+
+def _count(o: Observed, now: float, settings: Settings, t: _Tally, actions: list[Action]) -> None:
+    """One serving worker: its health, and what it counts for."""
+    w, c = o.worker, o.container
+    if o.busy:
+        if not w.stopping:
+            t.serving += 1
+            if w.state in (S.INITIALIZING, S.THROTTLED):
+                t.starting += 1
+                t.healthy += 1
+        return
+    if w.stopping:
+        if not w.job_ids or c is None or c.status in _DEAD:
+            actions.append(Remove(w.id, w.reason or "drained"))
+        return
+    if w.state == S.OUTDATED:  # the version moved back: treat as outdated all the same
+        if not w.job_ids:
+            actions.append(Remove(w.id, "outdated"))
+        return
+    if w.state == S.UNHEALTHY:
+        t.serving += 1
+        if w.next_retry_at is not None and now >= w.next_retry_at:
+            t.unhealthy_due.append(w)
+        else:
+            t.by_state.setdefault(w.state.value, []).append(w)
+        return
+    if w.state == S.THROTTLED:  # waits for capacity (no container running): holds its place
+        t.serving += 1
+        if w.next_retry_at is None or now >= w.next_retry_at:  # (a throttle fault sets a time)
+            t.throttled.append(w)
+        return
+    if w.container_id is None:
+        actions.append(Remove(w.id, "its container was never created (creation interrupted)"))
+        return
+    if c is not None and c.status in _DEAD and w.refresh_requested:
+        # it asked to be recycled (stopPod) and went: expected, whatever its exit code, not a crash
+        what = classify_exit(c.exit_code, c.oom_killed)
+        actions.append(Remove(w.id, f"recycled at the worker's request (container {what})"))
+        t.recycled += 1
+        return
+    failure = _health(o, now, settings)
+    if failure is not None:
+        actions.append(failure)
+        t.serving += 1  # it restarts in place
+        return
+    if w.refresh_requested:
+        if not w.job_ids:
+            actions.append(Remove(w.id, "recycled at the worker's request (stopPod)"))
+            t.recycled += 1
+        return  # finishing its last job: no longer a serving worker
+    t.serving += 1
+    if w.paused:  # FlashBoot: holds its place, takes nothing until resumed
+        t.paused.append(w)
+        return
+    t.healthy += 1
+    t.by_state.setdefault(w.state.value, []).append(w)
+    if w.state == S.IDLE:
+        t.idle += 1
+        t.idle_since.append((w.id, w.state_since))
+    elif w.state == S.INITIALIZING:
+        t.starting += 1
+
+
+def _restarts(endpoint: Endpoint, stats: QueueStats, t: _Tally, actions: list[Action]) -> None:
+    """Crashed workers due for a restart: restarted while wanted, removed when not."""
+    for w in t.unhealthy_due:
+        if t.serving > endpoint.workersMax:
+            actions.append(Remove(w.id, f"not restarted: workersMax lowered to {endpoint.workersMax}"))
+            t.serving -= 1
+        elif policy.restart_needed(endpoint, stats, t.healthy):
+            actions.append(Restart(w.id, f"restart {w.restarts + 1} after: {w.reason or 'failure'}"))
+            t.healthy += 1
+            t.starting += 1
+        else:
+            actions.append(Remove(w.id, "not restarted: no queued work and workersMin is met"))
+            t.serving -= 1
+
+
+def _throttled(endpoint: Endpoint, stats: QueueStats, t: _Tally, actions: list[Action]) -> None:
+    """THROTTLED workers: started when capacity frees (admission decides), removed when not wanted."""
+    for w in t.throttled:
+        if t.serving > endpoint.workersMax:
+            actions.append(Remove(w.id, f"not started: workersMax lowered to {endpoint.workersMax}"))
+            t.serving -= 1
+        elif t.healthy < policy.floor(endpoint, stats) or stats.in_queue > 0:
+            actions.append(Unthrottle(w.id, "capacity is available"))
+        else:
+            actions.append(Remove(w.id, "not started: no queued work and workersMin is met"))
+            t.serving -= 1
+
+
+def _over_max(endpoint: Endpoint, t: _Tally, actions: list[Action]) -> None:
+    """Too many workers (workersMax lowered): the least useful go first, running ones drain."""
+    over = t.serving - endpoint.workersMax
+    if over <= 0:
+        return
+    for w in (t.by_state.get(S.UNHEALTHY.value, []) + list(t.paused))[:over]:
+        actions.append(Remove(w.id, f"workersMax lowered to {endpoint.workersMax}"))
+        t.serving -= 1
+        if w in t.paused:
+            t.paused.remove(w)
+    over = t.serving - endpoint.workersMax
+    if over <= 0:
+        return
+    order = [S.INITIALIZING.value, S.IDLE.value, S.RUNNING.value]
+    victims = [w for state in order for w in reversed(t.by_state.get(state, []))][:over]
+    for w in victims:
+        reason = f"workersMax lowered to {endpoint.workersMax}"
+        actions.append(Drain(w.id, reason) if w.job_ids else Remove(w.id, reason))
+        t.serving -= 1
+        t.healthy -= 1
+        if w.state == S.IDLE:
+            t.idle -= 1
+            t.idle_since = [(wid, since) for wid, since in t.idle_since if wid != w.id]
+
+
+def _flashboot(
+    endpoint: Endpoint, stats: QueueStats, now: float, settings: Settings, t: _Tally, actions: list[Action]
+) -> int:
+    """Paused workers: removed after flashboot_pause_s (or when FlashBoot is off), resumed for work."""
+    kept = []
+    for w in t.paused:
+        if not endpoint.flashboot:
+            actions.append(Remove(w.id, "paused worker removed: flashboot is off"))
+            t.serving -= 1
+        elif now - w.state_since >= settings.flashboot_pause_s:
+            actions.append(Remove(w.id, f"paused for {settings.flashboot_pause_s:g}s (flashboot_pause_s)"))
+            t.serving -= 1
+        else:
+            kept.append(w)
+    kept.sort(key=lambda w: (-w.state_since, w.id))  # the most recently paused first
+    capacity = policy.Capacity(serving=t.serving, idle=t.idle, starting=t.starting)
+    n = policy.to_resume(endpoint, stats, capacity, t.healthy, len(kept))
+    for w in kept[:n]:
+        actions.append(Resume(w.id, f"work arrived: {stats.in_queue} queued"))
+        t.starting += 1
+        t.healthy += 1
+    return n
 
 
 def _start_reason(endpoint: Endpoint, stats: QueueStats, serving: int) -> str:
@@ -300,62 +343,3 @@ def _start_reason(endpoint: Endpoint, stats: QueueStats, serving: int) -> str:
     if stats.in_queue_scaling:
         return f"QUEUE_DELAY: a job has waited {stats.oldest_scaling_wait_s:.1f}s > {endpoint.scalerValue:g}s"
     return "replaces a recycled worker"
-
-
-# --- leftovers ------------------------------------------------------------------------------------
-def plan_adoption(
-    containers: Iterable[ContainerInfo], workers: Iterable[WorkerRecord], endpoint_versions: dict[str, int]
-) -> list[Action]:
-    """After a restart: keep containers that match their worker record, remove every other one.
-
-    A worker record of a container-backed worker whose container is gone is removed too (its jobs
-    are requeued by the caller). Records of versions the endpoint has moved past are kept: the loop
-    drains them like any outdated worker.
-    """
-    actions: list[Action] = []
-    records = {w.id: w for w in workers if w.kind == "container"}
-    matched: set[str] = set()
-    for c in containers:
-        wid = c.labels.get(LABEL_WORKER, "")
-        w = records.get(wid)
-        if w is None:
-            actions.append(RemoveContainer(c.id, "no worker record for it"))
-        elif w.endpoint_id not in endpoint_versions:
-            actions.append(RemoveContainer(c.id, "its endpoint no longer exists"))
-        elif c.labels.get(LABEL_VERSION) != str(w.version):
-            actions.append(RemoveContainer(c.id, f"its version label differs from the record's {w.version}"))
-        elif w.container_id != c.id:
-            actions.append(RemoveContainer(c.id, "its worker record names another container"))
-        elif wid in matched:
-            actions.append(RemoveContainer(c.id, "a duplicate container for the same worker"))
-        else:
-            matched.add(wid)
-            actions.append(Adopt(wid, c.id))
-    for wid, w in records.items():
-        if wid in matched:
-            continue
-        if w.endpoint_id not in endpoint_versions:
-            actions.append(Remove(wid, "its endpoint no longer exists"))
-        elif w.state != S.UNHEALTHY and w.state != S.THROTTLED:
-            actions.append(Remove(wid, "its container is gone (found at start-up)"))
-    return actions
-
-
-def leaked_containers(
-    containers: Iterable[ContainerInfo], owned: dict[str, str | None], busy: set[str]
-) -> list[RemoveContainer]:
-    """Containers of this control plane that no worker owns (``owned``: worker id -> its container id).
-
-    A worker with an operation in flight (``busy``) may be creating or replacing its container: its
-    containers are left alone until the operation ends.
-    """
-    out = []
-    for c in containers:
-        wid = c.labels.get(LABEL_WORKER, "")
-        if wid in busy:
-            continue
-        if wid not in owned:
-            out.append(RemoveContainer(c.id, f"worker {wid or '?'} no longer exists"))
-        elif owned[wid] != c.id:
-            out.append(RemoveContainer(c.id, f"worker {wid} has another container"))
-    return out

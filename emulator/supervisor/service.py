@@ -13,17 +13,20 @@ from typing import Any
 
 import structlog
 
+from emulator import gpus
 from emulator.config import Settings
 from emulator.core import Core
-from emulator.errors import ContainerNotFound, EmulatorError
-from emulator.models import Endpoint
-from emulator.runtime import image_not_found, make_runtime
+from emulator.errors import ContainerNotFound, EmulatorError, GpuUnavailable, NotFound
+from emulator.models import Endpoint, WorkerState
+from emulator.runtime import GPU_FIX, image_not_found, make_runtime
 from emulator.runtime.base import Runtime
 from emulator.service.jobs import JobService
+from emulator.supervisor import faults
+from emulator.supervisor.actions import Fail, MarkOutdated, Remove, RemoveContainer
 from emulator.supervisor.actuator import Actuator
 from emulator.supervisor.containers import instance_id, network_labels, owner_labels
+from emulator.supervisor.leftovers import plan_adoption
 from emulator.supervisor.loop import ReconcileLoop
-from emulator.supervisor.reconcile import Remove, RemoveContainer, plan_adoption
 from emulator.workers.records import WorkerRecord
 
 log = structlog.get_logger("emulator.supervisor")
@@ -38,6 +41,7 @@ class Supervisor:
         runtime: Runtime,
         instance: str,
         owns_runtime: bool = False,
+        gpu_inventory: gpus.GpuInventory | None = None,
     ) -> None:
         self.core = core
         self.jobs = jobs
@@ -46,6 +50,9 @@ class Supervisor:
         self.instance = instance
         self.actuator = Actuator(core, jobs, settings, runtime, instance)
         self.loop = ReconcileLoop(core, self.actuator, settings, runtime, instance)
+        self.gpus = gpu_inventory or gpus.GpuInventory(settings.gpu_mode, (), "not discovered")
+        self.loop.gpu_inventory = self.gpus.ids
+        core.workers.subscribe(self._worker_changed)
         self._owns_runtime = owns_runtime
         self._gateway: str | None = None
         self._started = False  # adopted what a previous run left: shutdown may remove containers
@@ -130,9 +137,85 @@ class Supervisor:
 
     # --- SupervisorHooks (the API) ---------------------------------------------------------------
     async def validate_endpoint(self, endpoint: Endpoint) -> None:
-        """The image must exist locally (the emulator never pulls); RuntimeUnavailable if Docker is down."""
+        """The image must exist locally (the emulator never pulls); RuntimeUnavailable if Docker is down;
+        GPUs asked for must be there (GpuUnavailable naming the fix)."""
         if not await self.runtime.image_exists(endpoint.imageName):
             raise image_not_found(endpoint.imageName)
+        if endpoint.gpuCount > 0:
+            await self._validate_gpus(endpoint.gpuCount)
+
+    async def _validate_gpus(self, count: int) -> None:
+        inventory = self.gpus
+        if inventory.mode == "off":
+            raise GpuUnavailable(
+                f"gpuCount is {count} but GPUs are turned off (EMULATOR_GPU_MODE=off); set "
+                f"EMULATOR_GPU_MODE=auto for real GPUs or EMULATOR_GPU_MODE=emulate to emulate them",
+                field="gpuCount",
+            )
+        if inventory.mode == "auto" and not await self.runtime.gpu_runtime_available():
+            raise GpuUnavailable(
+                f"gpuCount is {count} but this Docker engine has no NVIDIA runtime (`docker info` lists no "
+                f"'nvidia' runtime and there are no CDI device specs), so it would refuse the GPU device "
+                f"requests. To fix: {GPU_FIX}. (EMULATOR_GPU_MODE=nvidia makes the device requests anyway: "
+                f"the engine's own refusal then shows in the worker's reason.)",
+                field="gpuCount",
+            )
+        if len(inventory.ids) < count:
+            hint = (
+                "set EMULATOR_EMULATED_GPUS=N"
+                if inventory.mode == "emulate"
+                else "set EMULATOR_GPUS=0,1,... to the device ids to use"
+            )
+            raise GpuUnavailable(
+                f"gpuCount is {count} but the GPU inventory has {len(inventory.ids)} "
+                f"({inventory.describe()}); {hint}",
+                field="gpuCount",
+            )
+
+    async def inject_fault(self, worker_id: str, kind: faults.FaultKind, duration_s: float) -> dict[str, Any]:
+        """``POST /v1/workers/{id}/faults``: see ``emulator.supervisor.faults``."""
+        worker = self.core.workers.get(worker_id)
+        if worker is None:
+            raise NotFound(f"worker {worker_id!r} does not exist", worker=worker_id)
+        answer = await faults.inject(self.actuator, worker, kind, duration_s)
+        self.loop.poke()
+        return answer
+
+    def _worker_changed(self, worker: WorkerRecord, old: WorkerState | None, reason: str) -> None:
+        """Edges the level-triggered loop would only see on its next tick:
+
+        * a worker that reported itself unhealthy (a ping) is stopped and restarted with back-off;
+        * the first ready worker of a new version: old workers stop taking jobs at once (OUTDATED),
+          so that new jobs go to updated workers (see ``rollout``).
+        """
+        if worker.kind != "container":
+            return
+        endpoint = self.core.endpoints.get(worker.endpoint_id)
+        if (
+            worker.state == WorkerState.UNHEALTHY
+            and old != WorkerState.UNHEALTHY
+            and reason.startswith("worker reported itself unhealthy")
+        ):
+            self.actuator.run(Fail(worker.id, reason, kill=True), endpoint)
+        elif (
+            endpoint is not None
+            and worker.state == WorkerState.IDLE
+            and old == WorkerState.INITIALIZING
+            and worker.version == endpoint.version
+        ):
+            for other in self.core.workers.for_endpoint(endpoint.id):
+                if (
+                    other.kind == "container"
+                    and other.version < endpoint.version
+                    and other.state in (WorkerState.IDLE, WorkerState.RUNNING)
+                    and not other.stopping
+                    and not other.standby
+                ):
+                    text = (
+                        f"endpoint version {endpoint.version} replaces version {other.version}; "
+                        f"waits its turn in the rolling update"
+                    )
+                    self.actuator.run(MarkOutdated(other.id, text, replacing=False), endpoint)
 
     def endpoint_changed(self, endpoint: Endpoint) -> None:
         self.loop.poke()
@@ -195,4 +278,9 @@ async def build_supervisor(
         if owns and hasattr(chosen, "close"):
             await chosen.close()
         raise
-    return Supervisor(core, jobs, settings, chosen, instance_id(core.jobs.conn), owns_runtime=owns)
+    inventory = await asyncio.to_thread(gpus.discover, settings)
+    if inventory.ids or settings.gpu_mode != "auto":
+        log.info("GPU inventory", mode=inventory.mode, gpus=list(inventory.ids), source=inventory.source)
+    return Supervisor(
+        core, jobs, settings, chosen, instance_id(core.jobs.conn), owns_runtime=owns, gpu_inventory=inventory
+    )

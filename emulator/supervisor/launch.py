@@ -1,0 +1,241 @@
+"""Starting workers: new ones, standby containers, restarts, THROTTLED workers whose capacity came.
+
+Part of the actuator (``Actuator.launcher``). Each start has a synchronous part, done at once (the
+worker record created or moved to INITIALIZING with the GPU ids admission reserved for it), and a
+container operation run as a task. Container starts share a semaphore
+(``max_concurrent_starts``); a worker that has to wait for a slot is reported THROTTLED
+("waiting for a start slot") until it gets one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from emulator import metrics
+from emulator.errors import EmulatorError
+from emulator.models import Endpoint, WorkerState
+from emulator.supervisor.actions import CreateStandby, Restart, Start, Throttle, Unthrottle
+from emulator.supervisor.containers import container_spec
+from emulator.supervisor.states import WorkerEvent
+from emulator.workers.records import WorkerRecord
+
+if TYPE_CHECKING:
+    from emulator.supervisor.actuator import Actuator
+
+log = structlog.get_logger("emulator.supervisor")
+
+STANDBY_RETRY_S = 5.0
+HANG_WORKER_URL = "http://127.0.0.1:9"  # the hang_startup fault: a worker told this never reaches us
+
+_FRESH: dict[str, Any] = dict(
+    ready_at=None,
+    started_at=None,
+    last_seen_at=None,
+    last_ping_at=None,
+    refresh_requested=False,
+    paused=False,
+)
+
+
+class Launcher:
+    def __init__(self, actuator: Actuator) -> None:
+        self.a = actuator
+        self.core = actuator.core
+        self._starts = asyncio.Semaphore(max(1, actuator.settings.max_concurrent_starts))
+        self._standby_blocked_until: dict[str, float] = {}
+
+    # --- the actions -----------------------------------------------------------------------------
+    def start(self, action: Start | CreateStandby, endpoint: Endpoint) -> None:
+        workers = self.core.workers
+        if isinstance(action, CreateStandby):
+            if self._standby_blocked_until.get(endpoint.id, 0.0) > self.core.clock.monotonic():
+                return
+            worker = workers.create(endpoint.id, endpoint.version, reason="standby (extraWorkers)")
+            worker.standby = True
+            workers.save(worker)
+            self.a.spawn(worker.id, self._create_standby(worker, endpoint))
+            return
+        if action.standby_id is not None:
+            standby = workers.get(action.standby_id)
+            if standby is not None and standby.standby and standby.container_id:
+                standby.standby = False
+                standby.gpu_ids = list(action.gpu_ids)
+                workers.save(standby)
+                log.info(
+                    "standby worker called up", endpoint=endpoint.id, worker=standby.id, reason=action.reason
+                )
+                self.a.spawn(standby.id, self._launch(standby, endpoint, create=False))
+                return
+        worker = workers.create(endpoint.id, endpoint.version, reason=action.reason)
+        worker.gpu_ids = list(action.gpu_ids)
+        workers.save(worker)
+        log.info(
+            "worker wanted", endpoint=endpoint.id, worker=worker.id, reason=action.reason, gpus=action.gpu_ids
+        )
+        self.a.spawn(worker.id, self._launch(worker, endpoint, create=True))
+
+    def restart(self, worker: WorkerRecord, action: Restart, endpoint: Endpoint) -> None:
+        self.core.workers.apply(
+            worker,
+            WorkerEvent.RESTART,
+            action.reason,
+            restarts=worker.restarts + 1,
+            next_retry_at=None,
+            timings={},
+            job_ids=[],
+            gpu_ids=list(action.gpu_ids),
+            **_FRESH,
+        )
+        metrics.worker_restarted(self.core, endpoint.id)
+        self.a.spawn(worker.id, self._replace_container(worker, endpoint))
+
+    def unthrottle(self, worker: WorkerRecord, action: Unthrottle, endpoint: Endpoint) -> None:
+        if worker.state != WorkerState.THROTTLED:
+            return
+        self.core.workers.apply(
+            worker,
+            WorkerEvent.RESTART,
+            action.reason,
+            next_retry_at=None,
+            timings={},
+            job_ids=[],
+            gpu_ids=list(action.gpu_ids),
+            **_FRESH,
+        )
+        log.info("throttled worker starting", endpoint=endpoint.id, worker=worker.id, gpus=action.gpu_ids)
+        self.a.spawn(worker.id, self._replace_container(worker, endpoint))
+
+    def throttle(self, action: Throttle, endpoint: Endpoint) -> None:
+        """A new worker, or a due restart, that does not fit: THROTTLED with the reason, no container."""
+        workers = self.core.workers
+        if action.worker_id is None:
+            worker = workers.create(
+                endpoint.id, endpoint.version, state=WorkerState.THROTTLED, reason=action.reason
+            )
+            worker.reason = action.reason
+            workers.save(worker)
+            return
+        found = workers.get(action.worker_id)
+        if found is None:
+            return
+        worker = found
+        if worker.state == WorkerState.THROTTLED:
+            worker.reason = action.reason  # capacity changed, the reason with it
+            workers.save(worker)
+            return
+        if worker.state == WorkerState.UNHEALTHY:
+            workers.apply(
+                worker,
+                WorkerEvent.RESTART,
+                f"restart {worker.restarts + 1}",
+                restarts=worker.restarts + 1,
+                next_retry_at=None,
+                timings={},
+                job_ids=[],
+                gpu_ids=[],
+                **_FRESH,
+            )
+            metrics.worker_restarted(self.core, endpoint.id)
+        workers.apply(worker, WorkerEvent.THROTTLED, action.reason)
+
+    # --- container operations ------------------------------------------------------------------
+    async def _replace_container(self, worker: WorkerRecord, endpoint: Endpoint) -> None:
+        old = worker.container_id
+        if old:
+            await self.a.runtime.remove(old, force=True)
+            worker.container_id = None
+            self.core.workers.save(worker)
+        await self._launch(worker, endpoint, create=True)
+
+    async def _create_standby(self, worker: WorkerRecord, endpoint: Endpoint) -> None:
+        clock = self.core.clock
+        try:
+            async with self._starts:
+                started = clock.monotonic()
+                spec = container_spec(self.a.settings, self.a.worker_url, endpoint, worker, self.a.instance)
+                container_id = await self.a.runtime.create(spec)
+        except EmulatorError as exc:
+            self._standby_blocked_until[endpoint.id] = clock.monotonic() + STANDBY_RETRY_S
+            log.warning(
+                "standby container not created", endpoint=endpoint.id, worker=worker.id, error=exc.message
+            )
+            self.core.workers.remove(worker.id, f"standby container not created: {exc.message}")
+            return
+        worker.container_id = container_id
+        worker.timings = {"createS": round(clock.monotonic() - started, 4)}
+        self.core.workers.save(worker)
+        if self.core.workers.get(worker.id) is not worker:  # removed meanwhile
+            await self.a.runtime.remove(container_id, force=True)
+            return
+        log.info(
+            "standby container created",
+            endpoint=endpoint.id,
+            worker=worker.id,
+            container=container_id[:12],
+            create_s=worker.timings["createS"],
+        )
+
+    def _wait_for_slot(self, worker: WorkerRecord) -> None:
+        if self._starts.locked() and worker.state == WorkerState.INITIALIZING:
+            n = self.a.settings.max_concurrent_starts
+            self.core.workers.apply(
+                worker,
+                WorkerEvent.THROTTLED,
+                f"waiting for a start slot: {n} containers are starting (max_concurrent_starts={n})",
+            )
+
+    async def _launch(self, worker: WorkerRecord, endpoint: Endpoint, create: bool) -> None:
+        """Create (unless a standby) and start the worker's container, timing each step."""
+        clock, workers, runtime = self.core.clock, self.core.workers, self.a.runtime
+        self._wait_for_slot(worker)
+        try:
+            async with self._starts:
+                if workers.get(worker.id) is not worker or worker.stopping:
+                    return
+                if worker.state == WorkerState.THROTTLED:
+                    workers.apply(worker, WorkerEvent.RESTART, "a start slot is free")
+                if create:
+                    began = clock.monotonic()
+                    url = self.a.worker_url
+                    if self.a.faults.take_hang(worker.id):
+                        url = HANG_WORKER_URL
+                        log.warning(
+                            "hang_startup fault: this start will never make contact", worker=worker.id
+                        )
+                    spec = container_spec(self.a.settings, url, endpoint, worker, self.a.instance)
+                    worker.container_id = await runtime.create(spec)
+                    create_s = clock.monotonic() - began
+                else:
+                    create_s = 0.0  # a standby: created ahead of time
+                worker.timings = {"createS": round(create_s, 4)}
+                worker.started_at, worker.ready_at = clock.now(), None
+                workers.save(worker)
+                if workers.get(worker.id) is not worker or worker.stopping:
+                    return  # removed while it was being created: the removal takes the container
+                began = clock.monotonic()
+                assert worker.container_id is not None
+                await runtime.start(worker.container_id)
+                start_s = clock.monotonic() - began
+        except asyncio.CancelledError:
+            raise
+        except EmulatorError as exc:
+            metrics.container_start_failed(self.core, endpoint.id)
+            self.a.mark_failed(worker, f"could not start its container: {exc.message}", endpoint.backoff)
+            return
+        metrics.container_started(self.core, endpoint.id, seconds=create_s + start_s)
+        worker.timings["startS"] = round(start_s, 4)
+        workers.apply(worker, WorkerEvent.STARTED, "container started")
+        log.info(
+            "worker container started",
+            endpoint=endpoint.id,
+            worker=worker.id,
+            container=(worker.container_id or "")[:12],
+            create_s=round(create_s, 4),
+            start_s=round(start_s, 4),
+            from_standby=not create,
+            restarts=worker.restarts,
+            gpus=list(worker.gpu_ids),
+        )
