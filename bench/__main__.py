@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench import coldstart, dockerx, imports, latency, report, scale, throughput
 from bench.context import MODES, Run
+from bench import procs
 from bench.procs import HANDLER, runpod_version
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -41,7 +42,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", default="", help="comma-separated: " + ",".join(s[0] for s in SECTIONS))
     p.add_argument("--out", type=Path, default=BENCH_DIR / "RESULTS.md", help="the markdown file to write")
     p.add_argument("--work-dir", type=Path, default=BENCH_DIR / "out", help="logs and data dirs of the run")
+    p.add_argument("--emulator", default="worktree", metavar="worktree|COMMIT",
+                   help="run the control plane from the working tree (default) or from an export of COMMIT (e.g. HEAD)")
     return p.parse_args(argv)
+
+
+def emulator_source(ctx: Run, choice: str) -> str:
+    """Point the control planes at the chosen code; a description for the machine table."""
+    if choice == "worktree":
+        return report.commit_of("HEAD", worktree=True)
+    procs.EMULATOR_DIR = procs.export_commit(choice, ctx.dir / "emulator-src")
+    return f"{report.commit_of(choice)} (an export of {choice}, not the working tree)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Run(mode, args.work_dir)
     sections: list[report.Section] = []
     leftovers: list[str] = []
+    source = "unknown"
     try:
         print(f"bench run {ctx.run_id} ({mode}); logs in {ctx.dir}", flush=True)
+        source = emulator_source(ctx, args.emulator)
         ctx.images = dockerx.build_bench_images(HANDLER)
         if not ctx.images.get(dockerx.BENCH_ECHO):
             print("the echo sample image is missing: run `bash scripts/setup.sh` first", file=sys.stderr)
@@ -88,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     cleanup.notes.append("Every control plane, peer, client process, container and network of the run was removed."
                          if not leftovers else f"LEFT BEHIND (a bug): {', '.join(leftovers)}")
     sections.append(cleanup)
-    text = report.render(sections, report.machine(dockerx.server_version(), runpod_version()), mode,
+    text = report.render(sections, report.machine(dockerx.server_version(), runpod_version(), source), mode,
                          time.monotonic() - began)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")

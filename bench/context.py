@@ -70,7 +70,10 @@ class Run:
 
     def peer(self) -> Peer:
         if self._peer is None or not self._peer.alive():
-            self._peer = Peer(self.dir).start()
+            if self._peer is not None:
+                self._peer.stop()
+            self._peer = Peer(self.dir)  # kept before start: a failed start is still stopped by close()
+            self._peer.start()
         return self._peer
 
     def clients(self) -> Clients:

@@ -26,6 +26,17 @@ from bench import dockerx
 
 REPO = Path(__file__).resolve().parents[1]
 HANDLER = REPO / "bench" / "handler.py"
+# Where the control plane's code comes from: the working tree (default), or an export of a commit
+# (``python -m bench --emulator HEAD``) when the tree is being edited while the benchmark runs.
+EMULATOR_DIR = REPO
+
+
+def export_commit(commit: str, dest: Path) -> Path:
+    """``git archive COMMIT emulator`` into dest (the control plane then runs from there)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", commit, "emulator"], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
@@ -46,6 +57,47 @@ def mem_kb(pid: int) -> dict[str, int]:
             if key in ("VmRSS", "VmHWM"):
                 out[key] = int(rest.split()[0])
     return out
+
+
+class SystemCpu:
+    """CPU seconds of every process on the machine, to say where the cores went during a window."""
+
+    def __init__(self) -> None:
+        self.taken_at = time.monotonic()
+        self.per_pid: dict[int, tuple[str, float]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmd = f.read(300).replace(b"\0", b" ").decode(errors="replace")
+                self.per_pid[int(entry)] = (cmd, cpu_s(int(entry)))
+            except (OSError, IndexError, ValueError):
+                continue
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        self.busy_s = (sum(ticks) - ticks[3] - ticks[4]) * TICK_S  # all but idle and iowait
+
+    def since(self, before: SystemCpu, named: dict[str, set[int]]) -> dict[str, float]:
+        """CPU seconds per group since ``before``: the named pids, then by command."""
+        groups: dict[str, float] = {}
+        for pid, (cmd, now) in self.per_pid.items():
+            used = now - before.per_pid.get(pid, (cmd, 0.0))[1]
+            if used <= 0:
+                continue
+            name = next((n for n, pids in named.items() if pid in pids), None)
+            if name is None:
+                exe = cmd.split(" ", 1)[0].rsplit("/", 1)[-1]
+                name = ("worker containers" if "bench_handler.py" in cmd else
+                        "docker daemons" if exe.startswith(("dockerd", "containerd", "docker-proxy", "runc")) else "other")
+            groups[name] = groups.get(name, 0.0) + used
+        groups["all (from /proc/stat)"] = self.busy_s - before.busy_s
+        return groups
+
+
+def describe_cpu(groups: dict[str, float], wall_s: float) -> str:
+    parts = [f"{name} {used / wall_s:.2f}" for name, used in sorted(groups.items(), key=lambda kv: -kv[1])]
+    return "cores busy, by process: " + ", ".join(parts)
 
 
 def free_port() -> int:
@@ -94,11 +146,11 @@ class _Proc:
         assert self.proc is not None
         return self.proc.pid
 
-    def _spawn(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+    def _spawn(self, argv: list[str], env: dict[str, str], log_path: Path, cwd: Path = REPO) -> None:
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
 
     def alive(self) -> bool:
@@ -127,9 +179,9 @@ class _Proc:
             self.proc.wait(10)
 
 
-def _env(extra: dict[str, str]) -> dict[str, str]:
+def _env(extra: dict[str, str], root: Path = REPO) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
     env.update(extra)
     return env
 
@@ -151,21 +203,26 @@ class ControlPlane(_Proc):
         self.url = ""
 
     def start(self, timeout_s: float = 60.0) -> ControlPlane:
-        from emulator.store.db import connect, set_meta
-
-        conn = connect(self.data_dir / "emulator.db")  # the instance id labels every container it makes
-        set_meta(conn, "instance_id", self.instance)
-        conn.close()
+        # the instance id labels every container it makes (seeded by the same code that will serve)
+        seed = ("import sys, pathlib; from emulator.store.db import connect, set_meta; c = connect(pathlib.Path(sys.argv[1])); "
+                "set_meta(c, 'instance_id', sys.argv[2]); c.close()")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-c", seed, str(self.data_dir / "emulator.db"), self.instance],
+                       env=_env({}, EMULATOR_DIR), cwd=EMULATOR_DIR, check=True, capture_output=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = _env({"EMULATOR_NETWORK": self.network, "EMULATOR_LOG_FORMAT": "json", **self.env_extra})
+        env = _env({"EMULATOR_NETWORK": self.network, **self.env_extra}, EMULATOR_DIR)  # default log format, as users run it
         argv = [sys.executable, "-m", "emulator", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
         dockerx.track_instance(self.instance, self.network)
-        self._spawn(argv, env, self.out_dir / self.name / "control-plane.log")
+        self._spawn(argv, env, self.out_dir / self.name / "control-plane.log", cwd=EMULATOR_DIR)
         try:
             wait_until(lambda: self._answers(), timeout_s, "the control plane to answer")
         except TimeoutError as exc:
+            self.stop()
             raise RuntimeError(f"{exc}; its log:\n{self.log_tail()}") from exc
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _answers(self) -> bool:
@@ -228,7 +285,11 @@ class Peer(_Proc):
         try:
             wait_until(answers, timeout_s, "RunPod's test server to answer", interval_s=0.1)
         except TimeoutError as exc:
+            self.stop()
             raise RuntimeError(f"{exc}; its log:\n{self.log_tail()}") from exc
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:

@@ -86,9 +86,14 @@ def _git(*args: str) -> str:
         return ""
 
 
-def machine(docker_version: str, runpod_version: str | None) -> list[tuple[str, str]]:
-    commit = _git("rev-parse", "--short", "HEAD")
-    dirty = " (with uncommitted changes)" if _git("status", "--porcelain", "--untracked-files=no") else ""
+def commit_of(rev: str, worktree: bool = False) -> str:
+    commit = _git("rev-parse", "--short", rev) or "unknown"
+    if worktree and _git("status", "--porcelain", "--untracked-files=no", "--", "emulator"):
+        return f"{commit} + uncommitted changes in emulator/ (working tree)"
+    return commit
+
+
+def machine(docker_version: str, runpod_version: str | None, source: str) -> list[tuple[str, str]]:
     return [
         ("CPU", _cpu_model()),
         ("Cores", str(os.cpu_count())),
@@ -97,7 +102,7 @@ def machine(docker_version: str, runpod_version: str | None) -> list[tuple[str, 
         ("Python", platform.python_version()),
         ("Kernel", platform.release()),
         ("runpod (peer)", runpod_version or "not installed"),
-        ("Emulator commit", f"{commit}{dirty}" if commit else "unknown"),
+        ("Emulator code", source),
         ("Date", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
     ]
 

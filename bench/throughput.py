@@ -13,12 +13,13 @@ read from /proc at the window's bounds.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from bench import dockerx
 from bench.context import Run
-from bench.procs import _Proc
+from bench.procs import ControlPlane, SystemCpu, _Proc, describe_cpu
 from bench.report import Row, Section, ms, pct, ratio, verdict
 
 ROWS = [
@@ -37,10 +38,13 @@ def window(ctx: Run, kind: str, target: _Proc, base: str, endpoint: str) -> dict
     clients = ctx.clients()
     merged = clients.throughput(kind, base, endpoint, c.tput_clients, c.tput_warm_s, c.tput_window_s, c.tput_poll_s, BODY)
     time.sleep(max(0.0, merged["start_at"] - time.time()))
-    cpu0 = target.cpu_s()
+    cpu0, sys0 = target.cpu_s(), SystemCpu()
     time.sleep(max(0.0, merged["end_at"] - time.time()))
-    cpu1 = target.cpu_s()
+    cpu1, sys1 = target.cpu_s(), SystemCpu()
     result = clients.collect(merged)
+    name = "control plane" if isinstance(target, ControlPlane) else "peer"
+    result["machine"] = describe_cpu(sys1.since(sys0, {name: {target.pid}, "clients": set(clients.pids),
+                                                       "bench": {os.getpid()}}), c.tput_window_s)
     done = max(1, result["completed"])
     result["jobs_s"] = result["completed"] / c.tput_window_s
     result["server_cpu_ms"] = (cpu1 - cpu0) / done * 1000
@@ -55,7 +59,7 @@ def describe(name: str, r: dict[str, Any]) -> str:
     return (f"{name}: {r['completed']} jobs in the window ({r['jobs_s']:.0f}/s), {r['errors']} errors, "
             f"job latency p50 {ms(pct(lat, 50))} p99 {ms(pct(lat, 99))}{polls}; server CPU "
             f"{r['server_cpu_ms']:.2f} ms/job ({r['server_busy'] * 100:.0f}% of a core); clients' CPU "
-            f"{r['client_cpu_ms']:.2f} ms/job.")
+            f"{r['client_cpu_ms']:.2f} ms/job; {r['machine']}.")
 
 
 def run(ctx: Run, section: Section) -> None:
