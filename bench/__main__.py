@@ -19,9 +19,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import coldstart, dockerx, imports, latency, report, scale, throughput
+from bench import coldstart, dockerx, imports, latency, procs, report, scale, throughput
 from bench.context import MODES, Run
-from bench import procs
 from bench.procs import HANDLER, runpod_version
 
 BENCH_DIR = Path(__file__).resolve().parent

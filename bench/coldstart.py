@@ -155,12 +155,16 @@ def run_flashboot(ctx: Run, section: Section) -> None:
             "The benchmark is ready: it reports the resume time once the supervisor pauses idle workers.")
         return
     r = median([t for t, _ in resumes])
-    section.rows.append(Row(key, what, ms(r), f"cold start {ms(cold_ms)}", ratio(r, cold_ms), f"<= {AIM_FLASH_MS:g} ms",
-                            verdict(r <= AIM_FLASH_MS)))
+    resume_ms = [b["coldStart"]["resumeMs"] for _, b in resumes if "resumeMs" in (b.get("coldStart") or {})]
+    detail = f" (coldStart.resumeMs {ms(median(resume_ms))})" if resume_ms else ""
+    section.rows.append(Row(key, what, ms(r) + detail, f"cold start {ms(cold_ms)}", ratio(r, cold_ms),
+                            f"<= {AIM_FLASH_MS:g} ms", verdict(r <= AIM_FLASH_MS)))
     section.notes += [
         f"{len(resumes)} resume(s): an endpoint with `flashboot: true`, idleTimeout {idle_s} s; after its first (cold) "
         "job the benchmark waits until the worker is paused (the API's `paused` and Docker's State.Paused), then "
         "times one /runsync from the client.",
         f"Resumes (ms): {', '.join(f'{t:.0f}' for t, _ in resumes)}; the warm job right after each: "
         f"{', '.join(f'{t:.0f}' for t in warm)}; coldStart of the resumed jobs: {[b.get('coldStart') for _, b in resumes]}.",
+        "The figure is the client's wall time for the whole job (unpause, the worker's job-take, the handler, "
+        "job-done, the /runsync answer); resumeMs is the control plane's own timing of the unpause.",
     ]

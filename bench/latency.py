@@ -81,6 +81,9 @@ def run(ctx: Run, section: Section) -> None:
         "Emulator path: client -> control plane (host) -> job-take long poll answered -> worker container "
         "(Docker bridge network) -> job-done -> the /runsync waiter wakes. The peer runs the handler inside "
         "its own /runsync request: no queue, no second process, no network hop.",
+        "RunPod's SDK worker (runpod 1.12.0) in a container serves sequential jobs about 1 s apart: with its "
+        "concurrency full, its job fetcher sleeps 1 s before asking again (rp_scale.JobScaler.get_jobs), so the "
+        "next job waits in the queue; that is the SDK's pacing, not the control plane's.",
         "CPU per job is utime+stime from /proc/<pid>/stat of the control-plane process (resp. the peer's "
         "process) over the measured batches, divided by the jobs run; the worker's own CPU is not included.",
     ]

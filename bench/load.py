@@ -86,7 +86,7 @@ async def _throughput(spec: dict[str, Any]) -> dict[str, Any]:
             began = time.time()
             try:
                 ok, polls = await one_job(http, spec["kind"], spec["base"], spec["endpoint"], spec["body"], spec["poll_s"])
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError):
+            except (TimeoutError, aiohttp.ClientError, ValueError, KeyError):
                 ok, polls = False, 0
             done = time.time()
             if start_at <= done <= end_at:
@@ -131,7 +131,7 @@ async def _submit(spec: dict[str, Any]) -> dict[str, Any]:
                     rejected += 1
                 else:
                     errors += 1
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            except (TimeoutError, aiohttp.ClientError, ValueError):
                 errors += 1
 
     async with _session(spec["concurrency"]) as http:

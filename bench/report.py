@@ -103,7 +103,7 @@ def machine(docker_version: str, runpod_version: str | None, source: str) -> lis
         ("Kernel", platform.release()),
         ("runpod (peer)", runpod_version or "not installed"),
         ("Emulator code", source),
-        ("Date", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("Date", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")),
     ]
 
 

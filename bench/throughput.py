@@ -19,24 +19,27 @@ from typing import Any
 
 from bench import dockerx
 from bench.context import Run
-from bench.procs import ControlPlane, SystemCpu, _Proc, describe_cpu
+from bench.cpu import SystemCpu, describe_cpu
+from bench.procs import ControlPlane, _Proc
 from bench.report import Row, Section, ms, pct, ratio, verdict
 
 ROWS = [
     ("throughput.runsync", "Throughput, /runsync, 16 clients, 4 warm workers, no-op handler"),
     ("throughput.run_poll", "Throughput, /run + /status polling (10 ms), 16 clients, 4 warm workers"),
+    ("throughput.runsync_20ms", "Throughput, /runsync, 16 clients, 4 warm workers, handler sleeping 20 ms"),
     ("cpu.runsync", "Control-plane CPU per job, /runsync at 16 clients"),
     ("cpu.run_poll", "Control-plane CPU per job, /run + polling at 16 clients"),
 ]
 BODY: dict[str, Any] = {"input": {"n": 1}}  # not {}: the peer answers 500 to an empty output (KeyError)
+SLEEP_BODY: dict[str, Any] = {"input": {"sleep": 0.02}}
 AIM_RATIO = 2.0
 
 
-def window(ctx: Run, kind: str, target: _Proc, base: str, endpoint: str) -> dict[str, Any]:
+def window(ctx: Run, kind: str, target: _Proc, base: str, endpoint: str, body: dict[str, Any] = BODY) -> dict[str, Any]:
     """One measured window: jobs/s, the server's CPU per job, client-side figures."""
     c = ctx.counts
     clients = ctx.clients()
-    merged = clients.throughput(kind, base, endpoint, c.tput_clients, c.tput_warm_s, c.tput_window_s, c.tput_poll_s, BODY)
+    merged = clients.throughput(kind, base, endpoint, c.tput_clients, c.tput_warm_s, c.tput_window_s, c.tput_poll_s, body)
     time.sleep(max(0.0, merged["start_at"] - time.time()))
     cpu0, sys0 = target.cpu_s(), SystemCpu()
     time.sleep(max(0.0, merged["end_at"] - time.time()))
@@ -74,15 +77,20 @@ def run(ctx: Run, section: Section) -> None:
         for kind, target, base, endpoint in (("runsync", cp, cp.url, "tput"), ("peer_runsync", peer, peer.url, ""),
                                              ("run_poll", cp, cp.url, "tput"), ("peer_run_status", peer, peer.url, "")):
             results[kind] = window(ctx, kind, target, base, endpoint)
+        results["runsync_20ms"] = window(ctx, "runsync", cp, cp.url, "tput", SLEEP_BODY)
+        results["peer_runsync_20ms"] = window(ctx, "peer_runsync", peer, peer.url, "", SLEEP_BODY)
     finally:
         ctx.stop_plane(cp)
 
-    pairs = (("runsync", "peer_runsync", 0, 2), ("run_poll", "peer_run_status", 1, 3))
-    for emu_kind, peer_kind, tput_row, cpu_row in pairs:
+    pairs = (("runsync", "peer_runsync", 0, 3), ("run_poll", "peer_run_status", 1, 4))
+    for emu_kind, peer_kind, tput_row, _ in pairs:
         e, p = results[emu_kind], results[peer_kind]
         section.rows.append(Row(ROWS[tput_row][0], ROWS[tput_row][1], f"{e['jobs_s']:.0f} jobs/s", f"{p['jobs_s']:.0f} jobs/s",
                                 ratio(e["jobs_s"], p["jobs_s"]), f">= {AIM_RATIO:g}x peer",
                                 verdict(e["jobs_s"] >= AIM_RATIO * p["jobs_s"])))
+    e, p = results["runsync_20ms"], results["peer_runsync_20ms"]
+    section.rows.append(Row(ROWS[2][0], ROWS[2][1], f"{e['jobs_s']:.0f} jobs/s", f"{p['jobs_s']:.0f} jobs/s",
+                            ratio(e["jobs_s"], p["jobs_s"])))
     for emu_kind, peer_kind, _, cpu_row in pairs:
         e, p = results[emu_kind], results[peer_kind]
         section.rows.append(Row(ROWS[cpu_row][0], ROWS[cpu_row][1], ms(e["server_cpu_ms"]), ms(p["server_cpu_ms"]),
@@ -94,6 +102,8 @@ def run(ctx: Run, section: Section) -> None:
         describe("Peer /runsync", results["peer_runsync"]),
         describe("Emulator /run + GET /status", results["run_poll"]),
         describe("Peer /run + POST /status", results["peer_run_status"]),
+        describe("Emulator /runsync, 20 ms handler", results["runsync_20ms"]),
+        describe("Peer /runsync, 20 ms handler", results["peer_runsync_20ms"]),
         "The peer's /run does not run anything: it stashes the job, and the job runs inside the first "
         "POST /status/{id} (one status call per job, always COMPLETED). Its sync handler runs on its event "
         "loop, so it serves one job at a time; the emulator's 4 workers are separate containers.",
