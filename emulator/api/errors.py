@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emulator import errors
 from emulator.api.routes import allowed_methods
+from emulator.store.db import describe as describe_store_error
 
 log = structlog.get_logger("emulator.api")
 
@@ -100,8 +101,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(sqlite3.Error)
     async def _sqlite(request: Request, exc: sqlite3.Error) -> JSONResponse:
-        log.error("job store error", path=request.url.path, error=str(exc))
-        return JSONResponse(error_body(f"the job store failed: {exc}"), status_code=503)
+        message = describe_store_error(exc)
+        log.error("job store error", path=request.url.path, error=message)
+        return JSONResponse(error_body(message), status_code=503)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,7 @@ called directly from the loop (no thread hop) and ``commit`` happens per logical
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -90,6 +91,25 @@ class StoreError(EmulatorError):
     """The data dir or database cannot be used (read-only, full, corrupt)."""
 
 
+def describe(exc: BaseException, doing: str = "the job store failed") -> str:
+    """A sentence for an SQLite or OS error that says what to do about a full or read-only data dir."""
+    text = str(exc) or type(exc).__name__
+    lowered = text.lower()
+    if "full" in lowered or getattr(exc, "errno", None) == 28 or getattr(exc, "sqlite_errorcode", None) == 13:
+        return f"{doing}: the data dir is full ({text}); free some space, stored jobs stay readable"
+    if "readonly" in lowered or "read-only" in lowered or getattr(exc, "errno", None) == 30:
+        return f"{doing}: the data dir is read-only ({text}); make it writable, stored jobs stay readable"
+    return f"{doing}: {text}"
+
+
+def _read_only(path: Path) -> bool:
+    folder = path.parent if path.parent.exists() else path.parent.parent
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY) or not os.access(folder, os.W_OK)
+    except OSError:
+        return False
+
+
 def connect(path: Path) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +121,11 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA foreign_keys=ON")
         migrate(conn)
     except (sqlite3.Error, OSError) as exc:
-        raise StoreError(f"cannot open the job store at {path}: {exc}", path=str(path)) from exc
+        if _read_only(path):
+            message = f"cannot open the job store at {path}: the data dir is read-only ({exc}); make it writable"
+        else:
+            message = describe(exc, f"cannot open the job store at {path}")
+        raise StoreError(message, path=str(path)) from exc
     return conn
 
 
@@ -120,24 +144,37 @@ def migrate(conn: sqlite3.Connection) -> None:
             raise
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may already have rolled back by itself (a full disk does): a second ROLLBACK would fail
+    # with "no transaction is active" and hide the real error
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on error; SQLite errors become StoreError."""
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.Error as exc:
-        raise StoreError(f"the job store is not writable: {exc}") from exc
+        raise StoreError(describe(exc, "the job store is not writable")) from exc
     try:
         yield conn
+    except sqlite3.Error as exc:
+        _rollback(conn)
+        raise StoreError(describe(exc)) from exc
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
     else:
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            raise StoreError(f"the job store could not commit: {exc}") from exc
+            _rollback(conn)
+            raise StoreError(describe(exc, "the job store could not commit")) from exc
 
 
 def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
