@@ -57,8 +57,10 @@ class WorkerOps:
         """Long poll: answers the moment a job is queued, or [] when ``hold_s`` passes."""
         deadline = self.core.clock.monotonic() + hold_s
         start = worker.started_at
+        woken = passed = False
         while True:
-            if self._stale(worker, start):
+            if self._stale(worker, start):  # a dead container's poll: end it, pass its wake-up on
+                self.core.hub.work_available(worker.endpoint_id, 1)
                 return []
             self.seen(worker)
             if self.core.workers.get(worker.id) is None:
@@ -74,10 +76,15 @@ class WorkerOps:
                         self.jobs.worker_lost(worker.id, "job-take failed after the claim")
                         raise
                     return [job.job_for_worker() for job in claimed]
+            elif worker.paused and woken and not passed:
+                # FlashBoot: a paused worker's held poll stays (it takes the job the moment the worker
+                # is resumed) but passes the wake-up on, once, to a worker that can take the job now
+                self.core.hub.work_available(worker.endpoint_id, 1)
+                passed = True
             remaining = deadline - self.core.clock.monotonic()
             if remaining <= 0:
                 return []
-            await self.core.hub.wait_for_work(worker.endpoint_id, remaining)
+            woken = await self.core.hub.wait_for_work(worker.endpoint_id, remaining)
 
     def _handed(self, worker: WorkerRecord, claimed: list[JobRecord]) -> None:
         now = self.core.clock.now()

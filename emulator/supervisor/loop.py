@@ -62,10 +62,13 @@ class ReconcileLoop:
         operation changed something or ``reconcile_interval_s`` passed: a tick woken by a queued or
         finished job then costs no Docker call.
         """
+        # an operation that ends while the containers are being listed (a launch) is still busy for
+        # this tick: the listing may not show what it did
+        busy_before = self.actuator.busy()
         containers = await self._observe(relist)
         by_id = {c.id: c for c in containers}
         now = self.core.clock.now()
-        busy = self.actuator.busy()
+        busy = busy_before | self.actuator.busy()
         endpoints = {e.id: e for e in self.core.endpoints.list()}
         planned: list[tuple[Endpoint, list[Action]]] = []
         for endpoint in endpoints.values():

@@ -4,12 +4,16 @@ and what the workers list shows."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from emulator.clock import FakeClock
 from emulator.models import JobStatus, WorkerState
+from emulator.runtime.base import ContainerInfo, ContainerSpec
+from emulator.runtime.fake import FakeRuntime
 from emulator.workers.records import WorkerRecord
 from tests.supervisor.world import IMAGE, World
 
@@ -123,3 +127,42 @@ async def test_a_worker_that_reports_itself_unhealthy_is_stopped_and_restarted_w
     await world.step()
     await world.step()
     assert w.state in (S.IDLE, S.RUNNING) and w.container_id != first and w.restarts == 1
+
+
+async def test_a_listing_taken_before_a_launch_finished_does_not_fail_the_new_worker(tmp_path: Path) -> None:
+    """The loop lists containers (await), then plans: a launch that ends meanwhile is not 'disappeared'."""
+    created, listed = asyncio.Event(), asyncio.Event()
+    created.set()
+    listed.set()
+
+    class Racy(FakeRuntime):
+        async def create(self, spec: ContainerSpec) -> str:
+            await created.wait()
+            return await super().create(spec)
+
+        async def list(self, labels: dict[str, str]) -> list[ContainerInfo]:
+            snapshot = await super().list(labels)  # taken now, handed back later
+            await listed.wait()
+            return snapshot
+
+    clock = FakeClock()
+    world = await World.create(tmp_path / "data", fake=Racy(clock=clock), clock=clock)
+    try:
+        world.endpoint(workersMin=1, workersMax=1)
+        created.clear()
+        await world.sup.tick()  # starts the worker; its launch waits in create
+        listed.clear()
+        tick = asyncio.create_task(world.sup.tick())
+        await asyncio.sleep(0.01)  # the tick is listing (without the container)
+        created.set()
+        await world.sup.settle(5)  # the launch ends: the container exists, the worker is not busy
+        listed.set()
+        await tick
+        await world.sup.settle(5)
+        (w,) = world.workers()
+        assert w.state == S.INITIALIZING and w.restarts == 0 and w.reason != "its container disappeared"
+    finally:
+        created.set()
+        listed.set()
+        await world.sup.stop()
+        world.core.close()

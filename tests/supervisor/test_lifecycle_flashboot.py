@@ -4,6 +4,7 @@ breakdown shows ``resumeMs``), and are removed after ``flashboot_pause_s``."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -103,3 +104,21 @@ async def test_an_old_version_paused_worker_goes_at_once(world: World) -> None:
     world.update("ep", env={"V": "2"})
     await world.step()
     assert world.workers() == [] and world.fake.containers == {}
+
+
+async def test_a_paused_workers_held_poll_does_not_swallow_the_wake_up_for_a_new_job(world: World) -> None:
+    world.endpoint(workersMin=2, workersMax=2)
+    await world.step()
+    a, b = world.workers()
+    held_a = asyncio.create_task(world.ops.take(a, 1, 30))  # parked first: woken first
+    await asyncio.sleep(0.01)
+    held_b = asyncio.create_task(world.ops.take(b, 1, 30))
+    await asyncio.sleep(0.01)
+    a.paused = True  # what the supervisor's Pause does before `docker pause`
+    (job,) = world.submit()
+    done, _ = await asyncio.wait({held_a, held_b}, timeout=2, return_when=asyncio.FIRST_COMPLETED)
+    assert done == {held_b} and [j["id"] for j in held_b.result()] == [job.id]
+    # the paused worker's poll stays parked: resumed, it takes the next job at once
+    a.paused = False
+    (second,) = world.submit()
+    assert [j["id"] for j in await asyncio.wait_for(held_a, 2)] == [second.id]

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from emulator.config import Settings
 from emulator.models import Endpoint, WorkerState
@@ -158,3 +160,49 @@ def test_through_plan_a_replacement_is_started_in_each_picked_workers_place() ->
     actions = plan(e, obs(worker("a1"), worker("b2"), worker("c3")), EMPTY, NOW, SETTINGS)
     assert [type(a).__name__ for a in actions] == ["MarkOutdated", "Remove", "Start"]
     assert isinstance(actions[-1], Start)
+
+
+_STATES = st.sampled_from([S.IDLE, S.RUNNING, S.OUTDATED, S.INITIALIZING, S.UNHEALTHY, S.THROTTLED])
+
+
+@given(
+    st.integers(1, 40),
+    st.lists(st.tuples(_STATES, st.booleans(), st.integers(0, 2)), max_size=25),
+    st.lists(st.tuples(_STATES, st.booleans()), max_size=10),
+)
+def test_never_more_than_the_budget_in_flight(
+    workers_max: int, olds: list[tuple[S, bool, int]], news: list[tuple[S, bool]]
+) -> None:
+    """Whatever the mix of old and new workers, picks never take the replacements in flight past the
+    budget, and old workers are OUTDATED (take nothing) as soon as a new-version worker is ready."""
+    e = ep(workersMax=workers_max)
+    observed = obs(
+        *[
+            worker(
+                f"o{i}",
+                state,
+                stopping=stopping,
+                job_ids=[f"j{i}-{n}" for n in range(jobs)] if state in (S.RUNNING, S.OUTDATED) else [],
+            )
+            for i, (state, stopping, jobs) in enumerate(olds)
+        ],
+        *[worker(f"n{i}", state, version=2, stopping=stopping) for i, (state, stopping) in enumerate(news)],
+    )
+    out = rollout.plan_old(e, observed)
+    current = [o for o in observed if o.worker.version == 2 and not o.worker.stopping]
+    draining = sum(1 for o in observed if o.worker.version == 1 and o.worker.stopping)
+    not_ready = sum(1 for o in current if o.worker.state in (S.INITIALIZING, S.UNHEALTHY))
+    picked = {a.worker_id for a in out.actions if isinstance(a, MarkOutdated) and a.replacing} | {
+        a.worker_id for a in out.actions if isinstance(a, Drain)
+    }
+    live_picked = {
+        w for w in picked if observed_by_id(observed, w).worker.state in (S.IDLE, S.RUNNING, S.OUTDATED)
+    }
+    assert max(draining, not_ready) + len(live_picked) <= max(rollout.budget(e), max(draining, not_ready))
+    ready_new = any(o.worker.state in (S.IDLE, S.RUNNING) for o in current)
+    if ready_new:
+        assert out.serving == []  # no old worker keeps taking jobs once a new one is ready
+
+
+def observed_by_id(observed: list[Observed], wid: str) -> Observed:
+    return next(o for o in observed if o.worker.id == wid)
