@@ -116,7 +116,7 @@ async def stream(endpoint_id: EndpointId, job_id: JobId, request: Request, wait:
     ctx = context(request)
     _endpoint(ctx, endpoint_id)
     check_id(job_id, "job")
-    wait_s = 0.0 if wait is None else wait_ms(wait)
+    wait_s = 0.0 if not wait else wait_ms(wait)  # no wait (or an empty one): answer at once
     return await ctx.jobs.stream(endpoint_id, job_id, wait_s)
 
 

@@ -14,7 +14,7 @@ from emulator.core import Core
 from emulator.errors import PayloadTooLarge, Unauthorized
 from emulator.models import ID_PATTERN, Endpoint, is_valid_id
 from emulator.service.jobs import JobService
-from emulator.service.worker_ops import WorkerOps
+from emulator.service.worker_ops import LoneSurrogate, WorkerOps, strict_json_loads
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 # Path parameters: the pattern is documented (OpenAPI) and checked by ``check_id`` (400 with a message).
@@ -90,9 +90,11 @@ async def read_json(request: Request, limit: int, what: str) -> Any:
     if not raw.strip():
         raise BadRequest(f"{what} needs a JSON body", field="body")
     try:
-        return json.loads(raw)
+        return strict_json_loads(raw)
     except UnicodeDecodeError as exc:
         raise BadRequest(f"{what} body is not valid UTF-8: {exc.reason}", field="body") from exc
+    except LoneSurrogate as exc:
+        raise BadRequest(f"{what} body is not valid UTF-8 text: {exc}", field="body") from exc
     except json.JSONDecodeError as exc:
         raise BadRequest(f"{what} body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="body") from exc
     except RecursionError as exc:
@@ -115,7 +117,7 @@ def wait_ms(raw: str | None, default_ms: int = 90_000) -> float:
         return default_ms / 1000.0
     try:
         value = int(float(raw))
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # "soon", "nan", "1e309"
         raise BadRequest(f"wait must be a number of milliseconds, got {raw[:40]!r}", field="wait") from exc
     return min(300_000, max(1_000, value)) / 1000.0
 

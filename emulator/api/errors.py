@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import traceback
 from typing import Any
 
 import structlog
@@ -107,5 +108,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", path=request.url.path)
+        # the traceback as text: a rich console traceback would print local variables, and with them
+        # request headers (the worker token, the API key) and container specs (env secrets)
+        log.error("unexpected error", path=request.url.path, error=f"{type(exc).__name__}: {exc}",
+                  traceback="".join(traceback.format_exception(exc)))
         return JSONResponse(error_body(f"internal error: {type(exc).__name__}"), status_code=500)

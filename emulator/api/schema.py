@@ -187,6 +187,19 @@ def _components() -> dict[str, Any]:
     return found
 
 
+ANY_ROUTE_ERRORS = (400, 401, 404, 409, 413, 422, 429, 503)
+
+
+def _document_errors(operation: dict[str, Any]) -> None:
+    """Every route answers errors in one shape (``api/errors.py``): say so, also on routes that did
+    not list their errors, and instead of FastAPI's ``HTTPValidationError`` (never sent here)."""
+    responses = operation.setdefault("responses", {})
+    for code, documented in errors(*ANY_ROUTE_ERRORS).items():
+        current = responses.get(str(code))
+        if current is None or "HTTPValidationError" in str(current):
+            responses[str(code)] = documented
+
+
 def install(app: FastAPI, api_key: str | None) -> None:
     """Replace ``app.openapi`` with one that adds the body schemas and, with a key, the security scheme."""
     generate: Callable[[], dict[str, Any]] = app.openapi
@@ -199,6 +212,11 @@ def install(app: FastAPI, api_key: str | None) -> None:
         schemas = components.setdefault("schemas", {})
         for name, schema in _components().items():
             schemas.setdefault(name, schema)
+        for path, operations in document.get("paths", {}).items():
+            if path in PUBLIC_PATHS:
+                continue
+            for operation in operations.values():
+                _document_errors(operation)
         if api_key:
             components.setdefault("securitySchemes", {})["apiKey"] = {
                 "type": "http",

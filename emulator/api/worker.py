@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from emulator.api.deps import bearer, context, dumps_compact
+from emulator.api.deps import bearer, check_id, context, dumps_compact
 from emulator.api.errors import BadRequest
 from emulator.errors import Forbidden, Unauthorized
 from emulator.service.worker_ops import parse_body
@@ -78,8 +78,9 @@ async def job_take_batch(endpoint_id: str, worker_id: str, request: Request) -> 
 async def job_done(endpoint_id: str, worker_id: str, job_id: str, request: Request) -> JSONResponse:
     ctx = context(request)
     worker = _worker(request, endpoint_id, worker_id)
+    job_id = check_id(_clean_segment(job_id), "job")
     body = await _body(request)
-    return JSONResponse(ctx.ops.done(worker, _clean_segment(job_id), body))
+    return JSONResponse(ctx.ops.done(worker, job_id, body))
 
 
 @router.post("/job-done/{worker_id}")
@@ -95,8 +96,9 @@ async def job_done_by_header(endpoint_id: str, worker_id: str, request: Request)
 async def job_stream(endpoint_id: str, worker_id: str, job_id: str, request: Request) -> JSONResponse:
     ctx = context(request)
     worker = _worker(request, endpoint_id, worker_id)
+    job_id = check_id(_clean_segment(job_id), "job")
     body = await _body(request)
-    return JSONResponse(ctx.ops.stream_chunk(worker, _clean_segment(job_id), body))
+    return JSONResponse(ctx.ops.stream_chunk(worker, job_id, body))
 
 
 @router.get("/job-stop/{worker_id}")
