@@ -17,6 +17,7 @@ class Counts:
     latency_jobs: int  # per target, split over rounds that alternate emulator and peer
     latency_warmup: int
     latency_rounds: int
+    latency_rp_jobs: int  # RunPod's SDK worker paces sequential jobs about 1 s apart: few of them
     tput_clients: int
     tput_warm_s: float
     tput_window_s: float
@@ -32,9 +33,9 @@ class Counts:
 
 
 MODES = {
-    "full": Counts(1000, 50, 5, 16, 2.0, 10.0, 0.01, 2, 5, 3, 10_000, 8, 4, 16, 20),
-    "quick": Counts(150, 20, 3, 16, 1.0, 4.0, 0.01, 2, 1, 1, 1_000, 8, 2, 16, 5),
-    "smoke": Counts(20, 5, 2, 16, 0.5, 1.5, 0.01, 2, 1, 1, 100, 2, 2, 8, 2),
+    "full": Counts(1000, 50, 5, 10, 16, 2.0, 10.0, 0.01, 2, 5, 3, 10_000, 8, 4, 16, 20),
+    "quick": Counts(150, 20, 3, 3, 16, 1.0, 4.0, 0.01, 2, 1, 1, 1_000, 8, 2, 16, 5),
+    "smoke": Counts(20, 5, 2, 2, 16, 0.5, 1.5, 0.01, 2, 1, 1, 100, 2, 2, 8, 2),
 }
 
 

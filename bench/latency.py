@@ -45,12 +45,14 @@ def run(ctx: Run, section: Section) -> None:
         targets["peer"] = ("peer_runsync", peer.url, "")
         samples: dict[str, list[float]] = {k: [] for k in targets}
         cpu = {"emu": [0.0, 0], "peer": [0.0, 0]}  # seconds, jobs
-        per_round = max(1, c.latency_jobs // c.latency_rounds)
         for r in range(c.latency_rounds):
             for name, (kind, base, eid) in targets.items():
                 proc = cp if name == "emu" else peer if name == "peer" else None
                 before = proc.cpu_s() if proc else 0.0
-                warm = c.latency_warmup if r == 0 else 3
+                if name == "rp":
+                    per_round, warm = max(1, c.latency_rp_jobs // c.latency_rounds), 1 if r == 0 else 0
+                else:
+                    per_round, warm = max(1, c.latency_jobs // c.latency_rounds), c.latency_warmup if r == 0 else 3
                 samples[name] += asyncio.run(sequential(kind, base, eid, BODY, per_round, warm))
                 if proc is not None:
                     cpu[name][0] += proc.cpu_s() - before
@@ -67,7 +69,8 @@ def run(ctx: Run, section: Section) -> None:
     ]
     if "rp" in samples:
         rp50 = pct(samples["rp"], 50)
-        section.rows.append(Row("latency.runpod_worker", ROWS[2][1], ms(rp50), ms(peer50), ratio(rp50, peer50)))
+        section.rows.append(Row("latency.runpod_worker", ROWS[2][1], f"{ms(rp50)} ({len(samples['rp'])} jobs)", ms(peer50),
+                                ratio(rp50, peer50)))
     else:
         section.rows.append(Row("latency.runpod_worker", ROWS[2][1], "not measured: no sample-runpod-sdk image"))
     emu_cpu = cpu["emu"][0] / max(1, cpu["emu"][1]) * 1000
