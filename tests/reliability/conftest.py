@@ -1,4 +1,4 @@
-"""Reliability suite: load, faults, hostile input, security (tests/reliability/README.md).
+"""Reliability suite: load, faults, hostile input, security (README.md, section "Reliability").
 
 ``RELIABILITY_SOAK=1`` turns on the long variants (60 s+ of load, more kills, more generated inputs);
 the default run fits CI. Each test records what it measured (requests, jobs, kills, 5xx, lost) with
