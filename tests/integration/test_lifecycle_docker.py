@@ -283,10 +283,9 @@ async def test_device_requests_reach_docker_and_its_refusal_is_the_clear_message
         assert "could not select device driver" in w["reason"]  # the engine's own words
         assert "NVIDIA Container Toolkit" in w["reason"] and "EMULATOR_GPU_MODE=emulate" in w["reason"]
         (container,) = await asyncio.to_thread(instance.containers)
-        requests = container.attrs["HostConfig"]["DeviceRequests"]
-        assert requests == [
-            {"Driver": "nvidia", "Count": 0, "DeviceIDs": ["0"], "Capabilities": [["gpu"]], "Options": {}}
-        ]
+        (request,) = container.attrs["HostConfig"]["DeviceRequests"]  # as the engine received it
+        assert request["Driver"] == "nvidia" and request["DeviceIDs"] == ["0"]
+        assert request["Capabilities"] == [["gpu"]]
         print(f"\nworker reason with EMULATOR_GPU_MODE=nvidia: {w['reason']}")
 
 
