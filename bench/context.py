@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench import dockerx
 from bench.load import Clients
-from bench.procs import ControlPlane, Peer
+from bench.procs import ControlPlane, HostWorker, Peer, _Proc
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Counts:
 
 MODES = {
     "full": Counts(1000, 50, 5, 10, 16, 2.0, 10.0, 0.01, 2, 5, 3, 10_000, 8, 4, 16, 20),
-    "quick": Counts(150, 20, 3, 3, 16, 1.0, 4.0, 0.01, 2, 1, 1, 1_000, 8, 2, 16, 5),
+    "quick": Counts(150, 20, 3, 3, 16, 1.0, 4.0, 0.01, 2, 1, 1, 1_000, 8, 2, 16, 3),
     "smoke": Counts(20, 5, 2, 2, 16, 0.5, 1.5, 0.01, 2, 1, 1, 100, 2, 2, 8, 2),
 }
 
@@ -47,6 +47,7 @@ class Run:
     images: dict[str, str | None] = field(default_factory=dict)
     planes: list[ControlPlane] = field(default_factory=list)
     instances: list[str] = field(default_factory=list)
+    others: list[_Proc] = field(default_factory=list)  # host workers
     _peer: Peer | None = None
     _clients: Clients | None = None
 
@@ -77,6 +78,11 @@ class Run:
             self._peer.start()
         return self._peer
 
+    def host_worker(self, cp: ControlPlane, endpoint_id: str) -> HostWorker:
+        worker = HostWorker(self.dir / cp.name)
+        self.others.append(worker)
+        return worker.start(cp, endpoint_id)
+
     def clients(self) -> Clients:
         if self._clients is None:
             self._clients = Clients(self.counts.client_procs)
@@ -89,6 +95,9 @@ class Run:
                 self.stop_plane(cp)
             except Exception:  # noqa: BLE001 - keep cleaning
                 pass
+        for proc in self.others:
+            proc.terminate(timeout_s=15)
+        self.others.clear()
         if self._peer is not None:
             self._peer.stop()
             self._peer = None

@@ -47,8 +47,11 @@ def client() -> Any:
 
 
 def server_version() -> str:
+    """The engine's version, storage driver and cgroup version (the driver matters for start times)."""
     try:
-        return str(client().version().get("Version", "?"))
+        info = client().info()
+        return (f"{client().version().get('Version', '?')} (storage driver {info.get('Driver', '?')}, "
+                f"cgroup v{info.get('CgroupVersion', '?')})")
     except Exception as exc:  # noqa: BLE001 - reported in the results, not fatal here
         return f"unavailable ({exc})"
 

@@ -18,6 +18,7 @@ ROWS = [
     ("latency.p50", "Warm /runsync latency, p50 (echo handler, 1 warm worker, 1 client)"),
     ("latency.p99", "Warm /runsync latency, p99"),
     ("latency.runpod_worker", "Warm /runsync p50 with the worker on RunPod's SDK (container)"),
+    ("latency.host_worker", "Warm /runsync p50 with the worker on the host (worker_sdk, no container)"),
     ("cpu.sequential", "Control-plane CPU per job, sequential /runsync"),
 ]
 BODY = {"input": {"message": "hello"}}
@@ -38,7 +39,11 @@ def run(ctx: Run, section: Section) -> None:
         if ctx.images.get(dockerx.BENCH_RUNPOD):
             cp.create_endpoint(endpoint("latrp", dockerx.BENCH_RUNPOD))
             targets["rp"] = ("runsync", cp.url, "latrp")
+        cp.create_endpoint(endpoint("lathost", dockerx.BENCH_ECHO) | {"workersMin": 0, "workersMax": 0})
+        host = ctx.host_worker(cp, "lathost")  # an external worker: the supervisor starts no container
+        targets["host"] = ("runsync", cp.url, "lathost")
         cp.wait_ready("lat", 1)
+        cp.wait_ready("lathost", 1)
         if "rp" in targets:
             cp.wait_ready("latrp", 1)
         peer = ctx.peer()
@@ -58,6 +63,8 @@ def run(ctx: Run, section: Section) -> None:
                     cpu[name][0] += proc.cpu_s() - before
                     cpu[name][1] += per_round + warm
     finally:
+        if "host" in locals():
+            host.stop()
         ctx.stop_plane(cp)
 
     emu, pr = samples["emu"], samples["peer"]
@@ -73,9 +80,11 @@ def run(ctx: Run, section: Section) -> None:
                                 ratio(rp50, peer50)))
     else:
         section.rows.append(Row("latency.runpod_worker", ROWS[2][1], "not measured: no sample-runpod-sdk image"))
+    h50 = pct(samples["host"], 50)
+    section.rows.append(Row("latency.host_worker", ROWS[3][1], ms(h50), ms(peer50), ratio(h50, peer50)))
     emu_cpu = cpu["emu"][0] / max(1, cpu["emu"][1]) * 1000
     peer_cpu = cpu["peer"][0] / max(1, cpu["peer"][1]) * 1000
-    section.rows.append(Row("cpu.sequential", ROWS[3][1], ms(emu_cpu), ms(peer_cpu), ratio(emu_cpu, peer_cpu)))
+    section.rows.append(Row("cpu.sequential", ROWS[4][1], ms(emu_cpu), ms(peer_cpu), ratio(emu_cpu, peer_cpu)))
     section.notes += [
         f"{len(emu)} jobs per target in {c.latency_rounds} alternating rounds after {c.latency_warmup} warm-up jobs; "
         f"one aiohttp client on a keep-alive connection; body `{BODY}`.",
@@ -84,6 +93,9 @@ def run(ctx: Run, section: Section) -> None:
         "Emulator path: client -> control plane (host) -> job-take long poll answered -> worker container "
         "(Docker bridge network) -> job-done -> the /runsync waiter wakes. The peer runs the handler inside "
         "its own /runsync request: no queue, no second process, no network hop.",
+        "The host-worker row runs the same handler on worker_sdk as a host process registered through "
+        "POST /v1/endpoints/{id}/workers: the difference to the first row is what the container and the Docker "
+        "bridge network add.",
         "RunPod's SDK worker (runpod 1.12.0) in a container serves sequential jobs about 1 s apart: with its "
         "concurrency full, its job fetcher sleeps 1 s before asking again (rp_scale.JobScaler.get_jobs), so the "
         "next job waits in the queue; that is the SDK's pacing, not the control plane's.",

@@ -236,6 +236,25 @@ class Peer(_Proc):
         self.terminate(timeout_s=15)
 
 
+@dataclass
+class HostWorker(_Proc):
+    """bench/handler.py on worker_sdk as a host process, registered as an external worker (no container)."""
+
+    out_dir: Path
+
+    def start(self, cp: ControlPlane, endpoint_id: str) -> HostWorker:
+        code, body = http_json("POST", f"{cp.url}/v1/endpoints/{endpoint_id}/workers", {})
+        if code != 201:
+            raise RuntimeError(f"registering a host worker failed: {code} {body}")
+        self.id = body["id"]
+        env = _env({**body["env"], "BENCH_SDK": "worker_sdk"})
+        self._spawn([sys.executable, "-u", str(HANDLER)], env, self.out_dir / f"host-worker-{endpoint_id}.log")
+        return self
+
+    def stop(self) -> None:
+        self.terminate(timeout_s=15)
+
+
 def runpod_version() -> str | None:
     try:
         out = subprocess.run([sys.executable, "-c", "import runpod; print(runpod.__version__)"],
