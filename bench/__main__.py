@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     cleanup.notes.append("Every control plane, peer, client process, container and network of the run was removed."
                          if not leftovers else f"LEFT BEHIND (a bug): {', '.join(leftovers)}")
     sections.append(cleanup)
-    text = report.render(sections, report.machine(dockerx.server_version(), runpod_version(), source), mode,
+    command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
+    text = report.render(sections, report.machine(dockerx.server_version(), runpod_version(), source), command, mode,
                          time.monotonic() - began)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")

@@ -112,9 +112,10 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render(sections: list[Section], machine_rows: list[tuple[str, str]], mode: str, duration_s: float) -> str:
+def render(sections: list[Section], machine_rows: list[tuple[str, str]], command: str, mode: str,
+           duration_s: float) -> str:
     out = ["# Benchmark results", "",
-           f"Written by `python -m bench{' --quick' if mode == 'quick' else ''}` ({mode} mode, "
+           f"Written by `{command}` ({mode} mode, "
            f"{duration_s:.0f} s). Every figure on a line was measured in the same run on this machine; "
            "the peer is RunPod's own local test server (`python bench/handler.py --rp_serve_api`, "
            "runpod on the host) running the same handler file.", "",
