@@ -181,9 +181,10 @@ def check_masked(body: Any) -> None:
         assert env[key] == value
 
 
-def test_env_secrets_masked_in_v1_and_never_logged(tmp_path: Path, figures: dict[str, Any]) -> None:
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_env_secrets_masked_in_v1_and_never_logged(tmp_path: Path, figures: dict[str, Any], log_format: str) -> None:
     server = ServeProcess(tmp_path / "data", tmp_path / "serve.log", runtime="none",
-                          env={"EMULATOR_API_KEY": KEY, "EMULATOR_LOG_LEVEL": "debug",
+                          env={"EMULATOR_API_KEY": KEY, "EMULATOR_LOG_LEVEL": "debug", "EMULATOR_LOG_FORMAT": log_format,
                                "EMULATOR_JOB_TAKE_HOLD_S": "0.3", "EMULATOR_JOB_STOP_HOLD_S": "0.3"})
     tokens: list[str] = []
     try:
