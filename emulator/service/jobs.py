@@ -28,11 +28,14 @@ class JobService:
         self.core = core
         self._depth: dict[str, tuple[int, float]] = {}  # endpoint -> (queued jobs, when counted)
 
-    def _queue_depth(self, endpoint_id: str) -> int:
-        """Queued jobs, recounted at most every 0.5 s (the bound is a guard, not an exact quota)."""
+    def _queue_depth(self, endpoint_id: str, fresh: bool = False) -> int:
+        """Queued jobs, recounted at most every 0.5 s (the bound is a guard, not an exact quota).
+
+        Between recounts the figure only grows (each submit adds one; jobs taken are not subtracted),
+        so a refusal asks for a ``fresh`` count."""
         now = self.core.clock.monotonic()
         cached = self._depth.get(endpoint_id)
-        if cached is None or now - cached[1] > 0.5:
+        if fresh or cached is None or now - cached[1] > 0.5:
             cached = (self.core.jobs.queued_count(endpoint_id), now)
             self._depth[endpoint_id] = cached
         return cached[0]
@@ -48,6 +51,8 @@ class JobService:
         now = self.core.clock.now()
         depth = self._queue_depth(endpoint.id)
         limit = self.queue_limit(endpoint)
+        if depth >= limit:
+            depth = self._queue_depth(endpoint.id, fresh=True)  # never refuse on a stale, grown count
         if depth >= limit:
             raise QueueFull(f"endpoint {endpoint.id!r} has {depth} jobs queued (limit {limit}); retry later")
         policy = request.policy
