@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
+LAST_FAILURE: list[str] = []  # the last /runsync answer that was not COMPLETED (for error messages)
 
 
 def _session(concurrency: int) -> aiohttp.ClientSession:
@@ -37,7 +38,10 @@ async def one_job(http: aiohttp.ClientSession, kind: str, base: str, endpoint: s
         url = f"{base}/v2/{endpoint}/runsync" if kind == "runsync" else f"{base}/runsync"
         async with http.post(url, json=body) as resp:
             data = await resp.json(content_type=None)
-        return resp.status == 200 and data.get("status") == "COMPLETED", 0
+        ok = resp.status == 200 and data.get("status") == "COMPLETED"
+        if not ok:
+            LAST_FAILURE[:] = [f"HTTP {resp.status}: {str(data)[:300]}"]
+        return ok, 0
     if kind == "run_poll":
         run_url, status_url, status_method = f"{base}/v2/{endpoint}/run", f"{base}/v2/{endpoint}/status/", "GET"
     elif kind == "peer_run_status":  # the peer's /run only stashes the job; its /status runs it
@@ -67,7 +71,7 @@ async def sequential(kind: str, base: str, endpoint: str, body: dict[str, Any], 
             ok, _ = await one_job(http, kind, base, endpoint, body, 0.0)
             elapsed = (time.perf_counter() - began) * 1000
             if not ok:
-                raise RuntimeError(f"a {kind} job against {base} did not complete")
+                raise RuntimeError(f"a {kind} job against {base}/{endpoint} did not complete: {LAST_FAILURE}")
             if i >= warmup:
                 out.append(elapsed)
     return out
