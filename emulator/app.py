@@ -168,6 +168,8 @@ class ControlPlane:
             except Exception:
                 log.exception("supervisor shutdown failed")
         self._stop.set()
+        if self.core is not None:
+            self.core.hub.close()  # held long polls answer now instead of holding shutdown up
         for server in self._servers:
             server.should_exit = True
         if self.core is not None:

@@ -17,6 +17,18 @@ class Hub:
         self._job_watchers: dict[str, list[asyncio.Future[bool]]] = defaultdict(list)
         self._endpoint_watchers: list[asyncio.Future[bool]] = []
         self.extra_stops: dict[str, set[str]] = defaultdict(set)  # worker -> deleted jobs to stop
+        self.closing = False  # the control plane is shutting down: long polls answer now
+
+    def close(self) -> None:
+        """Wake every parked long poll; they see ``closing`` and answer at once."""
+        self.closing = True
+        for endpoint_id in list(self._takers):
+            self.wake_all_takers(endpoint_id)
+        for worker_id in list(self._stoppers):
+            self.stop_available(worker_id)
+        for job_id in list(self._job_watchers):
+            self.job_changed(job_id)
+        self.changed()
 
     # --- job-take ------------------------------------------------------------------------------
     async def wait_for_work(self, endpoint_id: str, timeout_s: float) -> bool:

@@ -57,7 +57,7 @@ async def _body(request: Request) -> object:
 async def job_take(endpoint_id: str, worker_id: str, request: Request) -> Response:
     ctx = context(request)
     worker = _worker(request, endpoint_id, worker_id)
-    jobs = await ctx.ops.take(worker, 1, ctx.core.settings.job_take_hold_s)
+    jobs = await ctx.ops.take(worker, 1, ctx.core.settings.job_take_hold_s, gone=request.is_disconnected)
     if not jobs:
         return Response(status_code=204)
     return Response(dumps_compact(jobs[0]), media_type="application/json")
@@ -68,7 +68,7 @@ async def job_take_batch(endpoint_id: str, worker_id: str, request: Request) -> 
     ctx = context(request)
     worker = _worker(request, endpoint_id, worker_id)
     size = max(1, min(MAX_BATCH, _int(request.query_params.get("batch_size"), "batch_size", 1)))
-    jobs = await ctx.ops.take(worker, size, ctx.core.settings.job_take_hold_s)
+    jobs = await ctx.ops.take(worker, size, ctx.core.settings.job_take_hold_s, gone=request.is_disconnected)
     if not jobs:
         return Response(status_code=204)
     return Response(dumps_compact(jobs), media_type="application/json")

@@ -93,7 +93,7 @@ class JobService:
         while True:
             job = self.require(endpoint_id, job_id)
             remaining = deadline - self.core.clock.monotonic()
-            if job.status.terminal or remaining <= 0:
+            if job.status.terminal or remaining <= 0 or self.core.hub.closing:
                 return job
             await self.core.hub.wait_for_job(job_id, remaining)
 
@@ -107,7 +107,7 @@ class JobService:
             job = self.require(endpoint_id, job_id)
             chunks = self.core.streams.take_undelivered(job_id)
             remaining = deadline - self.core.clock.monotonic()
-            if chunks or job.status.terminal or remaining <= 0:
+            if chunks or job.status.terminal or remaining <= 0 or self.core.hub.closing:
                 body: dict[str, Any] = {"id": job.id, "status": job.status.value, "stream": [{"output": c} for c in chunks]}
                 if job.status in (JobStatus.FAILED, JobStatus.TIMED_OUT) and job.error:
                     body["error"] = job.error

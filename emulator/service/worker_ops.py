@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -77,18 +78,28 @@ class WorkerOps:
         return worker.started_at != start or (worker.kind == "container" and worker.started_at is None)
 
     # --- job-take ------------------------------------------------------------------------------
-    async def take(self, worker: WorkerRecord, batch_size: int, hold_s: float) -> list[dict[str, Any]]:
-        """Long poll: answers the moment a job is queued, or [] when ``hold_s`` passes."""
+    async def take(
+        self,
+        worker: WorkerRecord,
+        batch_size: int,
+        hold_s: float,
+        gone: Callable[[], Awaitable[bool]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Long poll: answers the moment a job is queued, or [] when ``hold_s`` passes.
+
+        ``gone`` tells whether the worker hung up: a poll whose worker has exited (closing the
+        connection) must not be handed a job it would never see."""
         deadline = self.core.clock.monotonic() + hold_s
         start = worker.started_at
         woken = passed = False
         while True:
-            if self._stale(worker, start):  # a dead container's poll: end it, pass its wake-up on
+            if self._stale(worker, start) or (woken and gone is not None and await gone()):
+                # a dead container's poll, or a worker that hung up: end it, pass its wake-up on
                 self.core.hub.work_available(worker.endpoint_id, 1)
                 return []
-            self.seen(worker)
-            if self.core.workers.get(worker.id) is None:
+            if self.core.hub.closing or self.core.workers.get(worker.id) is None:
                 return []
+            self.seen(worker)
             if self.core.workers.may_take(worker):
                 claimed = self.core.jobs.claim(
                     worker.endpoint_id, worker.id, batch_size, self.core.clock.now(), self.lease_s
@@ -190,7 +201,7 @@ class WorkerOps:
         deadline = self.core.clock.monotonic() + hold_s
         start = worker.started_at
         while True:
-            if self._stale(worker, start):
+            if self._stale(worker, start) or self.core.hub.closing:
                 return []
             self.seen(worker)
             ids = self.core.jobs.pending_stops(worker.id)

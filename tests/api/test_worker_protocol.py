@@ -116,3 +116,40 @@ def test_lost_handover_is_requeued_when_pings_do_not_name_the_job(tmp_path) -> N
             worker.ping()
             return api.get(f"/v2/e/status/{job_id}").json()["retries"] == 1
         wait_for(requeued, timeout_s=10, interval_s=0.2, what="the job to be requeued")
+
+
+def test_a_worker_that_hung_up_is_not_handed_the_job(api: httpx.Client, plane, endpoint: str) -> None:
+    """A worker's long poll whose connection closed (the worker exited) must not take the next job."""
+    import socket
+    from urllib.parse import urlsplit
+
+    gone = ProtocolWorker(plane.client_url, endpoint)
+    url = urlsplit(gone.url("RUNPOD_WEBHOOK_GET_JOB") + "&job_in_progress=0")
+    raw = socket.create_connection((url.hostname, url.port))
+    raw.sendall(f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: x\r\nAuthorization: {gone.token}\r\n\r\n".encode())
+    time.sleep(0.3)  # the poll is parked
+    raw.close()  # the worker exits
+    time.sleep(0.2)
+    job_id = api.post(f"/v2/{endpoint}/run", json={"input": 1}).json()["id"]
+    alive = ProtocolWorker(plane.client_url, endpoint)
+    assert alive.take_job()["id"] == job_id
+    body = api.get(f"/v2/{endpoint}/status/{job_id}").json()
+    assert body["workerId"] == alive.id and body["retries"] == 0
+
+
+def test_shutdown_does_not_wait_for_held_long_polls(tmp_path) -> None:
+    from emulator.config import default_settings_for_tests
+    from emulator.testing import BackgroundControlPlane
+
+    cp = BackgroundControlPlane(default_settings_for_tests(tmp_path, job_take_hold_s=60, job_stop_hold_s=60)).start()
+    httpx.post(f"{cp.client_url}/v1/endpoints", json={"name": "e", "id": "e", "imageName": "x"})
+    worker = ProtocolWorker(cp.client_url, "e")
+    answers: list[int] = []
+    t = threading.Thread(target=lambda: answers.append(worker.take().status_code))
+    t.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    cp.stop()
+    t.join(10)
+    assert time.monotonic() - started < 5
+    assert answers == [204]
