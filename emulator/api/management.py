@@ -151,7 +151,8 @@ async def delete_endpoint(endpoint_id: EndpointId, request: Request) -> Response
     for worker in ctx.core.workers.for_endpoint(endpoint_id):
         if worker.kind == "external":
             ctx.core.workers.remove(worker.id, "endpoint deleted")
-    ctx.core.jobs.delete_endpoint_jobs(endpoint_id)
+    for job_id in ctx.core.jobs.delete_endpoint_jobs(endpoint_id):
+        ctx.core.hub.job_changed(job_id)  # its /runsync, /status-sync or /stream waiter answers 404 now
     ctx.core.hub.wake_all_takers(endpoint_id)
     ctx.core.hub.changed()
     return Response(status_code=204)

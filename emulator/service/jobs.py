@@ -137,9 +137,11 @@ class JobService:
 
     def purge(self, endpoint_id: str) -> int:
         removed = self.core.jobs.purge_queue(endpoint_id)
-        log.info("queue purged", endpoint=endpoint_id, removed=removed)
+        log.info("queue purged", endpoint=endpoint_id, removed=len(removed))
+        for job_id in removed:  # a /runsync or /status-sync waiting on it answers now (404), not at its wait's end
+            self.core.hub.job_changed(job_id)
         self.core.hub.changed()
-        return removed
+        return len(removed)
 
     def health(self, endpoint: Endpoint) -> dict[str, Any]:
         stats = self.core.jobs.stats(endpoint.id, self.core.clock.now())

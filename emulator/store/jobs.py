@@ -277,7 +277,8 @@ class JobStore:
                 self.conn.execute("DELETE FROM webhook_attempts WHERE job_id = ?", (rec.id,))
         return records
 
-    def purge_queue(self, endpoint_id: str) -> int:
+    def purge_queue(self, endpoint_id: str) -> list[str]:
+        """Delete the endpoint's queued jobs; their ids."""
         with transaction(self.conn):
             cur = self.conn.execute(
                 "DELETE FROM jobs WHERE endpoint_id = ? AND status = 'IN_QUEUE' RETURNING id", (endpoint_id,)
@@ -285,15 +286,17 @@ class JobStore:
             ids = [r[0] for r in cur.fetchall()]
             for job_id in ids:
                 self.conn.execute("DELETE FROM job_stream WHERE job_id = ?", (job_id,))
-        return len(ids)
+        return ids
 
-    def delete_endpoint_jobs(self, endpoint_id: str) -> None:
+    def delete_endpoint_jobs(self, endpoint_id: str) -> list[str]:
+        """Delete every job of the endpoint; their ids."""
         with transaction(self.conn):
             self.conn.execute(
                 "DELETE FROM job_stream WHERE job_id IN (SELECT id FROM jobs WHERE endpoint_id = ?)", (endpoint_id,)
             )
-            self.conn.execute("DELETE FROM jobs WHERE endpoint_id = ?", (endpoint_id,))
+            rows = self.conn.execute("DELETE FROM jobs WHERE endpoint_id = ? RETURNING id", (endpoint_id,)).fetchall()
             self.conn.execute("DELETE FROM endpoint_counters WHERE endpoint_id = ?", (endpoint_id,))
+        return [r[0] for r in rows]
 
     # --- stop signals --------------------------------------------------------------------------
     def pending_stops(self, worker_id: str) -> list[str]:
