@@ -313,5 +313,12 @@ class AutoWorker:
                 self.completed += 1
 
 
-def now() -> float:
-    return time.monotonic()
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, in MB (0 when unknown)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0

@@ -18,6 +18,7 @@ from tests.reliability.common import (
     DockerInstance,
     ServeProcess,
     docker_instance,
+    rss_mb,
     serve_env,
     wait_idle_workers,
 )
@@ -43,9 +44,12 @@ def test_200_clients_against_4_workers_lose_nothing(
 
         ledger = load.Ledger()
         client = load.LoadClient(server.url, "load", ledger, patience_s=30.0, sleep_s=0.2, seed=1)
+        assert server.proc is not None
+        rss_before = rss_mb(server.proc.pid)
         started = time.monotonic()
         load.run_load(client, CLIENTS, DURATION_S)
         elapsed = time.monotonic() - started
+        rss_after = rss_mb(server.proc.pid)
         final = load.wait_drained(server.url, "load")
         load.final_check(client)
 
@@ -55,7 +59,8 @@ def test_200_clients_against_4_workers_lose_nothing(
         figures.update(summary, clients=CLIENTS, workers=len(workers), duration_s=round(elapsed, 1),
                        jobs_per_s=round(len(ledger.jobs) / elapsed, 1),
                        requests_per_s=round(ledger.requests / elapsed, 1),
-                       lost=len(ledger.violations), health=final["jobs"])
+                       lost=len(ledger.violations), health=final["jobs"],
+                       control_plane_rss_mb={"before": rss_before, "after": rss_after})
 
         assert not ledger.server_errors, ledger.server_errors[:10]
         assert not ledger.violations, ledger.violations[:10]
