@@ -97,6 +97,7 @@ def run(ctx: Run, section: Section) -> None:
         ctx.stop_plane(cp)
 
     accept_s, drain_s = last - first, drained - first
+    done_during = int(left_at_accept.get("completed", 0))
     accept_rate, drain_rate = len(ids) / accept_s, len(ids) / drain_s
     peak_mb = max(mem["VmHWM"], sampler.peak_kb) / 1024
     lost = len(ids) - counts.get("COMPLETED", 0)
@@ -117,7 +118,10 @@ def run(ctx: Run, section: Section) -> None:
         f"keep-alive connections; {len(ids):,} accepted, {rejected} answered 429, {errors} errors. "
         f"{c.scale_workers} warm workers (bench-echo on worker_sdk) drained the queue during and after the submission.",
         f"When the last /run was answered, {left_at_accept.get('inQueue', '?')} jobs were still queued and "
-        f"{left_at_accept.get('completed', '?')} completed.",
+        f"{done_during} completed: the workers ran {done_during / accept_s:.0f} jobs/s during the submission and "
+        f"{(len(ids) - done_during) / max(1e-9, drained - last):.0f} jobs/s after it. One event loop serves the "
+        f"clients and the worker protocol; while {c.scale_procs * c.scale_concurrency} connections keep /run busy, each worker request (worker_sdk "
+        "opens a new connection per request) waits its turn behind them.",
         f"Control-plane CPU: {cpu_accept:.1f} s during the submission ({cpu_accept / accept_s * 100:.0f}% of a core; it "
         f"also served the workers meanwhile), {cpu_total:.1f} s in all = {cpu_total / max(1, len(ids)) * 1000:.2f} ms per job "
         f"(/run + job-take + job-done + the benchmark's /health polls). The client processes used {client_cpu:.1f} s.",
