@@ -56,10 +56,11 @@ class DockerSocketProxy:
                 client, _ = server.accept()
             except OSError:
                 return  # closed by cut() or close()
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 upstream.connect(str(self.target))
             except OSError:
+                upstream.close()
                 client.close()
                 continue
             with self._lock:
