@@ -35,7 +35,8 @@ def _shared(as_json: bool) -> list[Any]:
 def _renderer(as_json: bool, colors: bool) -> Any:
     if as_json:
         return structlog.processors.JSONRenderer(ensure_ascii=False)
-    return structlog.dev.ConsoleRenderer(colors=colors)
+    # plain tracebacks: the rich ones print local variables, which can hold tokens and secrets
+    return structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=structlog.dev.plain_traceback)
 
 
 def configure(fmt: str = "auto", level: str = "info", stream: Any = None) -> None:

@@ -30,7 +30,11 @@ class BackgroundControlPlane:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._main())
+        try:
+            self.loop.run_until_complete(self._main())
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        finally:
+            self.loop.close()
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()

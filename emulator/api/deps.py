@@ -34,6 +34,8 @@ class SupervisorHooks(Protocol):
 
     async def worker_logs(self, worker_id: str, tail: int) -> str: ...
 
+    def runtime_status(self) -> dict[str, object]: ...
+
 
 @dataclass
 class AppContext:

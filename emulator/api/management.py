@@ -97,6 +97,7 @@ def workers_body(ctx: AppContext, endpoint: Endpoint) -> dict[str, Any]:
         "workers": [w.public(endpoint.version, now) for w in workers],
         "summary": summary,
         "endpointVersion": endpoint.version,
+        "runtime": ctx.supervisor.runtime_status() if ctx.supervisor is not None else {"status": "none"},
     }
 
 

@@ -18,7 +18,7 @@ import structlog
 
 from emulator.config import Settings
 from emulator.core import Core
-from emulator.errors import EmulatorError
+from emulator.errors import EmulatorError, RuntimeUnavailable
 from emulator.models import Endpoint
 from emulator.runtime.base import ContainerInfo, Runtime
 from emulator.supervisor import capacity, rollout
@@ -46,6 +46,8 @@ class ReconcileLoop:
         self.gpu_inventory: tuple[str, ...] = ()  # the host's GPU ids (emulator.gpus), set by the Supervisor
         self.ticks = 0
         self.failed_ticks = 0
+        self.runtime_error: str | None = None  # set while the container runtime cannot be reached
+        self.runtime_down_since: float | None = None
         self._poke = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -144,6 +146,9 @@ class ReconcileLoop:
                 await self.tick(relist=False)
             except asyncio.CancelledError:
                 raise
+            except RuntimeUnavailable as exc:
+                self.failed_ticks += 1
+                self._runtime_down(exc.message)
             except EmulatorError as exc:
                 self.failed_ticks += 1
                 log.warning(
@@ -152,10 +157,34 @@ class ReconcileLoop:
             except Exception:
                 self.failed_ticks += 1
                 log.exception("reconcile tick failed; retrying", failed_ticks=self.failed_ticks)
+            else:
+                self._runtime_up()
             elapsed = asyncio.get_running_loop().time() - began
             if elapsed < min_gap:
                 await asyncio.sleep(min_gap - elapsed)
-            await self._wait(interval)
+            # while the engine is away, look again every second rather than every tick
+            await self._wait(max(interval, 1.0) if self.runtime_error else interval)
+
+    def _runtime_down(self, message: str) -> None:
+        if self.runtime_error is None:
+            self.runtime_down_since = self.core.clock.now()
+            log.warning("container runtime unreachable: workers cannot be started or watched", error=message)
+            self.core.hub.changed()
+        self.runtime_error = message
+
+    def _runtime_up(self) -> None:
+        if self.runtime_error is not None:
+            down_s = self.core.clock.now() - (self.runtime_down_since or self.core.clock.now())
+            log.info("container runtime reachable again", down_s=round(down_s, 1))
+            self.runtime_error = None
+            self.runtime_down_since = None
+            self.core.hub.changed()
+
+    def runtime_status(self) -> dict[str, object]:
+        """{"status": "ok"} or {"status": "unreachable", "error": ..., "since": epoch seconds}."""
+        if self.runtime_error is None:
+            return {"status": "ok"}
+        return {"status": "unreachable", "error": self.runtime_error, "since": self.runtime_down_since}
 
     async def _wait(self, timeout_s: float) -> None:
         if self._poke.is_set():

@@ -230,6 +230,10 @@ class Supervisor:
             self.loop.deleting.discard(endpoint.id)
             self.loop.poke()
 
+    def runtime_status(self) -> dict[str, object]:
+        """Whether the container runtime answers (shown with the workers list)."""
+        return self.loop.runtime_status()
+
     async def worker_logs(self, worker_id: str, tail: int) -> str:
         worker = self.core.workers.get(worker_id)
         if worker is None or not worker.container_id:

@@ -319,8 +319,11 @@ async def test_the_loop_survives_a_dead_runtime_and_catches_up(tmp_path: Path) -
         world.sup.endpoint_changed(world.core.endpoints.require("ep"))
         await _until(lambda: world.sup.loop.failed_ticks >= 3)
         assert world.workers() == []
+        status = world.sup.runtime_status()
+        assert status["status"] == "unreachable" and status["since"] is not None and status["error"]
         fake.set_unavailable(False)
         await _until(lambda: len(world.live_containers()) == 2)
+        assert world.sup.runtime_status() == {"status": "ok"}
         ticks = world.sup.loop.ticks
         await _until(lambda: world.sup.loop.ticks > ticks + 2)  # still ticking
     finally:
