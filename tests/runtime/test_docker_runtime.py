@@ -34,8 +34,18 @@ def python(code: str) -> list[str]:
     return ["python3", "-c", code]
 
 
-def stream_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("docker-") and "stream" in t.name]
+def stream_threads(before: frozenset[int] = frozenset()) -> list[str]:
+    """Stream threads started since ``before`` (other runtimes in this process, e.g. the pytest
+    plugin's session emulator, keep their own streams open)."""
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("docker-") and "stream" in t.name and t.ident not in before
+    ]
+
+
+def thread_ids() -> frozenset[int]:
+    return frozenset(t.ident for t in threading.enumerate() if t.ident is not None)
 
 
 async def test_volume_data_outlives_the_container(docker_harness: Harness) -> None:
@@ -93,6 +103,7 @@ async def test_stop_kills_a_process_that_ignores_sigterm_and_keeps_the_loop_free
 
 async def test_idle_event_stream_closes_when_the_consumer_stops(docker_harness: Harness) -> None:
     rt = docker_harness.runtime
+    before = thread_ids()
     events = rt.events(docker_harness.labels)
     waiting = asyncio.create_task(anext(events))
     await poll(_async(lambda: rt.open_streams == 1), 5, lambda: "the stream never opened")
@@ -101,12 +112,13 @@ async def test_idle_event_stream_closes_when_the_consumer_stops(docker_harness: 
         await waiting
     await events.aclose()
     await poll(
-        _async(lambda: rt.open_streams == 0 and not stream_threads()), 5, lambda: str(stream_threads())
+        _async(lambda: rt.open_streams == 0 and not stream_threads(before)), 5, lambda: str(stream_threads(before))
     )
 
 
 async def test_chatty_log_stream_closes_when_the_consumer_stops(docker_harness: Harness) -> None:
     h, rt = docker_harness, docker_harness.runtime
+    before = thread_ids()
     chatty = "import itertools\nfor i in itertools.count():\n    print('line', i, flush=True)"
     container_id = await h.started("sleep", command=python(chatty))
     stream = rt.follow_logs(container_id)
@@ -114,7 +126,7 @@ async def test_chatty_log_stream_closes_when_the_consumer_stops(docker_harness: 
     assert first[:2] == ["line 0", "line 1"]
     await stream.aclose()
     await poll(
-        _async(lambda: rt.open_streams == 0 and not stream_threads()), 5, lambda: str(stream_threads())
+        _async(lambda: rt.open_streams == 0 and not stream_threads(before)), 5, lambda: str(stream_threads(before))
     )
 
 
