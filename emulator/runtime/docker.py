@@ -14,12 +14,10 @@ import contextlib
 import ipaddress
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -36,14 +34,15 @@ from emulator.errors import (
     RuntimeUnavailable,
 )
 from emulator.runtime import VOLUME_MOUNT, gpu_unavailable, image_not_found
-from emulator.runtime.base import (
-    LABEL_ENDPOINT,
-    LABEL_VERSION,
-    LABEL_WORKER,
-    ContainerEvent,
-    ContainerInfo,
-    ContainerSpec,
-    ContainerStatus,
+from emulator.runtime.base import ContainerEvent, ContainerInfo, ContainerSpec
+from emulator.runtime.docker_docs import (
+    LineSplitter,
+    compute_stats,
+    container_info,
+    has_cdi_specs,
+    label_filter,
+    to_event,
+    volume_labels,
 )
 
 T = TypeVar("T")
@@ -58,7 +57,6 @@ _GPU_REFUSALS = (
 )
 _FORBIDDEN_NETWORKS = ("host", "none")
 _CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
-_NANOS = re.compile(r"(\.\d{6})\d+")
 
 
 def gpu_unavailable_from(explanation: str, device_ids: Iterable[str] = ()) -> GpuUnavailable | None:
@@ -103,51 +101,6 @@ def _explain(exc: docker.errors.APIError) -> str:
     if isinstance(explanation, bytes):
         explanation = explanation.decode("utf-8", "replace")
     return str(explanation or exc)
-
-
-def parse_docker_time(value: str | None) -> float | None:
-    """Docker's RFC 3339 timestamps (nanoseconds, 'Z') as epoch seconds; the zero time as None."""
-    if not value or value.startswith("0001-01-01"):
-        return None
-    return datetime.fromisoformat(_NANOS.sub(r"\1", value.strip())).timestamp()  # Python takes 6 digits
-
-
-def container_info(data: dict[str, Any]) -> ContainerInfo:
-    """A ContainerInfo from the engine's inspect document."""
-    state = data.get("State") or {}
-    status = cast(ContainerStatus, state.get("Status") or "created")
-    ended = status in ("exited", "dead")
-    return ContainerInfo(
-        id=data["Id"],
-        name=str(data.get("Name") or "").lstrip("/"),
-        labels=dict((data.get("Config") or {}).get("Labels") or {}),
-        status=status,
-        exit_code=state.get("ExitCode") if ended else None,
-        oom_killed=bool(state.get("OOMKilled")),
-        started_at=parse_docker_time(state.get("StartedAt")),
-        finished_at=parse_docker_time(state.get("FinishedAt")) if ended else None,
-        error=state.get("Error") or None,
-    )
-
-
-def _label_filter(labels: dict[str, str]) -> list[str]:
-    return [f"{key}={value}" for key, value in sorted(labels.items())]
-
-
-class _LineSplitter:
-    """Turns the log stream's byte chunks (not line-aligned) into text lines."""
-
-    def __init__(self) -> None:
-        self._buffer = b""
-
-    def feed(self, chunk: bytes) -> list[str]:
-        self._buffer += chunk
-        *lines, self._buffer = self._buffer.split(b"\n")
-        return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
-
-    def flush(self) -> list[str]:
-        rest, self._buffer = self._buffer, b""
-        return [rest.decode("utf-8", "replace").rstrip("\r")] if rest else []
 
 
 class DockerRuntime:
@@ -217,7 +170,7 @@ class DockerRuntime:
                 f"network {spec.network!r} is not allowed for worker containers", field="network"
             )
         if spec.volume:
-            await self.ensure_volume(spec.volume, _volume_labels(spec.labels))
+            await self.ensure_volume(spec.volume, volume_labels(spec.labels))
 
         def create(api: API) -> str:
             mem = spec.memory_mb * 1024 * 1024 if spec.memory_mb else None
@@ -291,14 +244,14 @@ class DockerRuntime:
     async def list(self, labels: dict[str, str]) -> list[ContainerInfo]:
         def list_all(api: API) -> list[ContainerInfo]:
             found = []
-            for summary in api.containers(all=True, filters={"label": _label_filter(labels)}):
+            for summary in api.containers(all=True, filters={"label": label_filter(labels)}):
                 try:
                     found.append(container_info(api.inspect_container(summary["Id"])))
                 except docker.errors.NotFound:
                     continue  # removed between the listing and the inspect
             return found
 
-        return await self._call(list_all, subject=",".join(_label_filter(labels)))
+        return await self._call(list_all, subject=",".join(label_filter(labels)))
 
     async def logs(self, container_id: str, tail: int = 100) -> str:
         def read(api: API) -> str:
@@ -308,7 +261,7 @@ class DockerRuntime:
         return await self._call(read, subject=container_id)
 
     def follow_logs(self, container_id: str) -> AsyncIterator[str]:
-        splitter = _LineSplitter()
+        splitter = LineSplitter()
         return self._bridge(
             lambda api: api.logs(container_id, stream=True, follow=True, stdout=True, stderr=True),
             splitter.feed,
@@ -326,10 +279,10 @@ class DockerRuntime:
         # lost; a second earlier, so that an engine clock a little behind ours loses nothing either.
         since_ns = time.time_ns() - 1_000_000_000
         since = f"{since_ns // 1_000_000_000}.{since_ns % 1_000_000_000:09d}"
-        filters = {"type": ["container"], "label": _label_filter(labels)}
+        filters = {"type": ["container"], "label": label_filter(labels)}
 
         def convert(raw: dict[str, Any]) -> list[ContainerEvent]:
-            event = _to_event(raw)
+            event = to_event(raw)
             ok = event is not None and all(event.labels.get(k) == v for k, v in labels.items())
             return [event] if ok and event is not None else []
 
@@ -338,7 +291,7 @@ class DockerRuntime:
             convert,
             list,
             kind="events",
-            subject=",".join(_label_filter(labels)),
+            subject=",".join(label_filter(labels)),
         )
 
     async def _bridge(
@@ -474,25 +427,13 @@ class DockerRuntime:
         info = await self._call(lambda api: api.info(), kind="engine")
         if "nvidia" in (info.get("Runtimes") or {}):
             return True
-        return any(_has_cdi_specs(path) for path in (info.get("CDISpecDirs") or _CDI_DIRS))
+        return any(has_cdi_specs(path) for path in (info.get("CDISpecDirs") or _CDI_DIRS))
 
 
 def _device_requests(device_ids: tuple[str, ...]) -> list[DeviceRequest] | None:
     if not device_ids:
         return None
     return [DeviceRequest(driver="nvidia", device_ids=list(device_ids), capabilities=[["gpu"]])]
-
-
-def _volume_labels(labels: dict[str, str]) -> dict[str, str]:
-    """A network volume outlives workers and endpoints: keep only the owner-wide labels."""
-    return {k: v for k, v in labels.items() if k not in (LABEL_WORKER, LABEL_VERSION, LABEL_ENDPOINT)}
-
-
-def _has_cdi_specs(path: str) -> bool:
-    try:
-        return any(entry.endswith((".json", ".yaml", ".yml")) for entry in os.listdir(path))
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
@@ -515,38 +456,3 @@ def _close_quietly(stream: Any) -> None:
         pass
 
 
-def _to_event(raw: dict[str, Any]) -> ContainerEvent | None:
-    actor = raw.get("Actor") or {}
-    container_id = actor.get("ID") or raw.get("id")
-    action = str(raw.get("Action") or raw.get("status") or "")
-    if not container_id or not action:
-        return None
-    attributes = dict(actor.get("Attributes") or {})
-    exit_code = attributes.pop("exitCode", None)
-    for key in ("name", "image", "signal", "execDuration"):
-        attributes.pop(key, None)
-    when = raw.get("timeNano")
-    return ContainerEvent(
-        container_id=str(container_id),
-        action=action.split(":", 1)[0].strip(),  # "exec_start: sh -c ..." -> "exec_start"
-        labels=attributes,
-        exit_code=int(exit_code) if exit_code not in (None, "") else None,
-        time=when / 1e9 if when else float(raw.get("time") or 0),
-    )
-
-
-def compute_stats(raw: dict[str, Any]) -> dict[str, float]:
-    """Memory in MB (without page cache, as `docker stats` shows) and CPU percent of one core x cores."""
-    memory = raw.get("memory_stats") or {}
-    usage = memory.get("usage") or 0
-    details = memory.get("stats") or {}
-    cache = details.get("total_inactive_file", details.get("inactive_file", 0)) or 0
-    used = usage - cache if cache < usage else usage
-    cpu, pre = raw.get("cpu_stats") or {}, raw.get("precpu_stats") or {}
-    cpu_delta = ((cpu.get("cpu_usage") or {}).get("total_usage") or 0) - (
-        (pre.get("cpu_usage") or {}).get("total_usage") or 0
-    )
-    system_delta = (cpu.get("system_cpu_usage") or 0) - (pre.get("system_cpu_usage") or 0)
-    cpus = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
-    percent = cpu_delta / system_delta * cpus * 100.0 if cpu_delta > 0 and system_delta > 0 else 0.0
-    return {"memory_mb": used / (1024 * 1024), "cpu_percent": percent}

@@ -13,15 +13,13 @@ from emulator.errors import (
     RuntimeFailure,
     RuntimeUnavailable,
 )
-from emulator.runtime.docker import (
-    DOCKER_HINT,
-    _LineSplitter,
-    _to_event,
+from emulator.runtime.docker import DOCKER_HINT, gpu_unavailable_from, translate_error
+from emulator.runtime.docker_docs import (
+    LineSplitter,
     compute_stats,
     container_info,
-    gpu_unavailable_from,
     parse_docker_time,
-    translate_error,
+    to_event,
 )
 
 GPU_REFUSAL = 'could not select device driver "nvidia" with capabilities: [[gpu]]'
@@ -119,7 +117,7 @@ def test_compute_stats() -> None:
 
 
 def test_line_splitter_joins_chunks() -> None:
-    splitter = _LineSplitter()
+    splitter = LineSplitter()
     assert splitter.feed(b"he") == []
     assert splitter.feed(b"llo\r\nwor") == ["hello"]
     assert splitter.feed(b"ld\n\xff\n") == ["world", "\ufffd"]
@@ -134,10 +132,10 @@ def test_event_conversion() -> None:
         "Actor": {"ID": "abc", "Attributes": {"exitCode": "3", "image": "img", "name": "w1", "k": "v"}},
         "timeNano": 1_714_564_800_500_000_000,
     }
-    event = _to_event(raw)
+    event = to_event(raw)
     assert event is not None
     assert (event.container_id, event.action, event.exit_code, event.labels) == ("abc", "die", 3, {"k": "v"})
     assert event.time == pytest.approx(1714564800.5)
-    exec_event = _to_event({"Action": "exec_start: sh -c true", "Actor": {"ID": "abc"}})
+    exec_event = to_event({"Action": "exec_start: sh -c true", "Actor": {"ID": "abc"}})
     assert exec_event is not None and exec_event.action == "exec_start"
-    assert _to_event({"Action": "start"}) is None
+    assert to_event({"Action": "start"}) is None
