@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import structlog
 
@@ -141,29 +142,38 @@ class ReconcileLoop:
         interval = max(0.001, self.settings.reconcile_interval_s)
         min_gap = min(0.05, interval)  # a burst of wake-ups makes one tick, not hundreds
         while self._running:
-            began = asyncio.get_running_loop().time()
+            # Listen for changes before the tick: a change while the tick awaits Docker, or during the
+            # pause after it, must bring the next tick at once, not after a whole interval.
+            change = asyncio.ensure_future(self.core.hub.wait_for_change(86400.0))
             try:
-                await self.tick(relist=False)
-            except asyncio.CancelledError:
-                raise
-            except RuntimeUnavailable as exc:
-                self.failed_ticks += 1
-                self._runtime_down(exc.message)
-            except EmulatorError as exc:
-                self.failed_ticks += 1
-                log.warning(
-                    "reconcile tick failed; retrying", error=exc.message, failed_ticks=self.failed_ticks
-                )
-            except Exception:
-                self.failed_ticks += 1
-                log.exception("reconcile tick failed; retrying", failed_ticks=self.failed_ticks)
-            else:
-                self._runtime_up()
-            elapsed = asyncio.get_running_loop().time() - began
-            if elapsed < min_gap:
-                await asyncio.sleep(min_gap - elapsed)
-            # while the engine is away, look again every second rather than every tick
-            await self._wait(max(interval, 1.0) if self.runtime_error else interval)
+                await self._iteration(interval, min_gap, change)
+            finally:
+                change.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await change
+
+    async def _iteration(self, interval: float, min_gap: float, change: asyncio.Future[bool]) -> None:
+        began = asyncio.get_running_loop().time()
+        try:
+            await self.tick(relist=False)
+        except asyncio.CancelledError:
+            raise
+        except RuntimeUnavailable as exc:
+            self.failed_ticks += 1
+            self._runtime_down(exc.message)
+        except EmulatorError as exc:
+            self.failed_ticks += 1
+            log.warning("reconcile tick failed; retrying", error=exc.message, failed_ticks=self.failed_ticks)
+        except Exception:
+            self.failed_ticks += 1
+            log.exception("reconcile tick failed; retrying", failed_ticks=self.failed_ticks)
+        else:
+            self._runtime_up()
+        elapsed = asyncio.get_running_loop().time() - began
+        if elapsed < min_gap:
+            await asyncio.sleep(min_gap - elapsed)
+        # while the engine is away, look again every second rather than every tick
+        await self._wait(max(interval, 1.0) if self.runtime_error else interval, change)
 
     def _runtime_down(self, message: str) -> None:
         if self.runtime_error is None:
@@ -186,20 +196,22 @@ class ReconcileLoop:
             return {"status": "ok"}
         return {"status": "unreachable", "error": self.runtime_error, "since": self.runtime_down_since}
 
-    async def _wait(self, timeout_s: float) -> None:
+    async def _wait(self, timeout_s: float, change: asyncio.Future[bool]) -> None:
+        """Until a poke, a change (``change``: registered before the tick), or ``timeout_s``."""
         if self._poke.is_set():
             self._poke.clear()
             return
-        change = asyncio.ensure_future(self.core.hub.wait_for_change(timeout_s))
+        if change.done():
+            return
         poke = asyncio.ensure_future(self._poke.wait())
+        waiters: set[asyncio.Future[Any]] = {change, poke}
         try:
-            await asyncio.wait({change, poke}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for fut in (change, poke):
-                if not fut.done():
-                    fut.cancel()
+            if not poke.done():
+                poke.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(change, poke, return_exceptions=True)
+                await asyncio.gather(poke, return_exceptions=True)
             self._poke.clear()
 
     async def _watch_events(self) -> None:
