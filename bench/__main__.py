@@ -41,8 +41,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", default="", help="comma-separated: " + ",".join(s[0] for s in SECTIONS))
     p.add_argument("--out", type=Path, default=BENCH_DIR / "RESULTS.md", help="the markdown file to write")
     p.add_argument("--work-dir", type=Path, default=BENCH_DIR / "out", help="logs and data dirs of the run")
-    p.add_argument("--emulator", default="worktree", metavar="worktree|COMMIT",
-                   help="run the control plane from the working tree (default) or from an export of COMMIT (e.g. HEAD)")
+    p.add_argument("--emulator", default="worktree", metavar="worktree|COMMIT|DIR",
+                   help="run the control plane from the working tree (default), an export of COMMIT (e.g. HEAD), "
+                   "or DIR (holding an emulator package)")
     return p.parse_args(argv)
 
 
@@ -50,6 +51,9 @@ def emulator_source(ctx: Run, choice: str) -> str:
     """Point the control planes at the chosen code; a description for the machine table."""
     if choice == "worktree":
         return report.commit_of("HEAD", worktree=True)
+    if Path(choice).is_dir():
+        procs.EMULATOR_DIR = Path(choice).resolve()
+        return f"the emulator package in {procs.EMULATOR_DIR}"
     procs.EMULATOR_DIR = procs.export_commit(choice, ctx.dir / "emulator-src")
     return f"{report.commit_of(choice)} (an export of {choice}, not the working tree)"
 
