@@ -50,7 +50,10 @@ def ms(value: float) -> str:
 
 
 def ratio(a: float, b: float) -> str:
-    return "n/a" if not b or a != a or b != b else f"{a / b:.2f}x"
+    if not b or a != a or b != b:
+        return "n/a"
+    r = a / b
+    return f"{r:.2g}x" if r < 0.1 else f"{r:.2f}x"
 
 
 def verdict(ok: bool | None) -> str:
