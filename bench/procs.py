@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -199,6 +200,8 @@ class ControlPlane(_Proc):
             self.terminate(timeout_s=60)
         finally:
             dockerx.remove_instance(self.instance, self.network)
+            if not self.alive():  # the job store (tens of MB after the scale run); the log stays
+                shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 @dataclass
