@@ -8,14 +8,17 @@ even when the control plane under test crashed or was SIGKILLed.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+from emulator.config import Settings
 from emulator.runtime.base import LABEL_INSTANCE
 from emulator.store.db import connect, set_meta
 
@@ -103,3 +106,39 @@ def instance(docker_session: DockerSession, tmp_path: Path) -> Iterator[Instance
         yield inst
     finally:
         _remove_instance(docker_session.client, inst.id)
+
+
+T = TypeVar("T")
+
+
+def docker_settings(inst: Instance, **overrides: Any) -> Settings:
+    """Settings for a control plane with real Docker workers in tests: short holds and intervals."""
+    base: dict[str, Any] = dict(
+        data_dir=inst.data_dir,
+        port=0,
+        runtime="docker",
+        network=inst.network,
+        reconcile_interval_s=0.1,
+        worker_lost_after_s=8.0,
+        startup_timeout_s=60.0,
+        job_take_hold_s=2.0,
+        job_stop_hold_s=2.0,
+        stop_grace_s=3.0,
+        ping_interval_ms=1000,
+    )
+    base.update(overrides)
+    return Settings(**base)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], what: str, timeout_s: float = 60.0, every_s: float = 0.1
+) -> T:
+    """Poll ``probe`` until it returns something truthy, with a deadline."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last  # type: ignore[no-any-return]
+        await asyncio.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")

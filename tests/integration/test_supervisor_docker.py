@@ -10,56 +10,24 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from emulator.app import ControlPlane
-from emulator.config import Settings
 from tests.integration import docker_fixtures
-from tests.integration.docker_fixtures import BASE_IMAGE, Instance, sample
+from tests.integration.docker_fixtures import BASE_IMAGE, Instance, docker_settings, eventually, sample
 
 docker_session = docker_fixtures.docker_session  # fixtures, shared without a conftest of our own
 instance = docker_fixtures.instance
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
-T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def settings(inst: Instance, **overrides: Any) -> Settings:
-    base: dict[str, Any] = dict(
-        data_dir=inst.data_dir,
-        port=0,
-        runtime="docker",
-        network=inst.network,
-        reconcile_interval_s=0.1,
-        worker_lost_after_s=8.0,
-        startup_timeout_s=60.0,
-        job_take_hold_s=2.0,
-        job_stop_hold_s=2.0,
-        stop_grace_s=3.0,
-        ping_interval_ms=1000,
-    )
-    base.update(overrides)
-    return Settings(**base)
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], what: str, timeout_s: float = 60.0, every_s: float = 0.1
-) -> T:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last  # type: ignore[no-any-return]
-        await asyncio.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")
+settings = docker_settings
 
 
 async def serving(api: httpx.AsyncClient, endpoint: str) -> list[dict[str, Any]]:
