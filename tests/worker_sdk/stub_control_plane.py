@@ -29,7 +29,7 @@ class Request:
         self.method, self.route, self.worker, self.job = method, route, worker, job
         self.query, self.headers, self.body = query, headers, body
         self.status = None  # what the stub answered
-        self.done_t = None  # when the answer was sent
+        self.done_t = None  # when the answer was decided, just before it was written
 
     def __repr__(self):
         return f"<{self.method} {self.route} job={self.job} q={self.query} body={self.body!r}>"
@@ -269,6 +269,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status, payload):
         data = b"" if status == 204 or payload is None else json.dumps(payload).encode()
+        record = getattr(self, "_record", None)
+        if record is not None:
+            # stamped before the answer is written: a client that waits for the answer cannot
+            # send its next request before this moment (stamping after the write raced with it)
+            record.status, record.done_t = status, time.time()
         try:
             self.send_response(status)
             if data:
@@ -278,6 +283,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except OSError:
             pass
-        record = getattr(self, "_record", None)
-        if record is not None:
-            record.status, record.done_t = status, time.time()
