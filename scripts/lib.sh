@@ -24,8 +24,9 @@ step() {
 }
 
 # pick_python: set PY to the Python the project is installed into, and put its scripts folder
-# (where `serverless-emulator` lands) first on PATH. An active virtual environment wins, then
-# ./.venv; a Python the OS manages (PEP 668, e.g. Debian's /usr/bin/python3) gets a new ./.venv.
+# (where `serverless-emulator` lands) first on PATH. An active virtual environment wins; otherwise
+# the project's own ./.venv, created on first use. Set-up never installs into the user's global
+# Python (a global `pip install -e` can break another tool's pinned dependencies).
 pick_python() {
   if [ -n "${VIRTUAL_ENV:-}" ]; then
     PY="$VIRTUAL_ENV/bin/python"
@@ -36,12 +37,9 @@ pick_python() {
     command -v "$PY" >/dev/null || die "$PY not found: install Python 3.11 or newer (or set PYTHON=...)"
     "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
       || die "Python 3.11 or newer needed; $PY is $("$PY" --version 2>&1)"
-    if "$PY" -c 'import os, sys, sysconfig
-sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
-      echo "    $PY is managed by the OS: using a virtual environment in .venv"
-      "$PY" -m venv "$REPO_ROOT/.venv" || die "could not create .venv (Debian: apt-get install python3-venv)"
-      PY="$REPO_ROOT/.venv/bin/python"
-    fi
+    echo "    creating the project's virtual environment in .venv (from $("$PY" --version 2>&1))"
+    "$PY" -m venv "$REPO_ROOT/.venv" || die "could not create .venv (Debian: apt-get install python3-venv)"
+    PY="$REPO_ROOT/.venv/bin/python"
   fi
   PATH="$("$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
   export PATH PY
