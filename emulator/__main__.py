@@ -1,4 +1,4 @@
-from emulator.cli import main
+from emulator.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -17,10 +17,10 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 
-from emulator import metrics
 from emulator.api import events, schema
 from emulator.api.deps import AppContext, context, require_api_key
 from emulator.errors import NotFound
+from emulator.service import metrics
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")

@@ -10,11 +10,11 @@ from typing import Annotated, Any, Protocol
 from fastapi import Path, Request
 
 from emulator.api.errors import BadRequest
-from emulator.core import Core
 from emulator.errors import PayloadTooLarge, Unauthorized
 from emulator.models import ID_PATTERN, Endpoint, is_valid_id
+from emulator.service.core import Core
 from emulator.service.jobs import JobService
-from emulator.service.worker_ops import LoneSurrogate, WorkerOps, strict_json_loads
+from emulator.service.worker_protocol import LoneSurrogate, WorkerProtocol, strict_json_loads
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 # Path parameters: the pattern is documented (OpenAPI) and checked by ``check_id`` (400 with a message).
@@ -41,7 +41,7 @@ class SupervisorHooks(Protocol):
 class AppContext:
     core: Core
     jobs: JobService
-    ops: WorkerOps
+    ops: WorkerProtocol
     supervisor: SupervisorHooks | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 

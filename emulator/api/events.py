@@ -28,9 +28,9 @@ from fastapi.responses import StreamingResponse
 from emulator.api import schema
 from emulator.api.deps import AppContext, EndpointId, bearer, check_id, context, require_api_key
 from emulator.api.management import workers_body
-from emulator.core import Core
 from emulator.errors import InvalidInput, Unauthorized
 from emulator.models import Endpoint, WorkerState
+from emulator.service.core import Core
 from emulator.workers.records import WorkerRecord
 
 RING_PER_ENDPOINT = 500

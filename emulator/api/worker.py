@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from emulator.api.deps import bearer, check_id, context, dumps_compact
 from emulator.api.errors import BadRequest
 from emulator.errors import Forbidden, Unauthorized
-from emulator.service.worker_ops import parse_body
+from emulator.service.worker_protocol import parse_body
 from emulator.workers.records import WorkerRecord
 
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["worker"])

@@ -8,10 +8,10 @@ from typing import Any
 
 import structlog
 
-from emulator import metrics
-from emulator.core import Core
 from emulator.errors import Conflict, NotFound, QueueFull
 from emulator.models import Endpoint, JobRequest, JobStatus, WorkerState
+from emulator.service import metrics
+from emulator.service.core import Core
 from emulator.store.jobs import NewJob, Requeued
 from emulator.store.records import JobRecord
 

@@ -17,10 +17,10 @@ from typing import Any
 import structlog
 
 from emulator.config import Settings
-from emulator.core import Core
 from emulator.errors import EmulatorError
 from emulator.models import BackoffPolicy, Endpoint, WorkerState
 from emulator.runtime.base import Runtime
+from emulator.service.core import Core
 from emulator.service.jobs import JobService
 from emulator.supervisor import policy
 from emulator.supervisor.actions import (
@@ -42,8 +42,8 @@ from emulator.supervisor.actions import (
 )
 from emulator.supervisor.faults import Faults
 from emulator.supervisor.launch import Launcher
-from emulator.supervisor.states import WorkerEvent
 from emulator.workers.records import WorkerRecord
+from emulator.workers.states import WorkerEvent
 
 log = structlog.get_logger("emulator.supervisor")
 

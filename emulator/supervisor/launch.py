@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from emulator import metrics
 from emulator.errors import EmulatorError
 from emulator.models import Endpoint, WorkerState
+from emulator.service import metrics
 from emulator.supervisor.actions import CreateStandby, Restart, Start, Throttle, Unthrottle
 from emulator.supervisor.containers import container_spec
-from emulator.supervisor.states import WorkerEvent
 from emulator.workers.records import WorkerRecord
+from emulator.workers.states import WorkerEvent
 
 if TYPE_CHECKING:
     from emulator.supervisor.actuator import Actuator

@@ -18,10 +18,10 @@ from typing import Any
 import structlog
 
 from emulator.config import Settings
-from emulator.core import Core
 from emulator.errors import EmulatorError, RuntimeUnavailable
 from emulator.models import Endpoint
 from emulator.runtime.base import ContainerInfo, Runtime
+from emulator.service.core import Core
 from emulator.supervisor import capacity, rollout
 from emulator.supervisor.actions import Action, Observed, Remove, SetRollout
 from emulator.supervisor.actuator import Actuator

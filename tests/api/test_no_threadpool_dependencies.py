@@ -18,9 +18,9 @@ from fastapi.routing import APIRoute
 from emulator.api.app import create_client_app, create_worker_app
 from emulator.api.deps import AppContext
 from emulator.config import default_settings_for_tests
-from emulator.core import build_core
+from emulator.service.core import build_core
 from emulator.service.jobs import JobService
-from emulator.service.worker_ops import WorkerOps
+from emulator.service.worker_protocol import WorkerProtocol
 
 
 def _dependant_calls(dependant: Any) -> list[Any]:
@@ -50,7 +50,7 @@ def test_every_route_dependency_is_async(tmp_path: Path) -> None:
     core = build_core(default_settings_for_tests(tmp_path), None)
     try:
         jobs = JobService(core)
-        ctx = AppContext(core=core, jobs=jobs, ops=WorkerOps(core, jobs))
+        ctx = AppContext(core=core, jobs=jobs, ops=WorkerProtocol(core, jobs))
         sync = set()
         checked = 0
         for app in (create_client_app(ctx), create_worker_app(ctx)):
@@ -73,7 +73,7 @@ def test_api_key_check_still_refuses_and_accepts(tmp_path: Path) -> None:
     core = build_core(default_settings_for_tests(tmp_path, api_key="k3y"), None)
     try:
         jobs = JobService(core)
-        ctx = AppContext(core=core, jobs=jobs, ops=WorkerOps(core, jobs))
+        ctx = AppContext(core=core, jobs=jobs, ops=WorkerProtocol(core, jobs))
 
         class _App:
             class state:  # noqa: N801 - mimics app.state

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from emulator.cli import app
+from emulator.cli.main import app
 from emulator.testing import BackgroundControlPlane
 from tests.helpers import ProtocolWorker
 

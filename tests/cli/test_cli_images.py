@@ -1,4 +1,4 @@
-"""`serverless-emulator images build-base|build`: the CLI wiring of emulator.images (builds faked)."""
+"""`serverless-emulator images build-base|build`: the CLI wiring of emulator.images.build (builds faked)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from emulator import images
-from emulator.cli import app
+from emulator.cli.main import app
 from emulator.errors import ImageNotFound, RuntimeFailure, RuntimeUnavailable
+from emulator.images import build as images
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from emulator.cli_run import job_body
+from emulator.cli.run import job_body
 from emulator.testing import BackgroundControlPlane
 from tests.cli.conftest import Cli, echo
 from tests.helpers import ProtocolWorker, wait_for

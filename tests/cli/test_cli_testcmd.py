@@ -12,9 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from emulator import images
-from emulator.cli import app
-from emulator.cli_testcmd import (
+from emulator.cli.check import (
     NOTHING,
     JobResult,
     check,
@@ -23,7 +21,9 @@ from emulator.cli_testcmd import (
     parse_inputs,
     unwrap_expected,
 )
+from emulator.cli.main import app
 from emulator.errors import RuntimeUnavailable
+from emulator.images import build as images
 
 ROOT = Path(__file__).resolve().parents[2]
 ECHO = ROOT / "sample_workers" / "echo"

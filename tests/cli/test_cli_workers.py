@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from emulator.cli_workers import LogFollower, follow, new_lines, workers_table
+from emulator.cli.workers import LogFollower, follow, new_lines, workers_table
 from emulator.testing import BackgroundControlPlane
 from tests.cli.conftest import Cli, WorkerThread
 from tests.helpers import ProtocolWorker, wait_for

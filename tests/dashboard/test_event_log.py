@@ -8,8 +8,8 @@ from pathlib import Path
 from emulator.api.events import EventLog
 from emulator.clock import FakeClock
 from emulator.config import Settings
-from emulator.core import build_core
-from emulator.supervisor.states import WorkerEvent
+from emulator.service.core import build_core
+from emulator.workers.states import WorkerEvent
 
 
 def test_ring_is_bounded_per_endpoint_and_keeps_the_newest(tmp_path: Path) -> None:

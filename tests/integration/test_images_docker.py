@@ -1,4 +1,4 @@
-"""Building and running a sample image with the real Docker engine (emulator.images).
+"""Building and running a sample image with the real Docker engine (emulator.images.build).
 
 Everything made here carries the label serverless-emulator.test=1 and is removed by id.
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator import images
 from emulator.errors import EmulatorError, RuntimeFailure
+from emulator.images import build as images
 
 pytestmark = pytest.mark.docker
 

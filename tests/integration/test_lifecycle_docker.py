@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from emulator.app import ControlPlane
 from emulator.config import Settings
+from emulator.control_plane import ControlPlane
 from tests.integration import docker_fixtures
 from tests.integration.docker_fixtures import Instance, T, docker_settings, eventually, sample
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from emulator.app import ControlPlane
+from emulator.control_plane import ControlPlane
 from tests.integration import docker_fixtures
 from tests.integration.docker_fixtures import BASE_IMAGE, Instance, docker_settings, eventually, sample
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from emulator.app import ControlPlane
 from emulator.clock import FakeClock
+from emulator.control_plane import ControlPlane
 from emulator.models import JobStatus, WorkerState
 from emulator.runtime.fake import FakeRuntime
 from emulator.supervisor.launch import HANG_WORKER_URL

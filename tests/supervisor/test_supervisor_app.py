@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from emulator.app import ControlPlane
+from emulator.control_plane import ControlPlane
 from emulator.runtime.fake import FakeRuntime
 from tests.supervisor.world import settings_for
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from emulator import metrics
 from emulator.clock import SystemClock
 from emulator.errors import ImageNotFound, RuntimeUnavailable
 from emulator.models import JobStatus, WorkerState
 from emulator.runtime.fake import FakeRuntime
+from emulator.service import metrics
 from tests.supervisor.world import IMAGE, World
 
 S = WorkerState

@@ -1,5 +1,5 @@
 """A deterministic world for supervisor tests: FakeClock, FakeRuntime, the real store and services,
-and simulated workers that speak to ``WorkerOps`` directly (what worker_sdk does over HTTP).
+and simulated workers that speak to ``WorkerProtocol`` directly (what worker_sdk does over HTTP).
 
 ``await world.step(advance_s)`` moves the clock, lets every ready worker ping, finish and take jobs,
 then runs one reconcile tick and waits for the container operations it started.
@@ -13,14 +13,14 @@ from typing import Any
 
 from emulator.clock import FakeClock
 from emulator.config import Settings
-from emulator.core import Core, build_core
 from emulator.models import Endpoint, EndpointSpec, JobRequest, WorkerState
 from emulator.runtime.base import LABEL_WORKER
 from emulator.runtime.fake import FakeContainer, FakeRuntime
+from emulator.service.core import Core, build_core
 from emulator.service.jobs import JobService
-from emulator.service.worker_ops import WorkerOps
+from emulator.service.worker_protocol import WorkerProtocol
 from emulator.store.records import JobRecord
-from emulator.supervisor.service import Supervisor, build_supervisor
+from emulator.supervisor.supervisor import Supervisor, build_supervisor
 from emulator.workers.records import WorkerRecord
 
 IMAGE = "fake/echo:latest"
@@ -57,7 +57,7 @@ class World:
         self, core: Core, jobs: JobService, sup: Supervisor, fake: FakeRuntime, clock: FakeClock
     ) -> None:
         self.core, self.jobs, self.sup, self.fake, self.clock = core, jobs, sup, fake, clock
-        self.ops = WorkerOps(core, jobs)
+        self.ops = WorkerProtocol(core, jobs)
         self.sims: dict[str, SimWorker] = {}
         self.taken_by: dict[str, list[str]] = {}  # job id -> workers that took it
 

@@ -1,4 +1,4 @@
-"""The pure parts of emulator.images and emulator.images_debootstrap: no Docker, no network."""
+"""The pure parts of emulator.images.build and emulator.images.debootstrap: no Docker, no network."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from emulator import images, images_debootstrap
 from emulator.errors import InvalidInput, RuntimeFailure
-from emulator.images import TargetPython
-from emulator.images_debootstrap import (
+from emulator.images import build as images
+from emulator.images import debootstrap as images_debootstrap
+from emulator.images.build import TargetPython
+from emulator.images.debootstrap import (
     AptSource,
     debootstrap_command,
     import_command,

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from emulator import metrics
 from emulator.clock import FakeClock
 from emulator.config import Settings
-from emulator.core import Core, build_core
 from emulator.models import Endpoint, JobRequest, JobStatus
+from emulator.service import metrics
+from emulator.service.core import Core, build_core
 from emulator.service.jobs import JobService
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -13,9 +13,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from emulator.clock import FakeClock
 from emulator.models import WorkerState
+from emulator.service.workers import WorkerRegistry
 from emulator.store.db import migrate
-from emulator.supervisor.states import TABLE, WorkerEvent, has_container, takes_jobs, transition
-from emulator.workers.registry import WorkerRegistry
+from emulator.workers.states import TABLE, WorkerEvent, has_container, takes_jobs, transition
 
 S, E = WorkerState, WorkerEvent
 _ = None  # the event does not apply: the caller ignores it
@@ -93,7 +93,7 @@ class WorkerLife(RuleBasedStateMachine):
 
     @rule(n=st.integers(1, 3))
     def take(self, n: int) -> None:
-        """What WorkerOps.take does: only a worker the registry allows gets jobs."""
+        """What WorkerProtocol.take does: only a worker the registry allows gets jobs."""
         if not self.registry.may_take(self.worker):
             return
         assert self.worker.state != S.OUTDATED

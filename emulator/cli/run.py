@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from rich.text import Text
 
-from emulator.cli_common import (
+from emulator.cli.common import (
     API_KEY_OPTION,
     TERMINAL,
     URL_OPTION,

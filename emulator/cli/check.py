@@ -19,7 +19,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from emulator.cli_common import (
+from emulator.cli.common import (
     TERMINAL,
     busy,
     console,
@@ -214,7 +214,7 @@ def check_image_command(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show build output and the emulator's log"),
 ) -> None:
     """Run a handler image's test input(s) in a throw-away emulator and check the output(s) (for CI)."""
-    from emulator.cli_ephemeral import DOCKER_HINT, EphemeralEmulator, require_image
+    from emulator.cli.ephemeral import DOCKER_HINT, EphemeralEmulator, require_image
 
     path = Path(target)
     directory = path if path.is_dir() else None
@@ -237,15 +237,15 @@ def check_image_command(
         fail(str(exc))
     worker_env = parse_env(env)
 
-    from emulator import images
     from emulator.errors import RuntimeUnavailable
+    from emulator.images import build as images
 
     try:
         images.require_docker()
     except RuntimeUnavailable as exc:
         fail(exc.message, DOCKER_HINT)
     if directory is not None:
-        from emulator.cli_images import build_directory
+        from emulator.cli.images import build_directory
 
         image = build_directory(directory, tag, base_image, verbose)
     else:

@@ -4,7 +4,7 @@
 folder, fetching packages through the Debian mirror the host's own apt is configured with, and
 ``docker import`` turns that folder into an image. The parts that decide things (reading apt's
 sources in both formats, building the commands) are pure and unit-tested; the commands themselves
-run through the ``Runner`` that ``emulator.images`` passes in.
+run through the ``Runner`` that ``emulator.images.build`` passes in.
 """
 
 from __future__ import annotations

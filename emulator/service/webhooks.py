@@ -18,7 +18,7 @@ from emulator.config import Settings
 from emulator.store.records import JobRecord
 from emulator.store.streams import WebhookStore
 
-log = structlog.get_logger("emulator.webhooks")
+log = structlog.get_logger("emulator.service.webhooks")
 
 
 def webhook_body(job: JobRecord, now: float) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import structlog
 
-from emulator.cli_common import BUILD_HINT, busy, err_console, fail
+from emulator.cli.common import BUILD_HINT, busy, err_console, fail
 from emulator.errors import EmulatorError, RuntimeUnavailable
 
 DOCKER_HINT = "start Docker (`sudo systemctl start docker`); `serverless-emulator test` runs real containers"
@@ -200,7 +200,7 @@ def _error_of(response: httpx.Response) -> str:
 
 def require_image(image: str) -> None:
     """Exit with a hint unless ``image`` is present locally."""
-    from emulator import images
+    from emulator.images import build as images
 
     try:
         present = images.image_id(image)

@@ -22,12 +22,12 @@ from emulator.api.deps import AppContext
 from emulator.api.management import create_endpoint, update_endpoint
 from emulator.clock import Clock
 from emulator.config import Settings
-from emulator.core import Core, build_core
-from emulator.endpoints_file import load_endpoints_file
 from emulator.errors import EmulatorError
 from emulator.models import EndpointPatch
+from emulator.service.core import Core, build_core
+from emulator.service.endpoints_file import load_endpoints_file
 from emulator.service.jobs import JobService
-from emulator.service.worker_ops import WorkerOps
+from emulator.service.worker_protocol import WorkerProtocol
 from emulator.store.db import get_meta, set_meta
 
 log = structlog.get_logger("emulator")
@@ -83,14 +83,14 @@ class ControlPlane:
         s = self.settings
         core = self.core = build_core(s, self._clock)
         jobs = JobService(core)
-        ctx = self.ctx = AppContext(core=core, jobs=jobs, ops=WorkerOps(core, jobs))
+        ctx = self.ctx = AppContext(core=core, jobs=jobs, ops=WorkerProtocol(core, jobs))
         install_dashboard(ctx, self._stop)  # dashboard, event stream, /metrics
         client_sock = bind(s.host, s.port, "client API")
         self.client_url = f"http://{_url_host(s.host)}:{client_sock.getsockname()[1]}"
 
         worker_host = s.worker_host or "127.0.0.1"
         if s.runtime == "docker":
-            from emulator.supervisor.service import build_supervisor
+            from emulator.supervisor.supervisor import build_supervisor
 
             self.supervisor = await build_supervisor(core, jobs, s, runtime=self._runtime)
             worker_host = s.worker_host or await self.supervisor.network_gateway()

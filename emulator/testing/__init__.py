@@ -11,8 +11,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from emulator.app import ControlPlane
 from emulator.config import Settings
+from emulator.control_plane import ControlPlane
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from emulator.cli_common import (
+from emulator.cli.common import (
     API_KEY_OPTION,
     STATE_STYLES,
     URL_OPTION,

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from emulator.clock import Clock, SystemClock
 from emulator.config import Settings
-from emulator.hub import Hub
+from emulator.service.hub import Hub
+from emulator.service.webhooks import WebhookSender
+from emulator.service.workers import WorkerRegistry
 from emulator.store.db import connect
 from emulator.store.endpoints import EndpointStore
 from emulator.store.jobs import JobStore
 from emulator.store.streams import StreamStore, WebhookStore
-from emulator.webhooks import WebhookSender
-from emulator.workers.registry import WorkerRegistry
 
 
 @dataclass

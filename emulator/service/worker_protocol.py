@@ -12,13 +12,13 @@ from typing import Any
 
 import structlog
 
-from emulator.core import Core
 from emulator.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
 from emulator.models import JobStatus
+from emulator.service.core import Core
 from emulator.service.jobs import JobService
 from emulator.store.records import JobRecord
-from emulator.supervisor.states import WorkerEvent
 from emulator.workers.records import WorkerRecord
+from emulator.workers.states import WorkerEvent
 
 log = structlog.get_logger("emulator.worker_protocol")
 
@@ -56,7 +56,7 @@ def parse_body(raw: bytes) -> Any:
         raise BadRequest("the body is nested too deeply", field="body") from exc
 
 
-class WorkerOps:
+class WorkerProtocol:
     def __init__(self, core: Core, jobs: JobService) -> None:
         self.core = core
         self.jobs = jobs

@@ -7,7 +7,7 @@ indented by four spaces (``COMMAND_OUTPUT``), so a caller can show either. The m
 (``python -m emulator.images ...``) before the package's dependencies are installed.
 
 - ``build_base()``: a Python base image for worker Dockerfiles: ``python:3.12-slim`` when present
-  or pullable, else one made from Debian's packages (see ``emulator.images_debootstrap``).
+  or pullable, else one made from Debian's packages (see ``emulator.images.debootstrap``).
 - ``build_image(directory)``: builds a handler folder's Dockerfile with
   ``--build-arg BASE_IMAGE=<base>``. Sample workers are built from the repository root so that
   their Dockerfiles can ``COPY worker_sdk``. A ``wheels.txt`` beside the Dockerfile lists
@@ -17,7 +17,6 @@ indented by four spaces (``COMMAND_OUTPUT``), so a caller can show either. The m
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -29,10 +28,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from emulator import images_debootstrap
-from emulator.errors import EmulatorError, ImageNotFound, InvalidInput, RuntimeFailure, RuntimeUnavailable
+from emulator.errors import ImageNotFound, InvalidInput, RuntimeFailure, RuntimeUnavailable
+from emulator.images import debootstrap as images_debootstrap
 
 Progress = Callable[[str], None]
 COMMAND_OUTPUT = "    "  # prefix of the lines that come from a command's output
@@ -76,7 +75,7 @@ def default_tag_for(directory: Path) -> str:
 
 def repo_root() -> Path:
     """The source checkout this module lives in (it holds sample_workers/ and worker_sdk/)."""
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 def build_context_for(directory: Path) -> Path:
@@ -446,50 +445,3 @@ def prepare_compose(base_image: str | None = None, progress: Progress = _quiet) 
         if (folder / WHEELS_FILE).is_file():
             prefetch_wheels(read_requirements(folder / WHEELS_FILE), folder / WHEELS_DIR, base, progress)
     return base
-
-
-# --- `python -m emulator.images`: for the scripts, which may run before the package is installed -----------
-# (the `serverless-emulator images` commands live in emulator/cli_images.py)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emulator.images", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    base = sub.add_parser("build-base", help="make sure a Python base image exists; print its tag")
-    base.add_argument("--tag", default=LOCAL_BASE_IMAGE)
-    base.add_argument(
-        "--force", action="store_true", help="rebuild the local base image from Debian's packages"
-    )
-    samples = sub.add_parser("build-samples", help="build the sample worker images")
-    samples.add_argument("names", nargs="*")
-    samples.add_argument("--base-image")
-    compose = sub.add_parser(
-        "prepare-compose", help="download wheels for docker-compose builds; print the base image"
-    )
-    compose.add_argument("--base-image")
-    for command in (base, samples, compose):
-        command.add_argument("-v", "--verbose", action="store_true", help="show the commands' output too")
-    args = parser.parse_args(argv)
-
-    def log(line: str) -> None:
-        if args.verbose or not line.startswith(COMMAND_OUTPUT):
-            print(line, file=sys.stderr, flush=True)
-
-    result: Any
-    try:
-        if args.command == "build-base":
-            result = build_base(args.tag, args.force, log)
-        elif args.command == "build-samples":
-            timings = build_samples(args.names, args.base_image, log)
-            result = "\n".join(f"{sample_image_tag(n)}  {s:.1f}s" for n, s in timings.items())
-        else:
-            result = prepare_compose(args.base_image, log)
-    except EmulatorError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    print(result)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

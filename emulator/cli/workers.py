@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from emulator.cli_common import (
+from emulator.cli.common import (
     API_KEY_OPTION,
     SERVE_HINT,
     URL_OPTION,
@@ -28,7 +28,7 @@ from emulator.cli_common import (
     fmt_until,
     state_text,
 )
-from emulator.cli_endpoints import worker_summary
+from emulator.cli.endpoints import worker_summary
 
 FOLLOW_WINDOW = 5000  # lines fetched per poll by `logs -f`
 

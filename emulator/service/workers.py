@@ -2,7 +2,7 @@
 
 The worker routes report what workers do (contact, take, finish, ping); the supervisor reports
 what containers do (started, crashed) and decides starts and stops. State changes go through the
-pure transition table in ``emulator.supervisor.states`` and are logged with a reason.
+pure transition table in ``emulator.workers.states`` and are logged with a reason.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import structlog
 from emulator.clock import Clock
 from emulator.models import WorkerState
 from emulator.store.db import transaction
-from emulator.supervisor.states import WorkerEvent, takes_jobs, transition
 from emulator.workers.records import WorkerKind, WorkerRecord
+from emulator.workers.states import WorkerEvent, takes_jobs, transition
 
 log = structlog.get_logger("emulator.workers")
 

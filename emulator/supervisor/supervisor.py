@@ -15,11 +15,11 @@ import structlog
 
 from emulator import gpus
 from emulator.config import Settings
-from emulator.core import Core
 from emulator.errors import ContainerNotFound, EmulatorError, GpuUnavailable, NotFound
 from emulator.models import Endpoint, WorkerState
 from emulator.runtime import GPU_FIX, image_not_found, make_runtime
 from emulator.runtime.base import Runtime
+from emulator.service.core import Core
 from emulator.service.jobs import JobService
 from emulator.supervisor import faults
 from emulator.supervisor.actions import Fail, MarkOutdated, Remove, RemoveContainer

@@ -9,8 +9,13 @@ from pathlib import Path
 
 import typer
 
-from emulator import cli_endpoints, cli_images, cli_run, cli_testcmd, cli_workers, logs
-from emulator.cli_common import fail
+from emulator import logs
+from emulator.cli import check as cli_testcmd
+from emulator.cli import endpoints as cli_endpoints
+from emulator.cli import images as cli_images
+from emulator.cli import run as cli_run
+from emulator.cli import workers as cli_workers
+from emulator.cli.common import fail
 from emulator.config import Settings
 from emulator.errors import EmulatorError
 
@@ -35,7 +40,7 @@ def serve(
     log_level: str | None = typer.Option(None, help="debug, info, warning"),
 ) -> None:
     """Run the control plane and its supervisor until Ctrl-C or SIGTERM."""
-    from emulator.app import ControlPlane
+    from emulator.control_plane import ControlPlane
 
     try:
         settings = Settings.load(host=host, port=port, config=config, data_dir=data_dir, runtime=runtime,

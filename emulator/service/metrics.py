@@ -11,7 +11,7 @@ Two kinds of numbers:
 Callers that only hold the ``Core`` (the supervisor, the job service) use the module functions,
 which do nothing when no metrics are attached (unit tests that build a bare ``Core``)::
 
-    from emulator import metrics
+    from emulator.service import metrics
     metrics.container_started(core, endpoint_id, seconds=1.8)
     metrics.worker_restarted(core, endpoint_id)
 """
@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from emulator.models import WorkerState
 
 if TYPE_CHECKING:
-    from emulator.core import Core
+    from emulator.service.core import Core
     from emulator.store.records import JobRecord
     from emulator.workers.records import WorkerRecord
 

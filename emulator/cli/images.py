@@ -1,4 +1,4 @@
-"""``serverless-emulator images build-base|build``: emulator.images with a live progress display."""
+"""``serverless-emulator images build-base|build``: emulator.images.build with a live progress display."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.text import Text
 
-from emulator import images
-from emulator.cli_common import console, err_console, fail
+from emulator.cli.common import console, err_console, fail
 from emulator.errors import EmulatorError, ImageNotFound, InvalidInput, RuntimeUnavailable
+from emulator.images import build as images
 
 app = typer.Typer(help="Build the Python base image and worker images.", no_args_is_help=True)
 
@@ -23,7 +23,7 @@ DOCKER_IMAGES_HINT = "start Docker (`sudo systemctl start docker`); image builds
 
 
 class BuildDisplay:
-    """A progress callback for emulator.images: on a terminal, a spinner with the current step, the
+    """A progress callback for emulator.images.build: on a terminal, a spinner with the current step, the
     elapsed time and the last few lines of the command's output; elsewhere (CI logs) the steps as
     plain lines, and the command's output too with ``verbose``."""
 
