@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 import uvicorn
+from fastapi import FastAPI
 
 from emulator.api.app import create_client_app, create_worker_app
 from emulator.api.dashboard import install as install_dashboard
@@ -77,6 +78,8 @@ class ControlPlane:
         self._stop = asyncio.Event()
         self.client_url = ""
         self.worker_url = ""
+        self.client_app: FastAPI | None = None  # the two listeners' apps, once started
+        self.worker_app: FastAPI | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> ControlPlane:
@@ -105,8 +108,10 @@ class ControlPlane:
         await self._apply_endpoints_file(ctx)
         self._tasks.append(asyncio.create_task(jobs.run_janitor(self._stop), name="janitor"))
         core.webhooks.resume_pending()
-        worker_server = self._server(create_worker_app(ctx))
-        client_server = self._server(create_client_app(ctx))
+        self.worker_app = create_worker_app(ctx)
+        self.client_app = create_client_app(ctx)
+        worker_server = self._server(self.worker_app)
+        client_server = self._server(self.client_app)
         self._tasks.append(asyncio.create_task(worker_server.serve(sockets=[worker_sock]), name="worker-api"))
         self._tasks.append(asyncio.create_task(client_server.serve(sockets=[client_sock]), name="client-api"))
         for server in self._servers:
