@@ -20,22 +20,16 @@ from fastapi import FastAPI
 from emulator.api.app import create_client_app, create_worker_app
 from emulator.api.dashboard import install as install_dashboard
 from emulator.api.deps import AppContext
-from emulator.api.management import create_endpoint, update_endpoint
 from emulator.clock import Clock
 from emulator.config import Settings
-from emulator.errors import EmulatorError
-from emulator.models import EndpointPatch
+from emulator.errors import PortInUse
 from emulator.service.core import Core, build_core
-from emulator.service.endpoints_file import load_endpoints_file
+from emulator.service.endpoints import EndpointService
 from emulator.service.jobs import JobService
 from emulator.service.worker_protocol import WorkerProtocol
 from emulator.store.db import get_meta, set_meta
 
 log = structlog.get_logger("emulator")
-
-
-class PortInUse(EmulatorError):
-    """A listener's port is taken."""
 
 
 class _Server(uvicorn.Server):
@@ -86,7 +80,8 @@ class ControlPlane:
         s = self.settings
         core = self.core = build_core(s, self._clock)
         jobs = JobService(core)
-        ctx = self.ctx = AppContext(core=core, jobs=jobs, ops=WorkerProtocol(core, jobs))
+        endpoints = EndpointService(core.endpoints, core.workers, core.jobs, core.hub, core.clock)
+        ctx = self.ctx = AppContext(core=core, jobs=jobs, protocol=WorkerProtocol(core, jobs), endpoints=endpoints)
         install_dashboard(ctx, self._stop)  # dashboard, event stream, /metrics
         client_sock = bind(s.host, s.port, "client API")
         self.client_url = f"http://{_url_host(s.host)}:{client_sock.getsockname()[1]}"
@@ -100,12 +95,13 @@ class ControlPlane:
         worker_sock = self._bind_worker(worker_host)
         port = worker_sock.getsockname()[1]
         self.worker_url = s.worker_url or f"http://{_url_host(worker_host)}:{port}"
-        ctx.extras["worker_url"] = self.worker_url
-        ctx.supervisor = self.supervisor
+        ctx.worker_url = self.worker_url
+        ctx.supervisor = endpoints.supervisor = self.supervisor
         if self.supervisor is not None:
             self.supervisor.set_worker_url(self.worker_url)
 
-        await self._apply_endpoints_file(ctx)
+        if s.config is not None:
+            await endpoints.apply_file(s.config)
         self._tasks.append(asyncio.create_task(jobs.run_janitor(self._stop), name="janitor"))
         core.webhooks.resume_pending()
         self.worker_app = create_worker_app(ctx)
@@ -150,20 +146,6 @@ class ControlPlane:
         server = _Server(config)
         self._servers.append(server)
         return server
-
-    async def _apply_endpoints_file(self, ctx: AppContext) -> None:
-        if self.settings.config is None:
-            return
-        for spec in load_endpoints_file(self.settings.config):
-            existing = ctx.core.endpoints.get(spec.id) if spec.id else None
-            if existing is None:
-                existing = next((e for e in ctx.core.endpoints.list() if e.name == spec.name), None)
-            if existing is None:
-                await create_endpoint(ctx, spec)
-                log.info("endpoint created from file", endpoint=spec.id or spec.name)
-            else:
-                fields = spec.model_dump(exclude={"id"}, exclude_unset=False)
-                await update_endpoint(ctx, existing.id, EndpointPatch.model_validate(fields))
 
     async def stop(self) -> None:
         """Drain and remove workers (unless keep_workers), then close the listeners and the store."""

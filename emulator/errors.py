@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EmulatorError(Exception):
     """Base of every error the emulator raises on purpose."""
@@ -66,3 +68,35 @@ class ImageNotFound(RuntimeFailure):
 
 class GpuUnavailable(EmulatorError):
     """GPUs were asked for but the host cannot provide them; the message names the fix."""
+
+
+class PortInUse(EmulatorError):
+    """A listener's port is taken or cannot be bound."""
+
+
+class StoreError(EmulatorError):
+    """The data dir or database cannot be used (read-only, full, corrupt)."""
+
+
+def describe_store_error(exc: BaseException, doing: str = "the job store failed") -> str:
+    """A sentence for an SQLite or OS error that says what to do about a full or read-only data dir."""
+    text = str(exc) or type(exc).__name__
+    lowered = text.lower()
+    if "full" in lowered or getattr(exc, "errno", None) == 28 or getattr(exc, "sqlite_errorcode", None) == 13:
+        return f"{doing}: the data dir is full ({text}); free some space, stored jobs stay readable"
+    if "readonly" in lowered or "read-only" in lowered or getattr(exc, "errno", None) == 30:
+        return f"{doing}: the data dir is read-only ({text}); make it writable, stored jobs stay readable"
+    return f"{doing}: {text}"
+
+
+def describe_validation(errs: list[Any]) -> tuple[str, str | None]:
+    """One readable sentence for pydantic/FastAPI validation errors, and the first field's path."""
+    parts = []
+    first_field: str | None = None
+    for err in errs[:5]:
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path")]
+        field = ".".join(loc) or "body"
+        first_field = first_field or field
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{field}: {msg}")
+    return "; ".join(parts) or "invalid request", first_field

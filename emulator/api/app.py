@@ -26,7 +26,7 @@ def create_client_app(ctx: AppContext) -> FastAPI:
     app.include_router(client.router)
     app.include_router(management.router)
     app.include_router(faults.router)
-    for extra in ctx.extras.get("client_routers", []):
+    for extra in ctx.client_routers:
         app.include_router(extra)
     schema.install(app, ctx.core.settings.api_key)
     return app

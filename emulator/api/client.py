@@ -10,18 +10,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from emulator.api import schema
+from emulator.api.bodies import read_json
 from emulator.api.deps import (
     AppContext,
     EndpointId,
     JobId,
     check_id,
     context,
-    read_json,
     require_api_key,
     wait_ms,
 )
-from emulator.api.errors import BadRequest, describe_validation
-from emulator.errors import InvalidInput
+from emulator.errors import BadRequest, InvalidInput, describe_validation
 from emulator.models import Endpoint, JobRequest
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -5,7 +5,7 @@ from the internet). It holds no data itself: it reads ``/v1/dashboard`` and the 
 ``emulator.api.events``, which require the API key when one is set, so the page is served openly.
 
 ``install(ctx, stop)`` is called once by the ControlPlane before the client app is built: it
-creates the event log and the metrics, and adds this module's routers to ``ctx.extras["client_routers"]``.
+creates the event log and the metrics, and adds this module's routers to ``ctx.client_routers``.
 """
 
 from __future__ import annotations
@@ -38,15 +38,14 @@ router = APIRouter(tags=["dashboard"])
 
 def install(ctx: AppContext, stop: asyncio.Event | None = None) -> None:
     """Event log, metrics and routes for one control plane; idempotent."""
-    if "events" not in ctx.extras:
-        ctx.extras["events"] = events.EventLog(ctx.core)
-    ctx.extras["metrics"] = metrics.attach(ctx.core)
+    if ctx.events is None:
+        ctx.events = events.EventLog(ctx.core)
+    metrics.attach(ctx.core)
     if stop is not None:
-        ctx.extras["stop"] = stop
-    routers = ctx.extras.setdefault("client_routers", [])
+        ctx.stop = stop
     for extra in (events.router, router):
-        if extra not in routers:
-            routers.append(extra)
+        if extra not in ctx.client_routers:
+            ctx.client_routers.append(extra)
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

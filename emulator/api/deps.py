@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import json
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Path, Request
+from fastapi import APIRouter, Path, Request
 
-from emulator.api.errors import BadRequest
-from emulator.errors import PayloadTooLarge, Unauthorized
-from emulator.models import ID_PATTERN, Endpoint, is_valid_id
+from emulator.errors import BadRequest, Unauthorized
+from emulator.models import ID_PATTERN, is_valid_id
 from emulator.service.core import Core
+from emulator.service.endpoints import EndpointService, SupervisorHooks
 from emulator.service.jobs import JobService
-from emulator.service.worker_protocol import LoneSurrogate, WorkerProtocol, strict_json_loads
+from emulator.service.worker_protocol import WorkerProtocol
+
+if TYPE_CHECKING:
+    from emulator.api.events import EventLog
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 # Path parameters: the pattern is documented (OpenAPI) and checked by ``check_id`` (400 with a message).
@@ -23,27 +26,24 @@ WorkerId = Annotated[str, Path(description="Worker id", json_schema_extra={"patt
 JobId = Annotated[str, Path(description="Job id", json_schema_extra={"pattern": JOB_ID_PATTERN})]
 
 
-class SupervisorHooks(Protocol):
-    """What the API asks of the supervisor (absent with --runtime none)."""
-
-    async def validate_endpoint(self, endpoint: Endpoint) -> None: ...
-
-    def endpoint_changed(self, endpoint: Endpoint) -> None: ...
-
-    async def endpoint_deleted(self, endpoint: Endpoint) -> None: ...
-
-    async def worker_logs(self, worker_id: str, tail: int) -> str: ...
-
-    def runtime_status(self) -> dict[str, object]: ...
-
-
 @dataclass
 class AppContext:
+    """What the routes of one control plane use, built by ``ControlPlane.start`` (the composition root).
+
+    ``supervisor`` is ``None`` without a container runtime; ``worker_url`` is the worker protocol's URL
+    as workers reach it; ``events`` is the dashboard's event log; ``stop`` is set at shutdown (long
+    streams end on it); ``client_routers`` are routers added to the client app beside the core ones.
+    """
+
     core: Core
     jobs: JobService
-    ops: WorkerProtocol
+    protocol: WorkerProtocol
+    endpoints: EndpointService
     supervisor: SupervisorHooks | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    worker_url: str = ""
+    events: EventLog | None = None
+    stop: asyncio.Event | None = None
+    client_routers: list[APIRouter] = field(default_factory=list)
 
 
 def context(request: Request) -> AppContext:
@@ -71,38 +71,6 @@ async def require_api_key(request: Request) -> None:
         raise Unauthorized("missing or wrong API key: send 'Authorization: Bearer <key>'")
 
 
-async def read_json(request: Request, limit: int, what: str) -> Any:
-    """The body as JSON, refusing more than ``limit`` bytes before reading them all."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError as exc:
-            raise BadRequest("Content-Length is not a number", field="Content-Length") from exc
-        if size > limit:
-            raise PayloadTooLarge(f"{what} body is {size} bytes; the limit is {limit} bytes")
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(f"{what} body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise BadRequest(f"{what} needs a JSON body", field="body")
-    try:
-        return strict_json_loads(raw)
-    except UnicodeDecodeError as exc:
-        raise BadRequest(f"{what} body is not valid UTF-8: {exc.reason}", field="body") from exc
-    except LoneSurrogate as exc:
-        raise BadRequest(f"{what} body is not valid UTF-8 text: {exc}", field="body") from exc
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"{what} body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="body") from exc
-    except RecursionError as exc:
-        raise BadRequest(f"{what} body is nested too deeply", field="body") from exc
-
-
 def check_id(value: str, what: str) -> str:
     if not is_valid_id(value) and not (what == "job" and _job_id_ok(value)):
         raise BadRequest(f"{what} id {value[:80]!r} is not valid", field=what)
@@ -122,7 +90,3 @@ def wait_ms(raw: str | None, default_ms: int = 90_000) -> float:
     except (ValueError, OverflowError) as exc:  # "soon", "nan", "1e309"
         raise BadRequest(f"wait must be a number of milliseconds, got {raw[:40]!r}", field="wait") from exc
     return min(300_000, max(1_000, value)) / 1000.0
-
-
-def dumps_compact(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

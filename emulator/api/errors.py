@@ -15,36 +15,37 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emulator import errors
 from emulator.api.routes import allowed_methods
-from emulator.store.db import describe as describe_store_error
+from emulator.errors import describe_store_error, describe_validation
 
 log = structlog.get_logger("emulator.api")
 
-STATUS: list[tuple[type[errors.EmulatorError], int]] = [
-    (errors.NotFound, 404),
-    (errors.Conflict, 409),
-    (errors.InvalidInput, 422),
-    (errors.PayloadTooLarge, 413),
-    (errors.Unauthorized, 401),
-    (errors.Forbidden, 403),
-    (errors.QueueFull, 429),
-    (errors.GpuUnavailable, 422),
-    (errors.ImageNotFound, 422),
-    (errors.RuntimeUnavailable, 503),
-    (errors.RuntimeFailure, 502),
-]
-
-
-BadRequest = errors.BadRequest
+STATUS: dict[type[errors.EmulatorError], int] = {
+    errors.EmulatorError: 500,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.InvalidInput: 422,
+    errors.BadRequest: 400,
+    errors.PayloadTooLarge: 413,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.QueueFull: 429,
+    errors.GpuUnavailable: 422,
+    errors.ImageNotFound: 422,
+    errors.RuntimeUnavailable: 503,
+    errors.RuntimeFailure: 502,
+    errors.StoreError: 503,
+}
+"""HTTP status by error class. An error takes the status of the nearest class in its ``__mro__`` that is
+listed (starlette's ``_lookup_exception_handler`` does the same), so a subclass inherits its parent's
+status unless it has its own (``BadRequest`` is an ``InvalidInput`` answered 400, not 422)."""
 
 
 def status_for(exc: errors.EmulatorError) -> int:
-    if isinstance(exc, BadRequest):
-        return 400
-    for kind, code in STATUS:
-        if isinstance(exc, kind):
+    """The HTTP status for ``exc``: see ``STATUS``."""
+    for kind in type(exc).__mro__:
+        code = STATUS.get(kind)
+        if code is not None:
             return code
-    if exc.__class__.__name__ == "StoreError":
-        return 503
     return 500
 
 
@@ -52,19 +53,6 @@ def error_body(message: str, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"error": message}
     body.update({k: v for k, v in extra.items() if v is not None})
     return body
-
-
-def describe_validation(errs: list[Any]) -> tuple[str, str | None]:
-    """One readable sentence for pydantic/FastAPI validation errors, and the first field's path."""
-    parts = []
-    first_field: str | None = None
-    for err in errs[:5]:
-        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path")]
-        field = ".".join(loc) or "body"
-        first_field = first_field or field
-        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        parts.append(f"{field}: {msg}")
-    return "; ".join(parts) or "invalid request", first_field
 
 
 def install(app: FastAPI) -> None:

@@ -218,21 +218,20 @@ def endpoint_snapshot(ctx: AppContext, endpoint: Endpoint, jobs_limit: int = REC
 
 def snapshot(ctx: AppContext) -> dict[str, Any]:
     settings = ctx.core.settings
-    log = ctx.extras.get("events")
+    log = ctx.events
     return {
         "now": ctx.core.clock.now(),
         "runtime": settings.runtime,
         "authRequired": bool(settings.api_key),
-        "seq": log.last_seq if isinstance(log, EventLog) else 0,
+        "seq": log.last_seq if log is not None else 0,
         "endpoints": [endpoint_snapshot(ctx, e) for e in ctx.core.endpoints.list()],
     }
 
 
 def event_log(ctx: AppContext) -> EventLog:
-    log = ctx.extras.get("events")
-    if not isinstance(log, EventLog):
-        log = ctx.extras["events"] = EventLog(ctx.core)
-    return log
+    if ctx.events is None:
+        ctx.events = EventLog(ctx.core)
+    return ctx.events
 
 
 # --- routes -------------------------------------------------------------------------------------------
@@ -288,7 +287,7 @@ def _sse(event: str, data: Any, event_id: int | None = None) -> bytes:
 async def _stream(ctx: AppContext, resume_after: int | None) -> AsyncIterator[bytes]:
     log = event_log(ctx)
     hub = ctx.core.hub
-    stop: asyncio.Event | None = ctx.extras.get("stop")
+    stop = ctx.stop
     yield b"retry: 2000\n\n"
     if resume_after is None or resume_after > log.last_seq:
         backlog = log.replay()

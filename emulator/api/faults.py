@@ -13,9 +13,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from emulator.api.deps import check_id, context, read_json, require_api_key
-from emulator.api.errors import BadRequest, describe_validation
-from emulator.errors import Conflict, InvalidInput, NotFound
+from emulator.api.bodies import read_json
+from emulator.api.deps import check_id, context, require_api_key
+from emulator.errors import BadRequest, Conflict, InvalidInput, NotFound, describe_validation
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["faults"])
 MAX_FAULT_BODY = 64 * 1024

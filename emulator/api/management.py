@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -10,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
 
 from emulator.api import schema
+from emulator.api.bodies import read_json
 from emulator.api.deps import (
     AppContext,
     EndpointId,
@@ -17,12 +17,10 @@ from emulator.api.deps import (
     WorkerId,
     check_id,
     context,
-    read_json,
     require_api_key,
 )
-from emulator.api.errors import BadRequest, describe_validation
 from emulator.api.secrets import public_endpoint, unmask_env
-from emulator.errors import InvalidInput, NotFound
+from emulator.errors import BadRequest, InvalidInput, NotFound, describe_validation
 from emulator.models import Endpoint, EndpointPatch, EndpointSpec, WorkerState
 from emulator.workers.env import worker_env
 
@@ -45,46 +43,9 @@ def _validate(model: type[EndpointSpec] | type[EndpointPatch], body: Any) -> Any
         raise InvalidInput(message, field=field) from exc
 
 
-def new_endpoint(spec: EndpointSpec, now: float) -> Endpoint:
-    data = spec.model_dump()
-    data["id"] = spec.id or uuid.uuid4().hex[:12]
-    data.update(version=1, createdAt=now, updatedAt=now)
-    return Endpoint.model_validate(data)
-
-
-async def create_endpoint(ctx: AppContext, spec: EndpointSpec) -> Endpoint:
-    endpoint = new_endpoint(spec, ctx.core.clock.now())
-    if ctx.supervisor is not None:
-        await ctx.supervisor.validate_endpoint(endpoint)
-    ctx.core.endpoints.create(endpoint)
-    if ctx.supervisor is not None:
-        ctx.supervisor.endpoint_changed(endpoint)
-    ctx.core.hub.changed()
-    return endpoint
-
-
-async def update_endpoint(ctx: AppContext, endpoint_id: str, patch: EndpointPatch) -> Endpoint:
-    current = ctx.core.endpoints.require(endpoint_id)
-    if patch.env is not None:  # "********" read from GET and sent back keeps the stored value
-        patch = patch.model_copy(update={"env": unmask_env(current.env, patch.env)})
-    try:
-        updated, bumped = current.apply_patch(patch)
-    except ValidationError as exc:
-        message, field = describe_validation(list(exc.errors()))
-        raise InvalidInput(message, field=field) from exc
-    updated = updated.model_copy(update={"updatedAt": ctx.core.clock.now(), "rollout": None if bumped else current.rollout})
-    if ctx.supervisor is not None:
-        await ctx.supervisor.validate_endpoint(updated)
-    ctx.core.endpoints.save(updated)
-    if ctx.supervisor is not None:
-        ctx.supervisor.endpoint_changed(updated)
-    ctx.core.hub.changed()
-    return updated
-
-
 def workers_body(ctx: AppContext, endpoint: Endpoint) -> dict[str, Any]:
     now = ctx.core.clock.now()
-    workers = sorted(ctx.core.workers.for_endpoint(endpoint.id), key=lambda w: (w.created_at, w.id))
+    workers = ctx.endpoints.workers_of(endpoint.id)
     summary = {s.value.lower(): 0 for s in WorkerState}
     summary["standby"] = 0
     for w in workers:
@@ -111,18 +72,18 @@ def workers_body(ctx: AppContext, endpoint: Endpoint) -> dict[str, Any]:
 async def post_endpoint(request: Request) -> dict[str, Any]:
     ctx = context(request)
     spec = _validate(EndpointSpec, await read_json(request, MAX_MANAGEMENT_BODY, "POST /v1/endpoints"))
-    return public_endpoint(await create_endpoint(ctx, spec))
+    return public_endpoint(await ctx.endpoints.create(spec))
 
 
 @router.get("/endpoints", summary="List endpoints", responses=schema.ok(Endpoint, array=True))
 async def list_endpoints(request: Request) -> list[dict[str, Any]]:
-    return [public_endpoint(e) for e in context(request).core.endpoints.list()]
+    return [public_endpoint(e) for e in context(request).endpoints.all()]
 
 
 @router.get("/endpoints/{endpoint_id}", summary="One endpoint", responses=schema.ok(Endpoint))
 async def get_endpoint(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
     check_id(endpoint_id, "endpoint")
-    return public_endpoint(context(request).core.endpoints.require(endpoint_id))
+    return public_endpoint(context(request).endpoints.require(endpoint_id))
 
 
 @router.patch(
@@ -137,25 +98,18 @@ async def patch_endpoint(endpoint_id: EndpointId, request: Request) -> dict[str,
     body = await read_json(request, MAX_MANAGEMENT_BODY, "PATCH /v1/endpoints")
     if isinstance(body, dict) and "id" in body:
         raise InvalidInput("id cannot be changed", field="id")
-    patch = _validate(EndpointPatch, body)
-    return public_endpoint(await update_endpoint(ctx, endpoint_id, patch))
+    patch: EndpointPatch = _validate(EndpointPatch, body)
+    if patch.env is not None:  # "********" read from GET and sent back keeps the stored value
+        current = ctx.endpoints.require(endpoint_id)
+        patch = patch.model_copy(update={"env": unmask_env(current.env, patch.env)})
+    return public_endpoint(await ctx.endpoints.update(endpoint_id, patch))
 
 
 @router.delete("/endpoints/{endpoint_id}", status_code=204, summary="Delete an endpoint (drains, then removes its workers)")
 async def delete_endpoint(endpoint_id: EndpointId, request: Request) -> Response:
     ctx = context(request)
     check_id(endpoint_id, "endpoint")
-    endpoint = ctx.core.endpoints.require(endpoint_id)
-    ctx.core.endpoints.delete(endpoint_id)
-    if ctx.supervisor is not None:
-        await ctx.supervisor.endpoint_deleted(endpoint)
-    for worker in ctx.core.workers.for_endpoint(endpoint_id):
-        if worker.kind == "external":
-            ctx.core.workers.remove(worker.id, "endpoint deleted")
-    for job_id in ctx.core.jobs.delete_endpoint_jobs(endpoint_id):
-        ctx.core.hub.job_changed(job_id)  # its /runsync, /status-sync or /stream waiter answers 404 now
-    ctx.core.hub.wake_all_takers(endpoint_id)
-    ctx.core.hub.changed()
+    await ctx.endpoints.delete(endpoint_id)
     return Response(status_code=204)
 
 
@@ -163,7 +117,7 @@ async def delete_endpoint(endpoint_id: EndpointId, request: Request) -> Response
 async def list_workers(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
     ctx = context(request)
     check_id(endpoint_id, "endpoint")
-    return workers_body(ctx, ctx.core.endpoints.require(endpoint_id))
+    return workers_body(ctx, ctx.endpoints.require(endpoint_id))
 
 
 @router.post(
@@ -180,7 +134,7 @@ async def register_worker(endpoint_id: EndpointId, request: Request) -> dict[str
     worker = ctx.core.workers.create(endpoint.id, endpoint.version, kind="external", reason="registered")
     worker.started_at = ctx.core.clock.now()
     ctx.core.workers.save(worker)
-    env = worker_env(ctx.core.settings, ctx.extras.get("worker_url", ""), endpoint, worker)
+    env = worker_env(ctx.core.settings, ctx.worker_url, endpoint, worker)
     return {"id": worker.id, "token": worker.token, "env": env}
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from emulator.api.deps import bearer, check_id, context, dumps_compact
-from emulator.api.errors import BadRequest
-from emulator.errors import Forbidden, Unauthorized
-from emulator.service.worker_protocol import parse_body
+from emulator.api.bodies import dumps_compact, parse_body
+from emulator.api.deps import bearer, check_id, context
+from emulator.errors import BadRequest, Forbidden, Unauthorized
 from emulator.workers.records import WorkerRecord
 
 router = APIRouter(prefix="/v2/{endpoint_id}", tags=["worker"])
@@ -57,7 +56,7 @@ async def _body(request: Request) -> object:
 async def job_take(endpoint_id: str, worker_id: str, request: Request) -> Response:
     ctx = context(request)
     worker = _worker(request, endpoint_id, worker_id)
-    jobs = await ctx.ops.take(worker, 1, ctx.core.settings.job_take_hold_s, gone=request.is_disconnected)
+    jobs = await ctx.protocol.take(worker, 1, ctx.core.settings.job_take_hold_s, gone=request.is_disconnected)
     if not jobs:
         return Response(status_code=204)
     return Response(dumps_compact(jobs[0]), media_type="application/json")
@@ -68,7 +67,7 @@ async def job_take_batch(endpoint_id: str, worker_id: str, request: Request) -> 
     ctx = context(request)
     worker = _worker(request, endpoint_id, worker_id)
     size = max(1, min(MAX_BATCH, _int(request.query_params.get("batch_size"), "batch_size", 1)))
-    jobs = await ctx.ops.take(worker, size, ctx.core.settings.job_take_hold_s, gone=request.is_disconnected)
+    jobs = await ctx.protocol.take(worker, size, ctx.core.settings.job_take_hold_s, gone=request.is_disconnected)
     if not jobs:
         return Response(status_code=204)
     return Response(dumps_compact(jobs), media_type="application/json")
@@ -80,7 +79,7 @@ async def job_done(endpoint_id: str, worker_id: str, job_id: str, request: Reque
     worker = _worker(request, endpoint_id, worker_id)
     job_id = check_id(_clean_segment(job_id), "job")
     body = await _body(request)
-    return JSONResponse(ctx.ops.done(worker, job_id, body))
+    return JSONResponse(ctx.protocol.done(worker, job_id, body))
 
 
 @router.post("/job-done/{worker_id}")
@@ -98,14 +97,14 @@ async def job_stream(endpoint_id: str, worker_id: str, job_id: str, request: Req
     worker = _worker(request, endpoint_id, worker_id)
     job_id = check_id(_clean_segment(job_id), "job")
     body = await _body(request)
-    return JSONResponse(ctx.ops.stream_chunk(worker, job_id, body))
+    return JSONResponse(ctx.protocol.stream_chunk(worker, job_id, body))
 
 
 @router.get("/job-stop/{worker_id}")
 async def job_stop(endpoint_id: str, worker_id: str, request: Request) -> Response:
     ctx = context(request)
     worker = _worker(request, endpoint_id, worker_id)
-    ids = await ctx.ops.stops(worker, ctx.core.settings.job_stop_hold_s)
+    ids = await ctx.protocol.stops(worker, ctx.core.settings.job_stop_hold_s)
     if not ids:
         return Response(status_code=204)
     return Response(dumps_compact({"jobsToStop": ids}), media_type="application/json")
@@ -117,5 +116,5 @@ async def ping(endpoint_id: str, worker_id: str, request: Request) -> JSONRespon
     worker = _worker(request, endpoint_id, worker_id)
     q = request.query_params
     job_ids = [j for j in (q.get("job_id") or "").split(",") if j]
-    ctx.ops.ping(worker, job_ids, q.get("status"), q.get("reason"))
+    ctx.protocol.ping(worker, job_ids, q.get("status"), q.get("reason"))
     return JSONResponse({"status": "ok"})

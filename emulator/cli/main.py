@@ -17,7 +17,19 @@ from emulator.cli import run as cli_run
 from emulator.cli import workers as cli_workers
 from emulator.cli.common import fail
 from emulator.config import Settings
-from emulator.errors import EmulatorError
+from emulator.errors import EmulatorError, PortInUse, RuntimeFailure, RuntimeUnavailable
+
+HINTS: dict[type[EmulatorError], str] = {
+    RuntimeUnavailable: "start Docker (`sudo systemctl start docker`) or run with --runtime none",
+    RuntimeFailure: "check the Docker engine (`docker info`), or run with --runtime none",
+    PortInUse: "another emulator may be running; pick a free port with --port",
+}
+
+
+def hint_for(exc: EmulatorError) -> str | None:
+    """What to do about an error that stopped ``serve``: the hint of the nearest class in its MRO."""
+    return next((HINTS[kind] for kind in type(exc).__mro__ if kind in HINTS), None)
+
 
 app = typer.Typer(help="A local emulator of RunPod Serverless that runs real Docker containers as workers.",
                   no_args_is_help=True, add_completion=False)
@@ -61,13 +73,7 @@ def serve(
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(main())
     except EmulatorError as exc:
-        hint = None
-        text = exc.message
-        if "Docker" in text or exc.__class__.__name__ == "RuntimeUnavailable":
-            hint = "start Docker (`sudo systemctl start docker`) or run with --runtime none"
-        elif "in use" in text:
-            hint = "another emulator may be running; pick a free port with --port"
-        fail(text, hint)
+        fail(exc.message, hint_for(exc))
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from emulator.api.errors import describe_validation
-from emulator.errors import InvalidInput
+from emulator.errors import InvalidInput, describe_validation
 from emulator.models import EndpointSpec
 
 

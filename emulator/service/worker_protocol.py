@@ -6,13 +6,12 @@ Each call is made by an authenticated worker (its own token) and may only touch 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
-from emulator.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
+from emulator.errors import Conflict, Forbidden, InvalidInput, NotFound
 from emulator.models import JobStatus
 from emulator.service.core import Core
 from emulator.service.jobs import JobService
@@ -21,39 +20,6 @@ from emulator.workers.records import WorkerRecord
 from emulator.workers.states import WorkerEvent
 
 log = structlog.get_logger("emulator.worker_protocol")
-
-
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-class LoneSurrogate(ValueError):
-    """A JSON string holds half of a UTF-16 surrogate pair: it cannot be stored or sent as UTF-8."""
-
-
-def strict_json_loads(raw: bytes) -> Any:
-    """JSON from UTF-8 bytes, refusing what could not be stored and sent back: bytes that are not
-    strict UTF-8 (UnicodeDecodeError) and lone surrogates such as ``"\\ud800"`` (LoneSurrogate).
-    Also raises json.JSONDecodeError and RecursionError (nesting too deep)."""
-    text = raw.decode("utf-8")
-    value = json.loads(text)
-    if _SURROGATE_ESCAPE.search(text):  # rare: only then the costly check (pairs are fine)
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise LoneSurrogate("a string holds a lone UTF-16 surrogate (\\ud800-\\udfff)") from exc
-    return value
-
-
-def parse_body(raw: bytes) -> Any:
-    """RunPod's SDK posts JSON with a form content type: parse the raw bytes whatever the header."""
-    if not raw.strip():
-        raise BadRequest("the body is empty; expected a JSON object", field="body")
-    try:
-        return strict_json_loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, LoneSurrogate) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}", field="body") from exc
-    except RecursionError as exc:
-        raise BadRequest("the body is nested too deeply", field="body") from exc
 
 
 class WorkerProtocol:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from emulator.errors import EmulatorError
+from emulator.errors import StoreError, describe_store_error
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -87,21 +87,6 @@ MIGRATIONS: list[str] = [
 ]
 
 
-class StoreError(EmulatorError):
-    """The data dir or database cannot be used (read-only, full, corrupt)."""
-
-
-def describe(exc: BaseException, doing: str = "the job store failed") -> str:
-    """A sentence for an SQLite or OS error that says what to do about a full or read-only data dir."""
-    text = str(exc) or type(exc).__name__
-    lowered = text.lower()
-    if "full" in lowered or getattr(exc, "errno", None) == 28 or getattr(exc, "sqlite_errorcode", None) == 13:
-        return f"{doing}: the data dir is full ({text}); free some space, stored jobs stay readable"
-    if "readonly" in lowered or "read-only" in lowered or getattr(exc, "errno", None) == 30:
-        return f"{doing}: the data dir is read-only ({text}); make it writable, stored jobs stay readable"
-    return f"{doing}: {text}"
-
-
 def _read_only(path: Path) -> bool:
     folder = path.parent if path.parent.exists() else path.parent.parent
     try:
@@ -124,7 +109,7 @@ def connect(path: Path) -> sqlite3.Connection:
         if _read_only(path):
             message = f"cannot open the job store at {path}: the data dir is read-only ({exc}); make it writable"
         else:
-            message = describe(exc, f"cannot open the job store at {path}")
+            message = describe_store_error(exc, f"cannot open the job store at {path}")
         raise StoreError(message, path=str(path)) from exc
     return conn
 
@@ -160,12 +145,12 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.Error as exc:
-        raise StoreError(describe(exc, "the job store is not writable")) from exc
+        raise StoreError(describe_store_error(exc, "the job store is not writable")) from exc
     try:
         yield conn
     except sqlite3.Error as exc:
         _rollback(conn)
-        raise StoreError(describe(exc)) from exc
+        raise StoreError(describe_store_error(exc)) from exc
     except BaseException:
         _rollback(conn)
         raise
@@ -174,7 +159,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             _rollback(conn)
-            raise StoreError(describe(exc, "the job store could not commit")) from exc
+            raise StoreError(describe_store_error(exc, "the job store could not commit")) from exc
 
 
 def get_meta(conn: sqlite3.Connection, key: str) -> str | None:

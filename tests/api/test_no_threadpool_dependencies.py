@@ -19,6 +19,7 @@ from emulator.api.app import create_client_app, create_worker_app
 from emulator.api.deps import AppContext
 from emulator.config import default_settings_for_tests
 from emulator.service.core import build_core
+from emulator.service.endpoints import EndpointService
 from emulator.service.jobs import JobService
 from emulator.service.worker_protocol import WorkerProtocol
 
@@ -50,7 +51,7 @@ def test_every_route_dependency_is_async(tmp_path: Path) -> None:
     core = build_core(default_settings_for_tests(tmp_path), None)
     try:
         jobs = JobService(core)
-        ctx = AppContext(core=core, jobs=jobs, ops=WorkerProtocol(core, jobs))
+        ctx = AppContext(core=core, jobs=jobs, protocol=WorkerProtocol(core, jobs), endpoints=EndpointService(core.endpoints, core.workers, core.jobs, core.hub, core.clock))
         sync = set()
         checked = 0
         for app in (create_client_app(ctx), create_worker_app(ctx)):
@@ -73,7 +74,7 @@ def test_api_key_check_still_refuses_and_accepts(tmp_path: Path) -> None:
     core = build_core(default_settings_for_tests(tmp_path, api_key="k3y"), None)
     try:
         jobs = JobService(core)
-        ctx = AppContext(core=core, jobs=jobs, ops=WorkerProtocol(core, jobs))
+        ctx = AppContext(core=core, jobs=jobs, protocol=WorkerProtocol(core, jobs), endpoints=EndpointService(core.endpoints, core.workers, core.jobs, core.hub, core.clock))
 
         class _App:
             class state:  # noqa: N801 - mimics app.state

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from emulator.api.errors import status_for
-from emulator.store.db import StoreError, connect, describe, transaction
+from emulator.errors import StoreError
+from emulator.errors import describe_store_error as describe
+from emulator.store.db import connect, transaction
 
 
 def test_a_full_store_says_full_and_the_connection_stays_usable(tmp_path: Path) -> None:

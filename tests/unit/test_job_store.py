@@ -120,7 +120,7 @@ def test_survives_reopen(tmp_path: Path) -> None:
 
 
 def test_unwritable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
-    from emulator.store.db import StoreError
+    from emulator.errors import StoreError
 
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

@@ -1,0 +1,136 @@
+"""Endpoint use cases: create, update, delete, and applying an endpoints file.
+
+The only writer of endpoints. Each write tells the supervisor (when there is one) and publishes the
+wake-ups that follow from it, so a route never pokes the hub itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+from pydantic import ValidationError
+
+from emulator.clock import Clock
+from emulator.errors import InvalidInput, describe_validation
+from emulator.models import Endpoint, EndpointPatch, EndpointSpec
+from emulator.service.endpoints_file import load_endpoints_file
+from emulator.service.hub import Hub
+from emulator.service.workers import WorkerRegistry
+from emulator.store.endpoints import EndpointStore
+from emulator.store.jobs import JobStore
+from emulator.workers.records import WorkerRecord
+
+log = structlog.get_logger("emulator.endpoints")
+
+
+class SupervisorHooks(Protocol):
+    """What the control plane asks of the supervisor (absent with ``--runtime none``)."""
+
+    async def validate_endpoint(self, endpoint: Endpoint) -> None: ...
+
+    def endpoint_changed(self, endpoint: Endpoint) -> None: ...
+
+    async def endpoint_deleted(self, endpoint: Endpoint) -> None: ...
+
+    async def worker_logs(self, worker_id: str, tail: int) -> str: ...
+
+    def runtime_status(self) -> dict[str, object]: ...
+
+
+def new_endpoint(spec: EndpointSpec, now: float) -> Endpoint:
+    """An ``Endpoint`` at version 1 from a validated spec; ``id`` is generated (12 hex digits) when absent."""
+    data = spec.model_dump()
+    data["id"] = spec.id or uuid.uuid4().hex[:12]
+    data.update(version=1, createdAt=now, updatedAt=now)
+    return Endpoint.model_validate(data)
+
+
+class EndpointService:
+    """Endpoints' life: ``create``, ``update``, ``delete``, ``apply_file``; reads for the routes.
+
+    ``supervisor`` is set by the control plane once the supervisor exists (``None`` without a runtime).
+    Raises ``NotFound`` for an unknown id, ``Conflict`` for a duplicate name, ``InvalidInput`` (422,
+    naming the field) for a patch that makes the endpoint invalid, and whatever the supervisor's
+    ``validate_endpoint`` refuses (a GPU request the host cannot serve).
+    """
+
+    def __init__(
+        self, store: EndpointStore, workers: WorkerRegistry, jobs: JobStore, hub: Hub, clock: Clock
+    ) -> None:
+        self.store = store
+        self.workers = workers
+        self.jobs = jobs
+        self.hub = hub
+        self.clock = clock
+        self.supervisor: SupervisorHooks | None = None
+
+    # --- reads ---------------------------------------------------------------------------------
+    def require(self, endpoint_id: str) -> Endpoint:
+        """The endpoint, or ``NotFound``."""
+        return self.store.require(endpoint_id)
+
+    def all(self) -> list[Endpoint]:
+        return self.store.list()
+
+    def workers_of(self, endpoint_id: str) -> list[WorkerRecord]:
+        """The endpoint's workers, oldest first (creation time, then id)."""
+        return sorted(self.workers.for_endpoint(endpoint_id), key=lambda w: (w.created_at, w.id))
+
+    # --- writes --------------------------------------------------------------------------------
+    async def create(self, spec: EndpointSpec) -> Endpoint:
+        endpoint = new_endpoint(spec, self.clock.now())
+        if self.supervisor is not None:
+            await self.supervisor.validate_endpoint(endpoint)
+        self.store.create(endpoint)
+        if self.supervisor is not None:
+            self.supervisor.endpoint_changed(endpoint)
+        self.hub.changed()
+        return endpoint
+
+    async def update(self, endpoint_id: str, patch: EndpointPatch) -> Endpoint:
+        """Apply ``patch``; a change to what workers run bumps ``version`` (a rolling update)."""
+        current = self.store.require(endpoint_id)
+        try:
+            updated, bumped = current.apply_patch(patch)
+        except ValidationError as exc:
+            message, field = describe_validation(list(exc.errors()))
+            raise InvalidInput(message, field=field) from exc
+        updated = updated.model_copy(update={"updatedAt": self.clock.now(), "rollout": None if bumped else current.rollout})
+        if self.supervisor is not None:
+            await self.supervisor.validate_endpoint(updated)
+        self.store.save(updated)
+        if self.supervisor is not None:
+            self.supervisor.endpoint_changed(updated)
+        self.hub.changed()
+        return updated
+
+    async def delete(self, endpoint_id: str) -> None:
+        """Delete the endpoint: the supervisor drains and removes its containers, external workers are
+        forgotten, its jobs are deleted (their waiters answer 404 at once) and held long polls end."""
+        endpoint = self.store.require(endpoint_id)
+        self.store.delete(endpoint_id)
+        if self.supervisor is not None:
+            await self.supervisor.endpoint_deleted(endpoint)
+        for worker in self.workers.for_endpoint(endpoint_id):
+            if worker.kind == "external":
+                self.workers.remove(worker.id, "endpoint deleted")
+        for job_id in self.jobs.delete_endpoint_jobs(endpoint_id):
+            self.hub.job_changed(job_id)  # its /runsync, /status-sync or /stream waiter answers 404 now
+        self.hub.wake_all_takers(endpoint_id)
+        self.hub.changed()
+
+    async def apply_file(self, path: Path) -> None:
+        """Create or update every endpoint of an endpoints file (matched by ``id``, else by ``name``)."""
+        for spec in load_endpoints_file(path):
+            existing = self.store.get(spec.id) if spec.id else None
+            if existing is None:
+                existing = next((e for e in self.store.list() if e.name == spec.name), None)
+            if existing is None:
+                await self.create(spec)
+                log.info("endpoint created from file", endpoint=spec.id or spec.name)
+            else:
+                fields = spec.model_dump(exclude={"id"}, exclude_unset=False)
+                await self.update(existing.id, EndpointPatch.model_validate(fields))
