@@ -3,14 +3,14 @@
 Each action has a synchronous part, done at once (a record created, a worker marked stopping, a state
 applied) and, where containers are involved, an operation run as a task so that one slow ``docker``
 call never holds up the loop. A worker with an operation in flight is ``busy``: the planner leaves it
-alone until the operation ends. Starting workers is the ``Launcher``'s (``launch``); failing,
-draining, removing, FlashBoot pauses and the rollout status are here. Every state change goes
+alone until the operation ends. Starting workers is the ``Launcher``'s (``launch``), marking a worker failed is
+``Failures``' (``failures``), the task set is ``Operations`` (``ops``); draining, removing, FlashBoot pauses
+and the rollout status are here. Dispatch is one table, action type -> handler (``handled()``). Every state change goes
 through ``registry.apply`` with a reason.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -22,7 +22,6 @@ from emulator.models import BackoffPolicy, Endpoint, WorkerState
 from emulator.runtime.base import Runtime
 from emulator.service.core import Core
 from emulator.service.jobs import JobService
-from emulator.supervisor import policy
 from emulator.supervisor.actions import (
     Action,
     Adopt,
@@ -40,16 +39,14 @@ from emulator.supervisor.actions import (
     Throttle,
     Unthrottle,
 )
+from emulator.supervisor.failures import Failures
 from emulator.supervisor.faults import Faults
 from emulator.supervisor.launch import Launcher
+from emulator.supervisor.ops import Operations
 from emulator.workers.records import WorkerRecord
 from emulator.workers.states import WorkerEvent
 
 log = structlog.get_logger("emulator.supervisor")
-
-LOG_TAIL_LINES = 15
-LOG_TAIL_CHARS = 3000
-
 
 class Actuator:
     def __init__(
@@ -60,48 +57,59 @@ class Actuator:
         self.settings = settings
         self.runtime = runtime
         self.instance = instance
-        self.worker_url = ""
-        self.on_done: Callable[[], None] = lambda: None  # the loop's wake-up
-        self._ops: dict[str, asyncio.Task[None]] = {}
+        self.ops = Operations()
         self.faults = Faults()
-        self.launcher = Launcher(self)
+        self.failures = Failures(core, jobs, runtime, self.faults)
+        self.launcher = Launcher(core, settings, runtime, instance, self.ops, self.failures, self.faults)
+        self._handlers: dict[type[Any], Callable[[Any, Endpoint | None], None]] = {
+            RemoveContainer: self._do_remove_container,
+            SetRollout: self._do_set_rollout,
+            Start: self._do_start,
+            CreateStandby: self._do_start,
+            Throttle: self._do_throttle,
+            Fail: self._do_fail,
+            Restart: self._do_restart,
+            Unthrottle: self._do_unthrottle,
+            Remove: self._do_remove,
+            Drain: self._do_drain,
+            MarkOutdated: self._do_mark_outdated,
+            Pause: self._do_pause,
+            Resume: self._do_resume,
+            Adopt: self._do_adopt,
+        }
 
-    # --- bookkeeping ---------------------------------------------------------------------------
+    def handled(self) -> set[type[Any]]:
+        """The action types this actuator carries out (a test checks it covers the ``Action`` union)."""
+        return set(self._handlers)
+
+    @property
+    def worker_url(self) -> str:
+        return self.launcher.worker_url
+
+    @worker_url.setter
+    def worker_url(self, url: str) -> None:
+        self.launcher.worker_url = url
+
+    # --- the in-flight operations (``ops``), as the loop and the supervisor use them ------------
     def busy(self) -> set[str]:
-        return {key for key, task in self._ops.items() if not task.done()}
+        return self.ops.busy()
 
     def spawn(self, key: str, coro: Coroutine[Any, Any, None]) -> None:
-        if key in self._ops and not self._ops[key].done():
-            coro.close()
-            return
-        task = asyncio.create_task(self._guard(key, coro), name=f"supervisor-op:{key}")
-        self._ops[key] = task
-
-    async def _guard(self, key: str, coro: Coroutine[Any, Any, None]) -> None:
-        try:
-            await coro
-        except asyncio.CancelledError:
-            raise
-        except EmulatorError as exc:
-            log.warning("supervisor operation failed; the next tick retries", op=key, error=exc.message)
-        except Exception:
-            log.exception("supervisor operation failed", op=key)
-        finally:
-            if self._ops.get(key) is asyncio.current_task():
-                del self._ops[key]
-            self.on_done()
+        self.ops.spawn(key, coro)
 
     async def wait_ops(self, keys: set[str] | None = None, timeout_s: float | None = None) -> None:
         """Wait for in-flight operations (all, or those of ``keys``) to end."""
-        tasks = [t for k, t in list(self._ops.items()) if (keys is None or k in keys) and not t.done()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout_s)
+        await self.ops.wait(keys, timeout_s)
 
     async def cancel_all(self) -> None:
-        tasks = [t for t in self._ops.values() if not t.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.ops.cancel_all()
+
+    def mark_failed(self, worker: WorkerRecord, reason: str, backoff: BackoffPolicy, tail: str = "") -> None:
+        """UNHEALTHY with the reason, jobs requeued: see ``Failures.mark_failed``."""
+        self.failures.mark_failed(worker, reason, backoff, tail)
+
+    async def log_tail(self, container_id: str | None) -> str:
+        return await self.failures.log_tail(container_id)
 
     # --- dispatch ------------------------------------------------------------------------------
     def run(self, action: Action, endpoint: Endpoint | None) -> None:
@@ -112,68 +120,102 @@ class Actuator:
             log.exception("supervisor action failed", action=repr(action))
 
     def _run(self, action: Action, endpoint: Endpoint | None) -> None:
-        workers = self.core.workers
-        if isinstance(action, RemoveContainer):
-            self.spawn(
-                f"container:{action.container_id}", self._remove_container(action.container_id, action.reason)
-            )
-            return
-        if isinstance(action, SetRollout):
-            self._set_rollout(action)
-            return
-        if isinstance(action, Start | CreateStandby | Throttle):
-            assert endpoint is not None
-            if isinstance(action, Throttle):
-                self.launcher.throttle(action, endpoint)
-            else:
-                self.launcher.start(action, endpoint)
-            return
-        worker = workers.get(action.worker_id)
-        if worker is None:
-            return
-        if isinstance(action, Fail):
+        handler = self._handlers.get(type(action))
+        if handler is None:
+            raise TypeError(f"no handler for the action {type(action).__name__}")
+        handler(action, endpoint)
+
+    def _worker(self, worker_id: str) -> WorkerRecord | None:
+        return self.core.workers.get(worker_id)
+
+    # --- one handler per action type --------------------------------------------------------------
+    def _do_remove_container(self, action: RemoveContainer, endpoint: Endpoint | None) -> None:
+        self.spawn(f"container:{action.container_id}", self._remove_container(action.container_id, action.reason))
+
+    def _do_set_rollout(self, action: SetRollout, endpoint: Endpoint | None) -> None:
+        self._set_rollout(action)
+
+    def _do_start(self, action: Start | CreateStandby, endpoint: Endpoint | None) -> None:
+        assert endpoint is not None
+        self.launcher.start(action, endpoint)
+
+    def _do_throttle(self, action: Throttle, endpoint: Endpoint | None) -> None:
+        assert endpoint is not None
+        self.launcher.throttle(action, endpoint)
+
+    def _do_fail(self, action: Fail, endpoint: Endpoint | None) -> None:
+        worker = self._worker(action.worker_id)
+        if worker is not None:
             self.spawn(worker.id, self._fail(worker, action, endpoint))
-        elif isinstance(action, Restart):
+
+    def _do_restart(self, action: Restart, endpoint: Endpoint | None) -> None:
+        worker = self._worker(action.worker_id)
+        if worker is not None:
             assert endpoint is not None
             self.launcher.restart(worker, action, endpoint)
-        elif isinstance(action, Unthrottle):
+
+    def _do_unthrottle(self, action: Unthrottle, endpoint: Endpoint | None) -> None:
+        worker = self._worker(action.worker_id)
+        if worker is not None:
             assert endpoint is not None
             self.launcher.unthrottle(worker, action, endpoint)
-        elif isinstance(action, Remove):
+
+    def _do_remove(self, action: Remove, endpoint: Endpoint | None) -> None:
+        worker = self._worker(action.worker_id)
+        if worker is not None:
             self.mark_stopping(worker)
             self.spawn(worker.id, self.remove(worker, action.reason))
-        elif isinstance(action, Drain):
-            self.mark_stopping(worker, f"draining: {action.reason}")
-            log.info(
-                "worker draining",
-                endpoint=worker.endpoint_id,
-                worker=worker.id,
-                reason=action.reason,
-                jobs=list(worker.job_ids),
-            )
-        elif isinstance(action, MarkOutdated):
-            workers.apply(worker, WorkerEvent.OUTDATED, action.reason)
-            if action.replacing:
-                self.mark_stopping(worker, f"rolling update: {action.reason}")
-            self.core.hub.wake_all_takers(worker.endpoint_id)
-        elif isinstance(action, Pause):
-            worker.paused = True  # takes no job from now on
-            worker.state_since = self.core.clock.now()
-            workers.save(worker)
-            self.spawn(worker.id, self._pause(worker, action.reason))
-        elif isinstance(action, Resume):
+
+    def _do_drain(self, action: Drain, endpoint: Endpoint | None) -> None:
+        worker = self._worker(action.worker_id)
+        if worker is None:
+            return
+        self.mark_stopping(worker, f"draining: {action.reason}")
+        log.info(
+            "worker draining",
+            endpoint=worker.endpoint_id,
+            worker=worker.id,
+            reason=action.reason,
+            jobs=list(worker.job_ids),
+        )
+
+    def _do_mark_outdated(self, action: MarkOutdated, endpoint: Endpoint | None) -> None:
+        worker = self._worker(action.worker_id)
+        if worker is None:
+            return
+        self.core.workers.apply(worker, WorkerEvent.OUTDATED, action.reason)
+        if action.replacing:
+            self.mark_stopping(worker, f"rolling update: {action.reason}")
+        self.core.hub.wake_all_takers(worker.endpoint_id)
+
+    def _do_pause(self, action: Pause, endpoint: Endpoint | None) -> None:
+        worker = self._worker(action.worker_id)
+        if worker is None:
+            return
+        worker.paused = True  # takes no job from now on
+        worker.state_since = self.core.clock.now()
+        self.core.workers.save(worker)
+        self.spawn(worker.id, self._pause(worker, action.reason))
+
+    def _do_resume(self, action: Resume, endpoint: Endpoint | None) -> None:
+        worker = self._worker(action.worker_id)
+        if worker is not None:
             self.spawn(worker.id, self._resume(worker, action.reason))
-        elif isinstance(action, Adopt):
-            # a fresh liveness grace: it could not reach us while the control plane was down
-            worker.last_seen_at = self.core.clock.now()
-            workers.save(worker)
-            log.info(
-                "worker adopted",
-                endpoint=worker.endpoint_id,
-                worker=worker.id,
-                container=action.container_id[:12],
-                state=worker.state.value,
-            )
+
+    def _do_adopt(self, action: Adopt, endpoint: Endpoint | None) -> None:
+        worker = self._worker(action.worker_id)
+        if worker is None:
+            return
+        # a fresh liveness grace: it could not reach us while the control plane was down
+        worker.last_seen_at = self.core.clock.now()
+        self.core.workers.save(worker)
+        log.info(
+            "worker adopted",
+            endpoint=worker.endpoint_id,
+            worker=worker.id,
+            container=action.container_id[:12],
+            state=worker.state.value,
+        )
 
     def mark_stopping(self, worker: WorkerRecord, reason: str | None = None) -> None:
         """Takes no new job from now on; a held job-take returns at once."""
@@ -196,46 +238,6 @@ class Actuator:
             return
         backoff = endpoint.backoff if endpoint is not None else BackoffPolicy.model_validate({})
         self.mark_failed(worker, action.reason, backoff, tail)
-
-    def mark_failed(self, worker: WorkerRecord, reason: str, backoff: BackoffPolicy, tail: str = "") -> None:
-        """UNHEALTHY with the reason (and the container's last lines), jobs back to the queue."""
-        now = self.core.clock.now()
-        reason = self.faults.explain(worker.id, reason)
-        plan = policy.on_failure(worker.restarts, worker.first_failure_at, worker.ready_at, now, backoff)
-        text = f"{reason}; {plan.note}"
-        if tail:
-            text += f"; last log lines:\n{tail}"
-        self.core.workers.apply(
-            worker,
-            WorkerEvent.FAILED,
-            text,
-            restarts=plan.restarts,
-            first_failure_at=plan.first_failure_at,
-            next_retry_at=plan.next_retry_at,
-            gpu_ids=[],  # its container is dead: its GPUs are free for others until it restarts
-        )
-        requeued = self.jobs.worker_lost(worker.id, reason)
-        log.warning(
-            "worker failed",
-            endpoint=worker.endpoint_id,
-            worker=worker.id,
-            reason=reason,
-            requeued=requeued,
-            next_retry_at=plan.next_retry_at,
-            restarts=plan.restarts,
-        )
-        self.core.hub.wake_all_takers(worker.endpoint_id)
-        self.core.hub.changed()
-
-    async def log_tail(self, container_id: str | None) -> str:
-        if not container_id:
-            return ""
-        try:
-            text = await asyncio.wait_for(self.runtime.logs(container_id, tail=LOG_TAIL_LINES), 5.0)
-        except (EmulatorError, TimeoutError) as exc:
-            return f"(logs unavailable: {getattr(exc, 'message', exc)})"
-        text = text.strip("\n")
-        return text[-LOG_TAIL_CHARS:] if text else "(no output)"
 
     # --- removing ------------------------------------------------------------------------------
     async def remove(self, worker: WorkerRecord, reason: str) -> None:

@@ -18,16 +18,16 @@ a restart of the control plane forgets armed ones.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
 import structlog
 
+from emulator.clock import Clock
 from emulator.errors import Conflict
 from emulator.models import WorkerState
+from emulator.runtime.base import Runtime
 from emulator.workers.records import WorkerRecord
-
-if TYPE_CHECKING:
-    from emulator.supervisor.actuator import Actuator
 
 log = structlog.get_logger("emulator.supervisor")
 
@@ -71,29 +71,41 @@ class Faults:
 
 
 async def inject(
-    actuator: Actuator, worker: WorkerRecord, kind: FaultKind, duration_s: float
+    worker: WorkerRecord,
+    kind: FaultKind,
+    duration_s: float,
+    *,
+    faults: Faults,
+    runtime: Runtime,
+    clock: Clock,
+    evict: Callable[[WorkerRecord, float], Awaitable[None]],
+    wake: Callable[[], None],
 ) -> dict[str, Any]:
-    """Apply ``kind`` to ``worker``; the answer of the API call."""
+    """Apply ``kind`` to ``worker``; the answer of the API call (``workerId``, ``kind``, ``status``...).
+
+    ``evict(worker, duration_s)`` carries out ``throttle``; ``wake()`` wakes the reconcile loop so a
+    killed container is noticed at once. Raises ``Conflict`` for a worker the fault cannot apply to.
+    """
     body: dict[str, Any] = {"workerId": worker.id, "kind": kind}
     if worker.kind != "container" or worker.standby:
         what = "an external worker" if worker.kind != "container" else "a standby container"
         raise Conflict(f"worker {worker.id!r} is {what}: faults apply to serving container workers")
     if kind == "hang_startup":
-        actuator.faults.arm_hang(worker.id)
+        faults.arm_hang(worker.id)
         log.warning("fault armed", worker=worker.id, kind=kind)
         return body | {"status": "armed", "detail": "the worker's next container start will hang"}
     if kind == "throttle":
         if worker.stopping:
             raise Conflict(f"worker {worker.id!r} is being removed")
-        until = actuator.core.clock.now() + duration_s
-        await actuator.evict_throttled(worker, duration_s)
+        until = clock.now() + duration_s
+        await evict(worker, duration_s)
         return body | {"status": "applied", "durationS": duration_s, "until": until}
     container = worker.container_id
     if worker.state not in _LIVE or not container or worker.paused:
         state = "paused" if worker.paused else worker.state.value
         raise Conflict(f"worker {worker.id!r} has no running container to kill (it is {state})")
-    actuator.faults.note(worker.id, kind)
+    faults.note(worker.id, kind)
     log.warning("fault injected", worker=worker.id, kind=kind, jobs=list(worker.job_ids))
-    await actuator.runtime.kill(container, "SIGKILL")
-    actuator.on_done()  # the loop notices the dead container at once
+    await runtime.kill(container, "SIGKILL")
+    wake()  # the loop notices the dead container at once
     return body | {"status": "applied", "jobIds": list(worker.job_ids)}

@@ -1,6 +1,6 @@
 """Starting workers: new ones, standby containers, restarts, THROTTLED workers whose capacity came.
 
-Part of the actuator (``Actuator.launcher``). Each start has a synchronous part, done at once (the
+Used by the actuator (``Actuator.launcher``), with no reference back to it. Each start has a synchronous part, done at once (the
 worker record created or moved to INITIALIZING with the GPU ids admission reserved for it), and a
 container operation run as a task. Container starts share a semaphore
 (``max_concurrent_starts``); a worker that has to wait for a slot is reported THROTTLED
@@ -10,20 +10,23 @@ container operation run as a task. Container starts share a semaphore
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
+from emulator.config import Settings
 from emulator.errors import EmulatorError
 from emulator.models import Endpoint, WorkerState
+from emulator.runtime.base import Runtime
 from emulator.service import metrics
+from emulator.service.core import Core
 from emulator.supervisor.actions import CreateStandby, Restart, Start, Throttle, Unthrottle
 from emulator.supervisor.containers import container_spec
+from emulator.supervisor.failures import Failures
+from emulator.supervisor.faults import Faults
+from emulator.supervisor.ops import Operations
 from emulator.workers.records import WorkerRecord
 from emulator.workers.states import WorkerEvent
-
-if TYPE_CHECKING:
-    from emulator.supervisor.actuator import Actuator
 
 log = structlog.get_logger("emulator.supervisor")
 
@@ -41,10 +44,31 @@ _FRESH: dict[str, Any] = dict(
 
 
 class Launcher:
-    def __init__(self, actuator: Actuator) -> None:
-        self.a = actuator
-        self.core = actuator.core
-        self._starts = asyncio.Semaphore(max(1, actuator.settings.max_concurrent_starts))
+    """Starts workers: ``start`` (new or from standby), ``restart``, ``unthrottle``, ``throttle``.
+
+    Runs its container operations through ``ops`` and reports a start that failed to ``failures``;
+    ``worker_url`` (set once the worker listener is bound) is what new containers are told.
+    """
+
+    def __init__(
+        self,
+        core: Core,
+        settings: Settings,
+        runtime: Runtime,
+        instance: str,
+        ops: Operations,
+        failures: Failures,
+        faults: Faults,
+    ) -> None:
+        self.core = core
+        self.settings = settings
+        self.runtime = runtime
+        self.instance = instance
+        self.ops = ops
+        self.failures = failures
+        self.faults = faults
+        self.worker_url = ""
+        self._starts = asyncio.Semaphore(max(1, settings.max_concurrent_starts))
         self._standby_blocked_until: dict[str, float] = {}
 
     # --- the actions -----------------------------------------------------------------------------
@@ -56,7 +80,7 @@ class Launcher:
             worker = workers.create(endpoint.id, endpoint.version, reason="standby (extraWorkers)")
             worker.standby = True
             workers.save(worker)
-            self.a.spawn(worker.id, self._create_standby(worker, endpoint))
+            self.ops.spawn(worker.id, self._create_standby(worker, endpoint))
             return
         if action.standby_id is not None:
             standby = workers.get(action.standby_id)
@@ -67,7 +91,7 @@ class Launcher:
                 log.info(
                     "standby worker called up", endpoint=endpoint.id, worker=standby.id, reason=action.reason
                 )
-                self.a.spawn(standby.id, self._launch(standby, endpoint, create=False))
+                self.ops.spawn(standby.id, self._launch(standby, endpoint, create=False))
                 return
         worker = workers.create(endpoint.id, endpoint.version, reason=action.reason)
         worker.gpu_ids = list(action.gpu_ids)
@@ -75,7 +99,7 @@ class Launcher:
         log.info(
             "worker wanted", endpoint=endpoint.id, worker=worker.id, reason=action.reason, gpus=action.gpu_ids
         )
-        self.a.spawn(worker.id, self._launch(worker, endpoint, create=True))
+        self.ops.spawn(worker.id, self._launch(worker, endpoint, create=True))
 
     def restart(self, worker: WorkerRecord, action: Restart, endpoint: Endpoint) -> None:
         self.core.workers.apply(
@@ -90,7 +114,7 @@ class Launcher:
             **_FRESH,
         )
         metrics.worker_restarted(self.core, endpoint.id)
-        self.a.spawn(worker.id, self._replace_container(worker, endpoint))
+        self.ops.spawn(worker.id, self._replace_container(worker, endpoint))
 
     def unthrottle(self, worker: WorkerRecord, action: Unthrottle, endpoint: Endpoint) -> None:
         if worker.state != WorkerState.THROTTLED:
@@ -106,7 +130,7 @@ class Launcher:
             **_FRESH,
         )
         log.info("throttled worker starting", endpoint=endpoint.id, worker=worker.id, gpus=action.gpu_ids)
-        self.a.spawn(worker.id, self._replace_container(worker, endpoint))
+        self.ops.spawn(worker.id, self._replace_container(worker, endpoint))
 
     def throttle(self, action: Throttle, endpoint: Endpoint) -> None:
         """A new worker, or a due restart, that does not fit: THROTTLED with the reason, no container."""
@@ -145,7 +169,7 @@ class Launcher:
     async def _replace_container(self, worker: WorkerRecord, endpoint: Endpoint) -> None:
         old = worker.container_id
         if old:
-            await self.a.runtime.remove(old, force=True)
+            await self.runtime.remove(old, force=True)
             worker.container_id = None
             self.core.workers.save(worker)
         await self._launch(worker, endpoint, create=True)
@@ -155,8 +179,8 @@ class Launcher:
         try:
             async with self._starts:
                 started = clock.monotonic()
-                spec = container_spec(self.a.settings, self.a.worker_url, endpoint, worker, self.a.instance)
-                container_id = await self.a.runtime.create(spec)
+                spec = container_spec(self.settings, self.worker_url, endpoint, worker, self.instance)
+                container_id = await self.runtime.create(spec)
         except EmulatorError as exc:
             self._standby_blocked_until[endpoint.id] = clock.monotonic() + STANDBY_RETRY_S
             log.warning(
@@ -168,7 +192,7 @@ class Launcher:
         worker.timings = {"createS": round(clock.monotonic() - started, 4)}
         self.core.workers.save(worker)
         if self.core.workers.get(worker.id) is not worker:  # removed meanwhile
-            await self.a.runtime.remove(container_id, force=True)
+            await self.runtime.remove(container_id, force=True)
             return
         log.info(
             "standby container created",
@@ -180,7 +204,7 @@ class Launcher:
 
     def _wait_for_slot(self, worker: WorkerRecord) -> None:
         if self._starts.locked() and worker.state == WorkerState.INITIALIZING:
-            n = self.a.settings.max_concurrent_starts
+            n = self.settings.max_concurrent_starts
             self.core.workers.apply(
                 worker,
                 WorkerEvent.THROTTLED,
@@ -189,7 +213,7 @@ class Launcher:
 
     async def _launch(self, worker: WorkerRecord, endpoint: Endpoint, create: bool) -> None:
         """Create (unless a standby) and start the worker's container, timing each step."""
-        clock, workers, runtime = self.core.clock, self.core.workers, self.a.runtime
+        clock, workers, runtime = self.core.clock, self.core.workers, self.runtime
         self._wait_for_slot(worker)
         try:
             async with self._starts:
@@ -199,13 +223,13 @@ class Launcher:
                     workers.apply(worker, WorkerEvent.RESTART, "a start slot is free")
                 if create:
                     began = clock.monotonic()
-                    url = self.a.worker_url
-                    if self.a.faults.take_hang(worker.id):
+                    url = self.worker_url
+                    if self.faults.take_hang(worker.id):
                         url = HANG_WORKER_URL
                         log.warning(
                             "hang_startup fault: this start will never make contact", worker=worker.id
                         )
-                    spec = container_spec(self.a.settings, url, endpoint, worker, self.a.instance)
+                    spec = container_spec(self.settings, url, endpoint, worker, self.instance)
                     worker.container_id = await runtime.create(spec)
                     create_s = clock.monotonic() - began
                 else:
@@ -223,7 +247,7 @@ class Launcher:
             raise
         except EmulatorError as exc:
             metrics.container_start_failed(self.core, endpoint.id)
-            self.a.mark_failed(worker, f"could not start its container: {exc.message}", endpoint.backoff)
+            self.failures.mark_failed(worker, f"could not start its container: {exc.message}", endpoint.backoff)
             return
         metrics.container_started(self.core, endpoint.id, seconds=create_s + start_s)
         worker.timings["startS"] = round(start_s, 4)

@@ -55,7 +55,7 @@ class ReconcileLoop:
         self._containers: list[ContainerInfo] = []
         self._listed_at = float("-inf")
         self._containers_changed = True
-        actuator.on_done = self.poke
+        actuator.ops.on_done = self.poke
 
     # --- one tick ------------------------------------------------------------------------------
     async def tick(self, relist: bool = True) -> None:

@@ -177,7 +177,16 @@ class Supervisor:
         worker = self.core.workers.get(worker_id)
         if worker is None:
             raise NotFound(f"worker {worker_id!r} does not exist", worker=worker_id)
-        answer = await faults.inject(self.actuator, worker, kind, duration_s)
+        answer = await faults.inject(
+            worker,
+            kind,
+            duration_s,
+            faults=self.actuator.faults,
+            runtime=self.actuator.runtime,
+            clock=self.core.clock,
+            evict=self.actuator.evict_throttled,
+            wake=self.actuator.ops.on_done,
+        )
         self.loop.poke()
         return answer
 
