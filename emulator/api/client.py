@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from emulator import wire
 from emulator.api import schema
 from emulator.api.bodies import read_json
 from emulator.api.deps import (
@@ -34,7 +35,7 @@ router = APIRouter(
 _JOB_BODY = schema.body(JobRequest, "The job: `input` (any JSON) and optional `webhook`, `policy`, `s3Config`")
 
 
-def _get_and_post(path: str, summary: str, answer: type[BaseModel]) -> Callable[[F], F]:
+def _get_and_post(path: str, summary: str, answer: type[Any]) -> Callable[[F], F]:
     """One handler for GET and POST (RunPod accepts both), as two routes with their own operation ids."""
 
     def register(handler: F) -> F:
@@ -63,22 +64,22 @@ async def _job_request(request: Request, limit: int, what: str) -> JobRequest:
         raise InvalidInput(message, field=field) from exc
 
 
-@router.post("/run", summary="Queue a job", openapi_extra=_JOB_BODY, responses=schema.ok(schema.JobAccepted))
-async def run(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
+@router.post("/run", summary="Queue a job", openapi_extra=_JOB_BODY, responses=schema.ok(wire.JobAccepted))
+async def run(endpoint_id: EndpointId, request: Request) -> Mapping[str, Any]:
     ctx = context(request)
     endpoint = _endpoint(ctx, endpoint_id)
     job_request = await _job_request(request, ctx.core.settings.max_run_body_bytes, "/run")
     job = ctx.jobs.submit(endpoint, job_request, sync=False)
-    return {"id": job.id, "status": job.status.value}
+    return wire.accepted(job)
 
 
 @router.post(
     "/runsync",
     summary="Run a job and wait for its result",
     openapi_extra=_JOB_BODY,
-    responses=schema.ok(schema.JobStatusBody),
+    responses=schema.ok(wire.StatusBody),
 )
-async def runsync(endpoint_id: EndpointId, request: Request, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> dict[str, Any]:
+async def runsync(endpoint_id: EndpointId, request: Request, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> Mapping[str, Any]:
     ctx = context(request)
     endpoint = _endpoint(ctx, endpoint_id)
     wait_s = wait_ms(wait)
@@ -86,55 +87,51 @@ async def runsync(endpoint_id: EndpointId, request: Request, wait: str | None = 
     job = ctx.jobs.submit(endpoint, job_request, sync=True)
     job = await ctx.jobs.wait_terminal(endpoint.id, job.id, wait_s)
     if job.status.terminal:
-        return ctx.jobs.status_body(job)
-    body: dict[str, Any] = {"id": job.id, "status": job.status.value}
-    if job.started_at is not None:
-        body["delayTime"] = job.delay_ms(ctx.core.clock.now())
-    return body
+        return wire.status_body(job, ctx.core.clock.now())
+    return wire.pending_body(job, ctx.core.clock.now())
 
 
-@_get_and_post("/status/{job_id}", summary="A job's status and result", answer=schema.JobStatusBody)
-async def status(endpoint_id: EndpointId, job_id: JobId, request: Request) -> dict[str, Any]:
+@_get_and_post("/status/{job_id}", summary="A job's status and result", answer=wire.StatusBody)
+async def status(endpoint_id: EndpointId, job_id: JobId, request: Request) -> Mapping[str, Any]:
     ctx = context(request)
     _endpoint(ctx, endpoint_id)
     check_id(job_id, "job")
-    return ctx.jobs.status_body(ctx.jobs.require(endpoint_id, job_id))
+    return wire.status_body(ctx.jobs.require(endpoint_id, job_id), ctx.core.clock.now())
 
 
-@_get_and_post("/status-sync/{job_id}", summary="Wait for a job's result", answer=schema.JobStatusBody)
-async def status_sync(endpoint_id: EndpointId, job_id: JobId, request: Request, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> dict[str, Any]:
+@_get_and_post("/status-sync/{job_id}", summary="Wait for a job's result", answer=wire.StatusBody)
+async def status_sync(endpoint_id: EndpointId, job_id: JobId, request: Request, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> Mapping[str, Any]:
     ctx = context(request)
     _endpoint(ctx, endpoint_id)
     check_id(job_id, "job")
     job = await ctx.jobs.wait_terminal(endpoint_id, job_id, wait_ms(wait))
-    return ctx.jobs.status_body(job)
+    return wire.status_body(job, ctx.core.clock.now())
 
 
-@_get_and_post("/stream/{job_id}", summary="Stream chunks not yet delivered", answer=schema.StreamBody)
-async def stream(endpoint_id: EndpointId, job_id: JobId, request: Request, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> dict[str, Any]:
+@_get_and_post("/stream/{job_id}", summary="Stream chunks not yet delivered", answer=wire.StreamBody)
+async def stream(endpoint_id: EndpointId, job_id: JobId, request: Request, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> Mapping[str, Any]:
     ctx = context(request)
     _endpoint(ctx, endpoint_id)
     check_id(job_id, "job")
     wait_s = 0.0 if not wait else wait_ms(wait)  # no wait (or an empty one): answer at once
-    return await ctx.jobs.stream(endpoint_id, job_id, wait_s)
+    job, chunks = await ctx.jobs.stream(endpoint_id, job_id, wait_s)
+    return wire.stream_body(job, chunks)
 
 
-@router.post("/cancel/{job_id}", summary="Cancel a job", responses=schema.ok(schema.JobAccepted))
-async def cancel(endpoint_id: EndpointId, job_id: JobId, request: Request) -> dict[str, Any]:
+@router.post("/cancel/{job_id}", summary="Cancel a job", responses=schema.ok(wire.JobAccepted))
+async def cancel(endpoint_id: EndpointId, job_id: JobId, request: Request) -> Mapping[str, Any]:
     ctx = context(request)
     _endpoint(ctx, endpoint_id)
     check_id(job_id, "job")
-    job = ctx.jobs.cancel(endpoint_id, job_id)
-    return {"id": job.id, "status": job.status.value}
+    return wire.accepted(ctx.jobs.cancel(endpoint_id, job_id))
 
 
-@router.post("/retry/{job_id}", summary="Retry a FAILED or TIMED_OUT job", responses=schema.ok(schema.JobAccepted))
-async def retry(endpoint_id: EndpointId, job_id: JobId, request: Request) -> dict[str, Any]:
+@router.post("/retry/{job_id}", summary="Retry a FAILED or TIMED_OUT job", responses=schema.ok(wire.JobAccepted))
+async def retry(endpoint_id: EndpointId, job_id: JobId, request: Request) -> Mapping[str, Any]:
     ctx = context(request)
     _endpoint(ctx, endpoint_id)
     check_id(job_id, "job")
-    job = ctx.jobs.retry(endpoint_id, job_id)
-    return {"id": job.id, "status": job.status.value}
+    return wire.accepted(ctx.jobs.retry(endpoint_id, job_id))
 
 
 @router.post("/purge-queue", summary="Remove every queued job")
@@ -145,7 +142,7 @@ async def purge_queue(endpoint_id: EndpointId, request: Request) -> dict[str, An
 
 
 @router.get("/health", summary="Job and worker counts")
-async def health(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
+async def health(endpoint_id: EndpointId, request: Request) -> Mapping[str, Any]:
     ctx = context(request)
     return ctx.jobs.health(_endpoint(ctx, endpoint_id))
 

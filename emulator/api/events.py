@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from emulator import wire
 from emulator.api import schema
 from emulator.api.deps import AppContext, EndpointId, bearer, check_id, context, require_api_key
 from emulator.api.management import workers_body
@@ -164,7 +165,7 @@ class EventLog:
 
 
 # --- the snapshot -----------------------------------------------------------------------------------
-def _job_row(body: dict[str, Any]) -> dict[str, Any]:
+def _job_row(body: wire.RecentJob) -> dict[str, Any]:
     """A status body without input or output (they may be large); errors shortened."""
     row = {k: v for k, v in body.items() if k not in ("output", "input")}
     error = row.get("error")
@@ -179,7 +180,7 @@ def endpoint_snapshot(ctx: AppContext, endpoint: Endpoint, jobs_limit: int = REC
     stats = core.jobs.stats(endpoint.id, now)
     counters = core.jobs.counter(endpoint.id)
     jobs = [
-        _job_row(j.status_body(now) | {"createdAt": j.created_at})
+        _job_row(wire.recent_job(j, now))
         for j in core.jobs.recent(endpoint.id, jobs_limit)
     ]
     return {

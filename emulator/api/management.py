@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import ValidationError
 
+from emulator import wire
 from emulator.api import schema
 from emulator.api.bodies import read_json
 from emulator.api.deps import (
@@ -55,7 +57,7 @@ def workers_body(ctx: AppContext, endpoint: Endpoint) -> dict[str, Any]:
             summary[w.state.value.lower()] += 1
     summary["total"] = len(workers) - summary["standby"]
     return {
-        "workers": [w.public(endpoint.version, now) for w in workers],
+        "workers": [wire.worker_public(w, endpoint.version, now) for w in workers],
         "summary": summary,
         "endpointVersion": endpoint.version,
         "runtime": ctx.supervisor.runtime_status() if ctx.supervisor is not None else {"status": "none"},
@@ -175,26 +177,13 @@ async def recent_jobs(
     if not 1 <= limit <= 1000:
         raise InvalidInput("limit must be between 1 and 1000", field="limit")
     now = ctx.core.clock.now()
-    return {"jobs": [j.status_body(now) | {"createdAt": j.created_at} for j in ctx.core.jobs.recent(endpoint_id, limit)]}
+    return {"jobs": [wire.recent_job(j, now) for j in ctx.core.jobs.recent(endpoint_id, limit)]}
 
 
 @router.get("/endpoints/{endpoint_id}/jobs/{job_id}", summary="One job in full, with webhook attempts")
-async def job_detail(endpoint_id: EndpointId, job_id: JobId, request: Request) -> dict[str, Any]:
+async def job_detail(endpoint_id: EndpointId, job_id: JobId, request: Request) -> Mapping[str, Any]:
     ctx = context(request)
     check_id(endpoint_id, "endpoint")
     check_id(job_id, "job")
     job = ctx.jobs.require(endpoint_id, job_id)
-    body = job.status_body(ctx.core.clock.now())
-    body.update(
-        input=job.input,
-        webhook=job.webhook,
-        webhookState=job.webhook_state,
-        webhookAttempts=ctx.core.webhooks.store.attempts(job_id),
-        createdAt=job.created_at,
-        startedAt=job.started_at,
-        completedAt=job.completed_at,
-        lowPriority=job.low_priority,
-        executionTimeoutMs=job.execution_timeout_ms,
-        ttlMs=job.ttl_ms,
-    )
-    return body
+    return wire.job_detail(job, ctx.core.clock.now(), ctx.core.webhooks.store.attempts(job_id))

@@ -5,6 +5,8 @@
   ``JobRequest``, ``EndpointSpec`` or ``EndpointPatch``, registered under ``components/schemas``.
 * Every error is ``{"error": "...", "field": "..."}`` (``api/errors.py``): the 4xx and 503 answers
   are documented with that shape instead of FastAPI's ``HTTPValidationError``.
+* Success answers are documented with the TypedDicts of ``emulator.wire``, the same types the routes
+  build their answers with, so the document and the answers share one definition.
 * With an API key set, the document declares it (``Authorization: Bearer KEY``) on every route
   that needs it.
 """
@@ -15,9 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
-from emulator.models import Endpoint, EndpointPatch, EndpointSpec, JobRequest, JobStatus
+from emulator import wire
+from emulator.models import Endpoint, EndpointPatch, EndpointSpec, JobRequest
 
 REF = "#/components/schemas/{model}"
 PUBLIC_PATHS = frozenset({"/ping"})
@@ -30,37 +33,6 @@ class ErrorBody(BaseModel):
     field: str | None = None
 
 
-# Documentation only (the routes return plain dicts): what a client can rely on in a success answer.
-class JobAccepted(BaseModel):
-    """/run, /cancel, /retry: the job's id and status."""
-
-    id: str
-    status: JobStatus
-
-
-class JobStatusBody(BaseModel):
-    """/status, /status-sync and a finished /runsync (an unfinished /runsync has only id and status)."""
-
-    id: str
-    status: JobStatus
-    delayTime: int | None = None
-    executionTime: int | None = None
-    retries: int | None = None
-    workerId: str | None = None
-    output: Any = None
-    error: str | None = None
-    coldStart: dict[str, Any] | None = None
-
-
-class StreamBody(BaseModel):
-    """/stream: the chunks not yet delivered."""
-
-    id: str
-    status: JobStatus
-    stream: list[dict[str, Any]]
-    error: str | None = None
-
-
 class RegisteredWorker(BaseModel):
     """POST /v1/endpoints/{id}/workers: the worker's id, its token and the env to run it with."""
 
@@ -69,7 +41,7 @@ class RegisteredWorker(BaseModel):
     env: dict[str, str]
 
 
-def ok(model: type[BaseModel] | None, code: int = 200, array: bool = False) -> dict[int | str, dict[str, Any]]:
+def ok(model: type[Any] | None, code: int = 200, array: bool = False) -> dict[int | str, dict[str, Any]]:
     """``responses`` documenting a success answer's shape (``model`` None: no body)."""
     if model is None:
         return {code: {"description": "Done; no body"}}
@@ -124,8 +96,11 @@ def _webhook_url(schema: dict[str, Any]) -> None:
         props["input"] = {"not": {"type": "null"}, "title": "Input", "description": "Any JSON but null"}
 
 
-def _with_refs(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]:
-    schema = model.model_json_schema(ref_template=REF)
+def _with_refs(model: type[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        schema = model.model_json_schema(ref_template=REF)
+    else:  # a TypedDict of emulator.wire: the shape the routes really return
+        schema = TypeAdapter(model).json_schema(ref_template=REF)
     defs: dict[str, Any] = schema.pop("$defs", {})
     return schema, defs
 
@@ -172,7 +147,7 @@ def _not_null_in_patch(schema: dict[str, Any]) -> None:
 
 def _components() -> dict[str, Any]:
     found: dict[str, Any] = {}
-    models: list[type[BaseModel]] = [ErrorBody, JobAccepted, JobStatusBody, StreamBody, RegisteredWorker]
+    models: list[type[Any]] = [ErrorBody, RegisteredWorker, *wire.DOCUMENTED]
     models += [Endpoint, JobRequest, EndpointSpec, EndpointPatch]
     for model in models:
         schema, defs = _with_refs(model)

@@ -8,8 +8,9 @@ from typing import Any
 
 import structlog
 
+from emulator import wire
 from emulator.errors import Conflict, NotFound, QueueFull
-from emulator.models import Endpoint, JobRequest, JobStatus, WorkerState
+from emulator.models import Endpoint, JobRequest, JobStatus
 from emulator.service import metrics
 from emulator.service.core import Core
 from emulator.store.jobs import NewJob, Requeued
@@ -97,21 +98,16 @@ class JobService:
                 return job
             await self.core.hub.wait_for_job(job_id, remaining)
 
-    def status_body(self, job: JobRecord) -> dict[str, Any]:
-        return job.status_body(self.core.clock.now())
-
-    async def stream(self, endpoint_id: str, job_id: str, wait_s: float) -> dict[str, Any]:
-        """The chunks not yet delivered; with ``wait_s`` waits for the next chunk or the end."""
+    async def stream(self, endpoint_id: str, job_id: str, wait_s: float) -> tuple[JobRecord, list[Any]]:
+        """The job and its chunks not yet delivered (now marked delivered); with ``wait_s`` waits for the
+        next chunk or the job's end. Raises ``NotFound`` for an unknown or expired job."""
         deadline = self.core.clock.monotonic() + wait_s
         while True:
             job = self.require(endpoint_id, job_id)
             chunks = self.core.streams.take_undelivered(job_id)
             remaining = deadline - self.core.clock.monotonic()
             if chunks or job.status.terminal or remaining <= 0 or self.core.hub.closing:
-                body: dict[str, Any] = {"id": job.id, "status": job.status.value, "stream": [{"output": c} for c in chunks]}
-                if job.status in (JobStatus.FAILED, JobStatus.TIMED_OUT) and job.error:
-                    body["error"] = job.error
-                return body
+                return job, chunks
             await self.core.hub.wait_for_job(job_id, remaining)
 
     # --- control -------------------------------------------------------------------------------
@@ -143,30 +139,12 @@ class JobService:
         self.core.hub.changed()
         return len(removed)
 
-    def health(self, endpoint: Endpoint) -> dict[str, Any]:
+    def health(self, endpoint: Endpoint) -> wire.HealthBody:
+        """RunPod's /health for ``endpoint`` (queue counts, durable counters, serving workers)."""
         stats = self.core.jobs.stats(endpoint.id, self.core.clock.now())
         counters = self.core.jobs.counter(endpoint.id)
-        counts = {state: 0 for state in WorkerState}
-        for worker in self.core.workers.for_endpoint(endpoint.id):
-            if not worker.standby:
-                counts[worker.state] += 1
-        return {
-            "jobs": {
-                "completed": counters.get("completed", 0),
-                "failed": counters.get("failed", 0) + counters.get("timed_out", 0),
-                "inProgress": stats.in_progress,
-                "inQueue": stats.in_queue,
-                "retried": counters.get("retried", 0),
-            },
-            "workers": {
-                "idle": counts[WorkerState.IDLE],
-                "initializing": counts[WorkerState.INITIALIZING],
-                "ready": counts[WorkerState.IDLE] + counts[WorkerState.RUNNING],
-                "running": counts[WorkerState.RUNNING] + counts[WorkerState.OUTDATED],
-                "throttled": counts[WorkerState.THROTTLED],
-                "unhealthy": counts[WorkerState.UNHEALTHY],
-            },
-        }
+        workers = self.core.workers.for_endpoint(endpoint.id)
+        return wire.health_body(stats.in_queue, stats.in_progress, counters, workers)
 
     # --- endings ---------------------------------------------------------------------------------
     def retention_s(self, job: JobRecord) -> float:

@@ -8,25 +8,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import structlog
 
+from emulator import wire
 from emulator.clock import Clock
 from emulator.config import Settings
 from emulator.store.records import JobRecord
 from emulator.store.streams import WebhookStore
 
 log = structlog.get_logger("emulator.service.webhooks")
-
-
-def webhook_body(job: JobRecord, now: float) -> dict[str, Any]:
-    body = job.status_body(now)
-    body.pop("coldStart", None)
-    body["input"] = job.input
-    body["webhook"] = job.webhook
-    return body
 
 
 class WebhookSender:
@@ -69,7 +61,7 @@ class WebhookSender:
             status: int | None = None
             error: str | None = None
             try:
-                response = await self._client.post(url, json=webhook_body(job, self.clock.now()))
+                response = await self._client.post(url, json=wire.webhook_body(job, self.clock.now()))
                 status = response.status_code
                 if not 200 <= status < 300:
                     error = f"answered {status}"

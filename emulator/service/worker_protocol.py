@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 
+from emulator import wire
 from emulator.errors import Conflict, Forbidden, InvalidInput, NotFound
 from emulator.models import JobStatus
 from emulator.service.core import Core
@@ -50,7 +51,7 @@ class WorkerProtocol:
         batch_size: int,
         hold_s: float,
         gone: Callable[[], Awaitable[bool]] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[wire.JobForWorker]:
         """Long poll: answers the moment a job is queued, or [] when ``hold_s`` passes.
 
         ``gone`` tells whether the worker hung up: a poll whose worker has exited (closing the
@@ -76,7 +77,7 @@ class WorkerProtocol:
                     except Exception:
                         self.jobs.worker_lost(worker.id, "job-take failed after the claim")
                         raise
-                    return [job.job_for_worker() for job in claimed]
+                    return [wire.job_for_worker(job) for job in claimed]
             elif worker.paused and woken and not passed:
                 # FlashBoot: a paused worker's held poll stays (it takes the job the moment the worker
                 # is resumed) but passes the wake-up on, once, to a worker that can take the job now

@@ -1,4 +1,4 @@
-"""Rows as typed records, and the status body RunPod's clients read."""
+"""Rows as typed records (RunPod's JSON shapes of them are drawn in ``emulator.wire``)."""
 
 from __future__ import annotations
 
@@ -91,38 +91,3 @@ class JobRecord:
             return 0
         end = self.completed_at if self.completed_at is not None else now
         return max(0, int(round((end - self.started_at) * 1000)))
-
-    def status_body(self, now: float) -> dict[str, Any]:
-        """The /status shape: id, status, delayTime, executionTime, output|error, workerId, retries."""
-        body: dict[str, Any] = {
-            "id": self.id,
-            "status": self.status.value,
-            "delayTime": self.delay_ms(now),
-            "executionTime": self.execution_ms(now),
-            "retries": self.retries,
-        }
-        if self.worker_id:
-            body["workerId"] = self.worker_id
-        if self.status == JobStatus.COMPLETED:
-            body["output"] = self.output
-            if self.error:
-                body["error"] = self.error
-        elif self.status in (JobStatus.FAILED, JobStatus.TIMED_OUT):
-            if self.error is not None:
-                body["error"] = self.error
-            if self.output is not None:
-                body["output"] = self.output
-        elif self.status == JobStatus.IN_PROGRESS and self.progress is not None:
-            body["output"] = self.progress
-        if self.breakdown:
-            body["coldStart"] = self.breakdown
-        return body
-
-    def job_for_worker(self) -> dict[str, Any]:
-        """What job-take hands a worker."""
-        job: dict[str, Any] = {"id": self.id, "input": self.input}
-        if self.webhook:
-            job["webhook"] = self.webhook
-        if self.s3_config is not None:
-            job["s3Config"] = self.s3_config
-        return job

@@ -55,28 +55,5 @@ class WorkerRecord:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def public(self, endpoint_version: int, now: float) -> dict[str, Any]:
-        """The shape of one entry of GET /v1/endpoints/{id}/workers."""
-        return {
-            "id": self.id,
-            "status": self.state.value,
-            "version": self.version,
-            "isStale": self.version < endpoint_version,
-            "containerId": self.container_id,
-            "gpuIds": list(self.gpu_ids),
-            "jobIds": list(self.job_ids),
-            "restarts": self.restarts,
-            "reason": self.reason,
-            "nextRetryAt": self.next_retry_at,
-            "startedAt": self.started_at,
-            "readyAt": self.ready_at,
-            "lastSeenAt": self.last_seen_at,
-            "uptimeSeconds": None if self.started_at is None else max(0.0, now - self.started_at),
-            "kind": self.kind,
-            "paused": self.paused,
-            "standby": self.standby,
-            "stopping": self.stopping,
-        }
-
 
 _FIELDS = tuple(f.name for f in fields(WorkerRecord))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from emulator import wire
 from emulator.clock import FakeClock
 from emulator.models import JobStatus, WorkerState
 from emulator.runtime.base import ContainerInfo, ContainerSpec
@@ -56,7 +57,7 @@ async def test_the_default_schedule_restarts_at_once_then_doubles_from_1s_to_5_m
     delays = await crash_schedule(world, 13)
     assert delays == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
     (w,) = world.workers()
-    public = w.public(1, world.clock.now())
+    public = wire.worker_public(w, 1, world.clock.now())
     assert public["status"] == "UNHEALTHY" and public["restarts"] == 12
     assert public["nextRetryAt"] == pytest.approx(world.clock.now() + 300)
     assert "exited with code 2" in public["reason"] and "restart 13 in 300.0s" in public["reason"]

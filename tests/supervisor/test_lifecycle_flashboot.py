@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from emulator import wire
 from emulator.models import JobStatus, WorkerState
 from tests.supervisor.world import World
 
@@ -33,7 +34,7 @@ async def test_an_idle_flashboot_worker_is_paused_then_resumed_for_the_next_job(
     (w,) = world.workers()
     await world.step(2.5)
     assert w.paused and w.state == S.IDLE and world.container_of(w).status == "paused"
-    public = w.public(1, world.clock.now())
+    public = wire.worker_public(w, 1, world.clock.now())
     assert public["status"] == "IDLE" and public["paused"] is True
     assert not world.core.workers.may_take(w)
     creates = len(world.fake.calls_to("create"))

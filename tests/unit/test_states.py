@@ -11,6 +11,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from emulator import wire
 from emulator.clock import FakeClock
 from emulator.models import WorkerState
 from emulator.service.workers import WorkerRegistry
@@ -148,7 +149,7 @@ class WorkerLife(RuleBasedStateMachine):
 
     @invariant()
     def unhealthy_never_reported_idle(self) -> None:
-        public = self.worker.public(1, self.clock.now())
+        public = wire.worker_public(self.worker, 1, self.clock.now())
         if self.crashed:
             assert self.worker.state in (S.UNHEALTHY, S.OUTDATED)
             assert public["status"] not in ("IDLE", "RUNNING")
