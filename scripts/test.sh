@@ -22,9 +22,11 @@ step "browser for the dashboard test" ensure_chromium
 # Lint and types first: quick, and a failure here is cheaper to read than one in a test.
 step "lint (ruff check)" "$PY" -m ruff check emulator worker_sdk tests bench
 step "types (mypy --strict emulator)" "$PY" -m mypy --strict emulator
-echo "==> $PY -m pytest $*"
+step "import rules (lint-imports)" lint-imports --no-cache
+echo "==> $PY -m pytest --cov $*"
 started=$(now_ms)
 rc=0
-"$PY" -m pytest "$@" || rc=$?
+# branch coverage is reported (term, skipping fully covered files), never enforced: no threshold to game
+"$PY" -m pytest --cov --cov-report=term:skip-covered "$@" || rc=$?
 echo "==> tests: $(since "$started") (pytest exit code $rc)"
 exit "$rc"
