@@ -17,7 +17,7 @@ from emulator.clock import Clock
 from emulator.errors import InvalidInput, describe_validation
 from emulator.models import Endpoint, EndpointPatch, EndpointSpec
 from emulator.service.endpoints_file import load_endpoints_file
-from emulator.service.hub import Hub
+from emulator.service.hub import Change, Hub
 from emulator.service.workers import WorkerRegistry
 from emulator.store.endpoints import EndpointStore
 from emulator.store.jobs import JobStore
@@ -87,7 +87,7 @@ class EndpointService:
         self.store.create(endpoint)
         if self.supervisor is not None:
             self.supervisor.endpoint_changed(endpoint)
-        self.hub.changed()
+        self.hub.publish(Change(endpoint.id))
         return endpoint
 
     async def update(self, endpoint_id: str, patch: EndpointPatch) -> Endpoint:
@@ -104,7 +104,7 @@ class EndpointService:
         self.store.save(updated)
         if self.supervisor is not None:
             self.supervisor.endpoint_changed(updated)
-        self.hub.changed()
+        self.hub.publish(Change(updated.id))
         return updated
 
     async def delete(self, endpoint_id: str) -> None:
@@ -117,10 +117,9 @@ class EndpointService:
         for worker in self.workers.for_endpoint(endpoint_id):
             if worker.kind == "external":
                 self.workers.remove(worker.id, "endpoint deleted")
-        for job_id in self.jobs.delete_endpoint_jobs(endpoint_id):
-            self.hub.job_changed(job_id)  # its /runsync, /status-sync or /stream waiter answers 404 now
-        self.hub.wake_all_takers(endpoint_id)
-        self.hub.changed()
+        deleted = self.jobs.delete_endpoint_jobs(endpoint_id)
+        # each deleted job's /runsync, /status-sync or /stream waiter answers 404 now; held job-takes end
+        self.hub.publish(Change(endpoint_id, jobs=tuple(deleted), takers_recheck=True))
 
     async def apply_file(self, path: Path) -> None:
         """Create or update every endpoint of an endpoints file (matched by ``id``, else by ``name``)."""

@@ -8,6 +8,28 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one write changed, so that ``Hub.publish`` wakes exactly the waiters it concerns.
+
+    ``jobs``: jobs whose state changed (their /runsync, /status-sync and /stream waiters re-read);
+    ``queued``: jobs that became takeable on ``endpoint_id`` (that many held job-takes wake);
+    ``stopped_workers``: workers with a new stop signal (their job-stop polls answer);
+    ``takers_recheck``: every held job-take of ``endpoint_id`` re-reads (the endpoint went, a worker
+    is stopping); ``counted``: the change moves a count the "anything changed" watchers (the dashboard,
+    the supervisor's loop) read, such as queue depth or a job's status. A progress update or a stream
+    chunk is not counted: it wakes only the job's own waiters, not a reconcile tick per chunk.
+    """
+
+    endpoint_id: str | None = None
+    jobs: tuple[str, ...] = ()
+    queued: int = 0
+    stopped_workers: tuple[str, ...] = ()
+    takers_recheck: bool = False
+    counted: bool = True
 
 
 class Hub:
@@ -16,7 +38,7 @@ class Hub:
         self._stoppers: dict[str, list[asyncio.Future[bool]]] = defaultdict(list)
         self._job_watchers: dict[str, list[asyncio.Future[bool]]] = defaultdict(list)
         self._endpoint_watchers: list[asyncio.Future[bool]] = []
-        self.extra_stops: dict[str, set[str]] = defaultdict(set)  # worker -> deleted jobs to stop
+        self._extra_stops: dict[str, set[str]] = defaultdict(set)  # worker -> deleted jobs to stop
         self.closing = False  # the control plane is shutting down: long polls answer now
 
     def close(self) -> None:
@@ -29,6 +51,20 @@ class Hub:
         for job_id in list(self._job_watchers):
             self.job_changed(job_id)
         self.changed()
+
+    def publish(self, change: Change) -> None:
+        """Wake the waiters ``change`` concerns: the one place the services' writes wake long polls."""
+        for job_id in change.jobs:
+            self.job_changed(job_id)
+        if change.endpoint_id is not None:
+            if change.takers_recheck:
+                self.wake_all_takers(change.endpoint_id)
+            elif change.queued:
+                self.work_available(change.endpoint_id, change.queued)
+        for worker_id in change.stopped_workers:
+            self.stop_available(worker_id)
+        if change.counted:
+            self.changed()
 
     # --- job-take ------------------------------------------------------------------------------
     async def wait_for_work(self, endpoint_id: str, timeout_s: float) -> bool:
@@ -73,6 +109,14 @@ class Hub:
 
     def stop_available(self, worker_id: str) -> None:
         self._wake(self._stoppers.pop(worker_id, []))
+
+    def stop_jobs(self, worker_id: str, job_ids: set[str]) -> None:
+        """Jobs the worker must stop that the store no longer holds (deleted at their TTL)."""
+        self._extra_stops[worker_id] |= job_ids
+
+    def take_stops(self, worker_id: str) -> set[str]:
+        """The deleted jobs ``stop_jobs`` recorded for the worker, forgotten once taken."""
+        return self._extra_stops.pop(worker_id, set())
 
     # --- job changes (runsync, status-sync, stream?wait) ------------------------------------------
     async def wait_for_job(self, job_id: str, timeout_s: float) -> bool:

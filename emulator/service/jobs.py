@@ -13,6 +13,7 @@ from emulator.errors import Conflict, NotFound, QueueFull
 from emulator.models import Endpoint, JobRequest, JobStatus
 from emulator.service import metrics
 from emulator.service.core import Core
+from emulator.service.hub import Change
 from emulator.store.jobs import NewJob, Requeued
 from emulator.store.records import JobRecord
 
@@ -73,8 +74,7 @@ class JobService:
         )
         self._depth[endpoint.id] = (depth + 1, self._depth[endpoint.id][1])
         log.info("job queued", endpoint=endpoint.id, job=job.id, worker=None, sync=sync, low_priority=policy.lowPriority)
-        self.core.hub.work_available(endpoint.id, 1)
-        self.core.hub.changed()
+        self.core.hub.publish(Change(endpoint.id, queued=1))
         return job
 
     # --- read ----------------------------------------------------------------------------------
@@ -126,17 +126,14 @@ class JobService:
         if again is None:
             raise Conflict(f"job {job_id!r} changed state; retry again")
         log.info("job retried", endpoint=endpoint_id, job=job_id, worker=None)
-        self.core.hub.work_available(endpoint_id, 1)
-        self.core.hub.job_changed(job_id)
-        self.core.hub.changed()
+        self.core.hub.publish(Change(endpoint_id, jobs=(job_id,), queued=1))
         return again
 
     def purge(self, endpoint_id: str) -> int:
         removed = self.core.jobs.purge_queue(endpoint_id)
         log.info("queue purged", endpoint=endpoint_id, removed=len(removed))
-        for job_id in removed:  # a /runsync or /status-sync waiting on it answers now (404), not at its wait's end
-            self.core.hub.job_changed(job_id)
-        self.core.hub.changed()
+        # a /runsync or /status-sync waiting on a removed job answers now (404), not at its wait's end
+        self.core.hub.publish(Change(endpoint_id, jobs=tuple(removed)))
         return len(removed)
 
     def health(self, endpoint: Endpoint) -> wire.HealthBody:
@@ -189,10 +186,8 @@ class JobService:
             worker = self.core.workers.get(holder)
             if worker is not None:
                 self.core.workers.job_released(worker, job.id)
-            if stop_worker:
-                self.core.hub.stop_available(holder)
-        self.core.hub.job_changed(job.id)
-        self.core.hub.changed()
+        stopped = (holder,) if stop_worker and holder is not None else ()
+        self.core.hub.publish(Change(job.endpoint_id, jobs=(job.id,), stopped_workers=stopped))
         self.core.webhooks.schedule(done)
         return done
 
@@ -208,11 +203,8 @@ class JobService:
                 job = self.core.jobs.get(outcome.job_id)
                 if job is not None:
                     self.core.webhooks.schedule(job)
-            else:
-                self.core.hub.work_available(outcome.endpoint_id, 1)
-            self.core.hub.job_changed(outcome.job_id)
-        if outcomes:
-            self.core.hub.changed()
+            queued = 0 if outcome.failed else 1
+            self.core.hub.publish(Change(outcome.endpoint_id, jobs=(outcome.job_id,), queued=queued))
 
     def worker_lost(self, worker_id: str, reason: str) -> int:
         """Give the jobs of a vanished worker back to the queue (retries + 1)."""
@@ -238,13 +230,14 @@ class JobService:
         expired = self.core.jobs.requeue_expired_leases(now, self.core.settings.max_job_retries)
         self._release_requeued_from_workers(expired)
         for job in self.core.jobs.delete_expired(now):
+            stopped: tuple[str, ...] = ()
             if job.status == JobStatus.IN_PROGRESS and job.worker_id:
-                self.core.hub.extra_stops[job.worker_id].add(job.id)
+                self.core.hub.stop_jobs(job.worker_id, {job.id})
                 worker = self.core.workers.get(job.worker_id)
                 if worker is not None:
                     self.core.workers.job_released(worker, job.id)
-                self.core.hub.stop_available(job.worker_id)
-            self.core.hub.job_changed(job.id)
+                stopped = (job.worker_id,)
+            self.core.hub.publish(Change(job.endpoint_id, jobs=(job.id,), stopped_workers=stopped))
 
     def _release_requeued_from_workers(self, outcomes: list[Requeued]) -> None:
         if not outcomes:

@@ -15,6 +15,7 @@ from emulator import wire
 from emulator.errors import Conflict, Forbidden, InvalidInput, NotFound
 from emulator.models import JobStatus
 from emulator.service.core import Core
+from emulator.service.hub import Change
 from emulator.service.jobs import JobService
 from emulator.store.records import JobRecord
 from emulator.workers.records import WorkerRecord
@@ -101,9 +102,8 @@ class WorkerProtocol:
                 cold = False
             self.core.jobs.set_breakdown(job.id, breakdown)
             log.info("job taken", endpoint=worker.endpoint_id, worker=worker.id, job=job.id, **breakdown)
-            self.core.hub.job_changed(job.id)
         self.core.workers.jobs_assigned(worker, [j.id for j in claimed])
-        self.core.hub.changed()
+        self.core.hub.publish(Change(worker.endpoint_id, jobs=tuple(j.id for j in claimed)))
 
     # --- job-done ------------------------------------------------------------------------------
     def _job_of(self, worker: WorkerRecord, job_id: str) -> JobRecord:
@@ -122,7 +122,7 @@ class WorkerProtocol:
         if body.get("status") == "IN_PROGRESS":
             kept = self.core.jobs.set_progress(job_id, body.get("output"))
             if kept:
-                self.core.hub.job_changed(job_id)
+                self.core.hub.publish(Change(job.endpoint_id, jobs=(job_id,), counted=False))
             return {"accepted": kept, "status": "IN_PROGRESS" if kept else job.status.value}
         if body.get("stopPod"):
             worker.refresh_requested = True
@@ -143,7 +143,7 @@ class WorkerProtocol:
         if worker.id != job.worker_id:
             # a late result from a worker the job was taken away from: let the new holder stop
             if job.worker_id:
-                self.core.hub.stop_available(job.worker_id)
+                self.core.hub.publish(Change(job.endpoint_id, stopped_workers=(job.worker_id,), counted=False))
             self.core.workers.job_released(worker, job_id)
         return {"accepted": True, "status": finished.status.value}
 
@@ -160,7 +160,7 @@ class WorkerProtocol:
                 field="output",
             )
         n = self.core.streams.append(job_id, chunk)
-        self.core.hub.job_changed(job_id)
+        self.core.hub.publish(Change(job.endpoint_id, jobs=(job_id,), counted=False))
         return {"accepted": True, "n": n}
 
     # --- job-stop ------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ class WorkerProtocol:
                 return []
             self.seen(worker)
             ids = self.core.jobs.pending_stops(worker.id)
-            extra = self.core.hub.extra_stops.pop(worker.id, set())
+            extra = self.core.hub.take_stops(worker.id)
             if ids or extra:
                 self.core.jobs.clear_stops(ids)
                 return sorted(set(ids) | extra)

@@ -20,9 +20,11 @@ from emulator.testing import BackgroundControlPlane
 from tests.helpers import ProtocolWorker, free_port, wait_for
 
 
-def start_server(data_dir: Path, port: int, worker_port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    data_dir: Path, port: int, worker_port: int, log: Path, lost_after_s: float = 3
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ, EMULATOR_WORKER_PORT=str(worker_port), EMULATOR_JOB_TAKE_HOLD_S="2",
-               EMULATOR_WORKER_LOST_AFTER_S="3")
+               EMULATOR_WORKER_LOST_AFTER_S=str(lost_after_s))
     proc = subprocess.Popen(
         [sys.executable, "-m", "emulator", "serve", "--runtime", "none", "--port", str(port), "--data-dir", str(data_dir)],
         env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
@@ -51,7 +53,9 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
 def test_sigkill_and_restart_loses_nothing(tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
     port, worker_port = free_port(), free_port()
     log = tmp_path / "server.log"
-    procs.append(start_server(tmp_path / "data", port, worker_port, log))
+    # leases outlive the restart however slow it is on a loaded machine: the job taken before the
+    # kill is still the worker's when it reports (the requeue of a lost job is the next test's)
+    procs.append(start_server(tmp_path / "data", port, worker_port, log, lost_after_s=20))
     api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     api.post("/v1/endpoints", json={"name": "e", "id": "e", "imageName": "x"}).raise_for_status()
     worker = ProtocolWorker(f"http://127.0.0.1:{port}", "e")
@@ -62,7 +66,7 @@ def test_sigkill_and_restart_loses_nothing(tmp_path: Path, procs: list[subproces
 
     procs[0].send_signal(signal.SIGKILL)
     procs[0].wait(10)
-    procs.append(start_server(tmp_path / "data", port, worker_port, log))
+    procs.append(start_server(tmp_path / "data", port, worker_port, log, lost_after_s=20))
 
     # reported results survive; the queue survives; the same worker (same token) carries on
     assert api.get(f"/v2/e/status/{done_job['id']}").json()["output"] == "before the crash"
