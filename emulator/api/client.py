@@ -14,10 +14,10 @@ from emulator.api import schema
 from emulator.api.bodies import read_json
 from emulator.api.deps import (
     AppContext,
-    EndpointId,
-    JobId,
+    Ctx,
+    EndpointDep,
+    JobIdDep,
     check_id,
-    context,
     require_api_key,
     wait_ms,
 )
@@ -47,8 +47,9 @@ def _get_and_post(path: str, summary: str, answer: type[Any]) -> Callable[[F], F
 
 
 def _endpoint(ctx: AppContext, endpoint_id: str) -> Endpoint:
+    """The endpoint of a path that does not use ``EndpointDep``: 400 for a malformed id, 404 unknown."""
     check_id(endpoint_id, "endpoint")
-    return ctx.core.endpoints.require(endpoint_id)
+    return ctx.endpoints.require(endpoint_id)
 
 
 async def _job_request(request: Request, limit: int, what: str) -> JobRequest:
@@ -65,9 +66,7 @@ async def _job_request(request: Request, limit: int, what: str) -> JobRequest:
 
 
 @router.post("/run", summary="Queue a job", openapi_extra=_JOB_BODY, responses=schema.ok(wire.JobAccepted))
-async def run(endpoint_id: EndpointId, request: Request) -> Mapping[str, Any]:
-    ctx = context(request)
-    endpoint = _endpoint(ctx, endpoint_id)
+async def run(endpoint: EndpointDep, ctx: Ctx, request: Request) -> Mapping[str, Any]:
     job_request = await _job_request(request, ctx.core.settings.max_run_body_bytes, "/run")
     job = ctx.jobs.submit(endpoint, job_request, sync=False)
     return wire.accepted(job)
@@ -79,9 +78,7 @@ async def run(endpoint_id: EndpointId, request: Request) -> Mapping[str, Any]:
     openapi_extra=_JOB_BODY,
     responses=schema.ok(wire.StatusBody),
 )
-async def runsync(endpoint_id: EndpointId, request: Request, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> Mapping[str, Any]:
-    ctx = context(request)
-    endpoint = _endpoint(ctx, endpoint_id)
+async def runsync(endpoint: EndpointDep, ctx: Ctx, request: Request, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> Mapping[str, Any]:
     wait_s = wait_ms(wait)
     job_request = await _job_request(request, ctx.core.settings.max_runsync_body_bytes, "/runsync")
     job = ctx.jobs.submit(endpoint, job_request, sync=True)
@@ -92,65 +89,45 @@ async def runsync(endpoint_id: EndpointId, request: Request, wait: str | None = 
 
 
 @_get_and_post("/status/{job_id}", summary="A job's status and result", answer=wire.StatusBody)
-async def status(endpoint_id: EndpointId, job_id: JobId, request: Request) -> Mapping[str, Any]:
-    ctx = context(request)
-    _endpoint(ctx, endpoint_id)
-    check_id(job_id, "job")
-    return wire.status_body(ctx.jobs.require(endpoint_id, job_id), ctx.core.clock.now())
+async def status(endpoint: EndpointDep, job_id: JobIdDep, ctx: Ctx) -> Mapping[str, Any]:
+    return wire.status_body(ctx.jobs.require(endpoint.id, job_id), ctx.core.clock.now())
 
 
 @_get_and_post("/status-sync/{job_id}", summary="Wait for a job's result", answer=wire.StatusBody)
-async def status_sync(endpoint_id: EndpointId, job_id: JobId, request: Request, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> Mapping[str, Any]:
-    ctx = context(request)
-    _endpoint(ctx, endpoint_id)
-    check_id(job_id, "job")
-    job = await ctx.jobs.wait_terminal(endpoint_id, job_id, wait_ms(wait))
+async def status_sync(endpoint: EndpointDep, job_id: JobIdDep, ctx: Ctx, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> Mapping[str, Any]:
+    job = await ctx.jobs.wait_terminal(endpoint.id, job_id, wait_ms(wait))
     return wire.status_body(job, ctx.core.clock.now())
 
 
 @_get_and_post("/stream/{job_id}", summary="Stream chunks not yet delivered", answer=wire.StreamBody)
-async def stream(endpoint_id: EndpointId, job_id: JobId, request: Request, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> Mapping[str, Any]:
-    ctx = context(request)
-    _endpoint(ctx, endpoint_id)
-    check_id(job_id, "job")
+async def stream(endpoint: EndpointDep, job_id: JobIdDep, ctx: Ctx, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> Mapping[str, Any]:
     wait_s = 0.0 if not wait else wait_ms(wait)  # no wait (or an empty one): answer at once
-    job, chunks = await ctx.jobs.stream(endpoint_id, job_id, wait_s)
+    job, chunks = await ctx.jobs.stream(endpoint.id, job_id, wait_s)
     return wire.stream_body(job, chunks)
 
 
 @router.post("/cancel/{job_id}", summary="Cancel a job", responses=schema.ok(wire.JobAccepted))
-async def cancel(endpoint_id: EndpointId, job_id: JobId, request: Request) -> Mapping[str, Any]:
-    ctx = context(request)
-    _endpoint(ctx, endpoint_id)
-    check_id(job_id, "job")
-    return wire.accepted(ctx.jobs.cancel(endpoint_id, job_id))
+async def cancel(endpoint: EndpointDep, job_id: JobIdDep, ctx: Ctx) -> Mapping[str, Any]:
+    return wire.accepted(ctx.jobs.cancel(endpoint.id, job_id))
 
 
 @router.post("/retry/{job_id}", summary="Retry a FAILED or TIMED_OUT job", responses=schema.ok(wire.JobAccepted))
-async def retry(endpoint_id: EndpointId, job_id: JobId, request: Request) -> Mapping[str, Any]:
-    ctx = context(request)
-    _endpoint(ctx, endpoint_id)
-    check_id(job_id, "job")
-    return wire.accepted(ctx.jobs.retry(endpoint_id, job_id))
+async def retry(endpoint: EndpointDep, job_id: JobIdDep, ctx: Ctx) -> Mapping[str, Any]:
+    return wire.accepted(ctx.jobs.retry(endpoint.id, job_id))
 
 
 @router.post("/purge-queue", summary="Remove every queued job")
-async def purge_queue(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
-    ctx = context(request)
-    endpoint = _endpoint(ctx, endpoint_id)
+async def purge_queue(endpoint: EndpointDep, ctx: Ctx) -> dict[str, Any]:
     return {"removed": ctx.jobs.purge(endpoint.id), "status": "completed"}
 
 
 @router.get("/health", summary="Job and worker counts")
-async def health(endpoint_id: EndpointId, request: Request) -> Mapping[str, Any]:
-    ctx = context(request)
-    return ctx.jobs.health(_endpoint(ctx, endpoint_id))
+async def health(endpoint: EndpointDep, ctx: Ctx) -> Mapping[str, Any]:
+    return ctx.jobs.health(endpoint)
 
 
 @router.get("/requests", summary="Recent requests (rate-limit table)")
-async def requests_table(endpoint_id: EndpointId, request: Request) -> JSONResponse:
-    ctx = context(request)
-    endpoint = _endpoint(ctx, endpoint_id)
+async def requests_table(endpoint: EndpointDep, ctx: Ctx) -> JSONResponse:
     recent = ctx.core.jobs.recent(endpoint.id, 50)
     now = ctx.core.clock.now()
     return JSONResponse({"requests": [{"id": j.id, "status": j.status.value, "delayTime": j.delay_ms(now)} for j in recent]})

@@ -7,10 +7,10 @@ import hmac
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 
 from emulator.errors import BadRequest, Unauthorized
-from emulator.models import ID_PATTERN, is_valid_id
+from emulator.models import ID_PATTERN, Endpoint, is_valid_id
 from emulator.service.core import Core
 from emulator.service.endpoints import EndpointService, SupervisorHooks
 from emulator.service.jobs import JobService
@@ -48,6 +48,29 @@ class AppContext:
 
 def context(request: Request) -> AppContext:
     return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+# --- typed dependencies for the routes' common preambles -------------------------------------------
+# async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool (see require_api_key)
+async def app_context(request: Request) -> AppContext:
+    """The control plane's ``AppContext`` (``Ctx`` in a route's signature)."""
+    return context(request)
+
+
+async def existing_endpoint(endpoint_id: EndpointId, request: Request) -> Endpoint:
+    """The path's endpoint: 400 for a malformed id, 404 for an unknown one (``EndpointDep``)."""
+    check_id(endpoint_id, "endpoint")
+    return context(request).endpoints.require(endpoint_id)
+
+
+async def valid_job_id(job_id: JobId) -> str:
+    """The path's job id, checked: 400 for a malformed one (``JobIdDep``)."""
+    return check_id(job_id, "job")
+
+
+Ctx = Annotated[AppContext, Depends(app_context)]
+EndpointDep = Annotated[Endpoint, Depends(existing_endpoint)]
+JobIdDep = Annotated[str, Depends(valid_job_id)]
 
 
 def bearer(request: Request) -> str | None:

@@ -14,8 +14,9 @@ from emulator.api import schema
 from emulator.api.bodies import read_json
 from emulator.api.deps import (
     AppContext,
-    EndpointId,
-    JobId,
+    Ctx,
+    EndpointDep,
+    JobIdDep,
     WorkerId,
     check_id,
     context,
@@ -83,9 +84,8 @@ async def list_endpoints(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/endpoints/{endpoint_id}", summary="One endpoint", responses=schema.ok(Endpoint))
-async def get_endpoint(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
-    check_id(endpoint_id, "endpoint")
-    return public_endpoint(context(request).endpoints.require(endpoint_id))
+async def get_endpoint(endpoint: EndpointDep) -> dict[str, Any]:
+    return public_endpoint(endpoint)
 
 
 @router.patch(
@@ -94,32 +94,25 @@ async def get_endpoint(endpoint_id: EndpointId, request: Request) -> dict[str, A
     responses=schema.ok(Endpoint),
     openapi_extra=schema.body(EndpointPatch, "Any field but `id`; `env` values sent back as ******** keep theirs"),
 )
-async def patch_endpoint(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
-    ctx = context(request)
-    check_id(endpoint_id, "endpoint")
+async def patch_endpoint(current: EndpointDep, ctx: Ctx, request: Request) -> dict[str, Any]:
     body = await read_json(request, MAX_MANAGEMENT_BODY, "PATCH /v1/endpoints")
     if isinstance(body, dict) and "id" in body:
         raise InvalidInput("id cannot be changed", field="id")
     patch: EndpointPatch = _validate(EndpointPatch, body)
     if patch.env is not None:  # "********" read from GET and sent back keeps the stored value
-        current = ctx.endpoints.require(endpoint_id)
         patch = patch.model_copy(update={"env": unmask_env(current.env, patch.env)})
-    return public_endpoint(await ctx.endpoints.update(endpoint_id, patch))
+    return public_endpoint(await ctx.endpoints.update(current.id, patch))
 
 
 @router.delete("/endpoints/{endpoint_id}", status_code=204, summary="Delete an endpoint (drains, then removes its workers)")
-async def delete_endpoint(endpoint_id: EndpointId, request: Request) -> Response:
-    ctx = context(request)
-    check_id(endpoint_id, "endpoint")
-    await ctx.endpoints.delete(endpoint_id)
+async def delete_endpoint(endpoint: EndpointDep, ctx: Ctx) -> Response:
+    await ctx.endpoints.delete(endpoint.id)
     return Response(status_code=204)
 
 
 @router.get("/endpoints/{endpoint_id}/workers", summary="The endpoint's workers and their states")
-async def list_workers(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
-    ctx = context(request)
-    check_id(endpoint_id, "endpoint")
-    return workers_body(ctx, ctx.endpoints.require(endpoint_id))
+async def list_workers(endpoint: EndpointDep, ctx: Ctx) -> dict[str, Any]:
+    return workers_body(ctx, endpoint)
 
 
 @router.post(
@@ -128,11 +121,8 @@ async def list_workers(endpoint_id: EndpointId, request: Request) -> dict[str, A
     summary="Register a worker you run yourself",
     responses=schema.ok(schema.RegisteredWorker, 201),
 )
-async def register_worker(endpoint_id: EndpointId, request: Request) -> dict[str, Any]:
+async def register_worker(endpoint: EndpointDep, ctx: Ctx) -> dict[str, Any]:
     """A worker outside Docker (a handler run on the host): its id, token and RunPod env variables."""
-    ctx = context(request)
-    check_id(endpoint_id, "endpoint")
-    endpoint = ctx.core.endpoints.require(endpoint_id)
     worker = ctx.core.workers.create(endpoint.id, endpoint.version, kind="external", reason="registered")
     worker.started_at = ctx.core.clock.now()
     ctx.core.workers.save(worker)
@@ -169,21 +159,15 @@ async def worker_logs(
 
 @router.get("/endpoints/{endpoint_id}/jobs", summary="Recent jobs with delay, execution and cold-start times")
 async def recent_jobs(
-    endpoint_id: EndpointId, request: Request, limit: int = schema.query(50, "Jobs", minimum=1, maximum=1000)
+    endpoint: EndpointDep, ctx: Ctx, limit: int = schema.query(50, "Jobs", minimum=1, maximum=1000)
 ) -> dict[str, Any]:
-    ctx = context(request)
-    check_id(endpoint_id, "endpoint")
-    ctx.core.endpoints.require(endpoint_id)
     if not 1 <= limit <= 1000:
         raise InvalidInput("limit must be between 1 and 1000", field="limit")
     now = ctx.core.clock.now()
-    return {"jobs": [wire.recent_job(j, now) for j in ctx.core.jobs.recent(endpoint_id, limit)]}
+    return {"jobs": [wire.recent_job(j, now) for j in ctx.core.jobs.recent(endpoint.id, limit)]}
 
 
 @router.get("/endpoints/{endpoint_id}/jobs/{job_id}", summary="One job in full, with webhook attempts")
-async def job_detail(endpoint_id: EndpointId, job_id: JobId, request: Request) -> Mapping[str, Any]:
-    ctx = context(request)
-    check_id(endpoint_id, "endpoint")
-    check_id(job_id, "job")
-    job = ctx.jobs.require(endpoint_id, job_id)
+async def job_detail(endpoint: EndpointDep, job_id: JobIdDep, ctx: Ctx) -> Mapping[str, Any]:
+    job = ctx.jobs.require(endpoint.id, job_id)
     return wire.job_detail(job, ctx.core.clock.now(), ctx.core.webhooks.store.attempts(job_id))
