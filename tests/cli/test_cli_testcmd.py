@@ -12,10 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from emulator.cli.check import (
-    NOTHING,
-    JobResult,
-    check,
+from emulator.cli.hubtests import (
     json_diff,
     parse_expected,
     parse_inputs,
@@ -57,21 +54,6 @@ def test_diff_is_key_sorted_pretty_json() -> None:
     assert '-  "message": "hi",' in diff and '+  "message": "ho",' in diff
 
 
-def test_check() -> None:
-    ok = JobResult(1, {"status": "COMPLETED", "output": {"a": 1}}, expected={"a": 1})
-    check(ok)
-    assert ok.ok
-    unchecked = JobResult(1, {"status": "COMPLETED", "output": 1})
-    check(unchecked)
-    assert unchecked.ok and unchecked.expected is NOTHING
-    wrong = JobResult(1, {"status": "COMPLETED", "output": {"a": 2}}, expected={"a": 1})
-    check(wrong)
-    assert not wrong.ok and wrong.diff and "-  \"a\": 1" in wrong.diff
-    failed = JobResult(1, {"status": "FAILED", "error": "boom"}, expected={"a": 1})
-    check(failed)
-    assert failed.problem == "job FAILED: boom"
-
-
 # --- errors before anything runs -------------------------------------------------------------------------
 
 
@@ -79,7 +61,8 @@ def test_missing_input_file(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     r = runner.invoke(app, ["test", str(tmp_path)])
     assert r.exit_code == 1
-    assert "no test input" in r.stderr and "hint:" in r.stderr and "test_input.json" in r.stderr
+    assert "no tests in" in r.stderr and "hint:" in r.stderr and "test_input.json" in r.stderr
+    assert ".runpod/tests.json" in r.stderr
 
 
 def test_bad_input_file(tmp_path: Path) -> None:
@@ -94,7 +77,7 @@ def test_docker_not_running(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(images, "require_docker", down)
     r = runner.invoke(app, ["test", str(ECHO)])
-    assert r.exit_code == 1
+    assert r.exit_code == 2  # nothing could start
     assert "the Docker engine does not answer" in r.stderr and "hint: start Docker" in r.stderr
 
 
@@ -102,7 +85,7 @@ def test_image_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(images, "require_docker", lambda: None)
     monkeypatch.setattr(images, "image_id", lambda tag: None)
     r = runner.invoke(app, ["test", "no-such/image:1", "--input", str(ECHO / "test_input.json")])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert "the image no-such/image:1 is not present locally" in r.stderr
     assert "hint: build it with `serverless-emulator images build DIR`" in r.stderr
 
@@ -163,7 +146,7 @@ def docker_run() -> Any:
 def test_echo_sample_passes(docker_run: Any) -> None:
     r = docker_run(str(ECHO), "--timeout", "120")
     assert r.exit_code == 0, r.output
-    assert "PASSED: 1 job(s), 1 output(s) as expected" in r.stdout
+    assert "PASSED: 1 test(s), 1 output(s) as expected" in r.stdout
     for column in ("CREATE", "START", "READY", "QUEUE WAIT", "EXECUTION"):
         assert column in r.stdout
     row = next(line for line in r.stdout.splitlines() if "COMPLETED" in line)
@@ -181,7 +164,7 @@ def test_wrong_expectation_fails_with_a_diff(docker_run: Any, tmp_path: Path) ->
     assert "--- expected\n+++ actual\n" in out
     assert '-  "extra": true,' in out and '-  "message": "goodbye"' in out
     assert '+  "message": "hello from echo"' in out
-    assert "FAILED: 1 of 1 job(s)" in out
+    assert "FAILED: 1 of 1 test(s)" in out
 
 
 @pytest.mark.docker
@@ -192,4 +175,4 @@ def test_several_jobs_from_an_image(docker_run: Any, tmp_path: Path) -> None:
     expect.write_text('[{"output": {"n": 1}}, {"n": 2}]')
     r = docker_run(images.sample_image_tag("echo"), "--input", str(inputs), "--expect", str(expect))
     assert r.exit_code == 0, r.output
-    assert "PASSED: 2 job(s)" in r.stdout and "warm" in r.stdout  # the second job found the worker warm
+    assert "PASSED: 2 test(s)" in r.stdout and "warm" in r.stdout  # the second job found the worker warm
