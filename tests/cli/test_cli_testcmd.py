@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import re
 import socket
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -103,43 +101,6 @@ def test_port_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --- with Docker -------------------------------------------------------------------------------------------------
-
-
-def _docker_ok() -> bool:
-    try:
-        return subprocess.run(["docker", "version"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def _leftovers(output: str) -> list[str]:
-    """Containers and the network of the run whose network name the command printed."""
-    match = re.search(r"network (se-test-[0-9a-f]+)", output)
-    assert match, output
-    network = match.group(1)
-    endpoint = network.removeprefix("se-")
-    found = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=serverless-emulator.endpoint={endpoint}"],
-                           capture_output=True, text=True).stdout.split()
-    nets = subprocess.run(["docker", "network", "ls", "-q", "--filter", f"name=^{network}$"],
-                          capture_output=True, text=True).stdout.split()
-    for container in found:  # the safety net: never leave anything behind, even when the assert fails
-        subprocess.run(["docker", "rm", "-f", container], capture_output=True)
-    for net in nets:
-        subprocess.run(["docker", "network", "rm", net], capture_output=True)
-    return found + nets
-
-
-@pytest.fixture
-def docker_run() -> Any:
-    if not _docker_ok():
-        pytest.skip("needs a running Docker engine")
-
-    def run(*args: str) -> Any:
-        r = runner.invoke(app, ["test", *args], catch_exceptions=False)
-        assert _leftovers(r.output) == [], "the test command left containers or its network behind"
-        return r
-
-    return run
 
 
 @pytest.mark.docker

@@ -13,7 +13,9 @@ def handler(job):
     if wrong:
         return {"error": f"unexpected env: {wrong}"}
     if job_input.get("fail"):
-        return {"error": "asked to fail"}
+        # RunPod's SDK turns a dict output's "error" key into a FAILED job; a list output stays COMPLETED,
+        # and the Hub's rule (no "error" key in any dict of the list) is what fails it
+        return [{"step": 1}, {"error": "asked to fail"}]
     greeting = f"{os.environ.get('GREETING')}, {job_input.get('name', 'world')}{os.environ.get('PUNCTUATION')}"
     return {"greeting": greeting, "mode": os.environ.get("MODE")}
 
