@@ -238,8 +238,10 @@ def check_image_command(
                 mark = Text("✓ ", style="green") if result.ok else Text("✗ ", style="red")
                 err_console.print(Text.assemble(mark, f"{case.name} ", job_status_text(result.body.get("status")),
                                                 f" in {result.seconds:.1f}s"))
-                if not_started:
-                    break  # no worker: the other tests cannot run either
+                if not_started:  # no worker: the other tests cannot run either
+                    results += [JobResult(later, verdict=hubtests.Verdict("not run: the worker did not start"))
+                                for later in plan.cases[number:]]
+                    break
     except KeyboardInterrupt:
         fail("interrupted; the worker, endpoint and network it started were removed", code=130)
     finish(results, image, junit_xml, notes)

@@ -107,3 +107,21 @@ def test_an_image_that_does_not_build_exits_2(docker_run: Callable[..., Result],
     assert "docker build" in r.stderr and "failed" in r.stderr
     failure = _suite(junit).find("testcase/failure")
     assert failure is not None and failure.get("type") == "IMAGE"
+
+
+def test_a_worker_that_never_starts_exits_2(docker_run: Callable[..., Result], tag: str, tmp_path: Path) -> None:
+    from emulator.images import build as images
+
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {images.sample_image_tag('echo')}\n"
+        'CMD ["python3", "-c", "import sys; print(\'cannot load the model\'); sys.exit(3)"]\n')
+    (tmp_path / "test_input.json").write_text('[{"input": {"n": 1}}, {"input": {"n": 2}}]')
+    junit = tmp_path / "junit.xml"
+    r = docker_run(str(tmp_path), "--tag", tag, "--junit-xml", str(junit), "--timeout", "120")
+    assert r.exit_code == 2, r.output
+    assert "the worker keeps failing to start" in r.stdout
+    assert "cannot load the model" in r.stdout  # the worker's last log lines
+    first, second = _suite(junit).findall("testcase")
+    first_failure, second_failure = first.find("failure"), second.find("failure")
+    assert first_failure is not None and "the worker keeps failing to start" in (first_failure.get("message") or "")
+    assert second_failure is not None and second_failure.get("message") == "not run: the worker did not start"
