@@ -47,10 +47,10 @@ fi
 outside_path=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF -e "${VIRTUAL_ENV:-/nonexistent}/bin" \
   -e "$PWD/.venv/bin" | paste -sd: -)
 global_python=$(PATH="$outside_path" command -v "${PYTHON:-python3}") || die "no ${PYTHON:-python3} on PATH"
-global_packages() {
-  env -u PYTHONPATH -u VIRTUAL_ENV "$global_python" -c '
+global_packages() {  # from / so that the checkout's own *.egg-info (cwd on sys.path) is not counted
+  (cd / && env -u PYTHONPATH -u VIRTUAL_ENV "$global_python" -c '
 import importlib.metadata as m
-print("\n".join(sorted(d.name + "==" + d.version + " " + str(d.locate_file("")) for d in m.distributions())))'
+print("\n".join(sorted(d.name + "==" + d.version + " " + str(d.locate_file("")) for d in m.distributions())))')
 }
 packages_before=$(global_packages)
 echo "global Python: $global_python ($(printf '%s\n' "$packages_before" | grep -c .) distributions)"
