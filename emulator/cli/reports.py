@@ -74,7 +74,7 @@ def _cell(text: str) -> str:
 def summary_markdown(results: Sequence[JobResult], image: str, notes: Sequence[str] = ()) -> str:
     """A Markdown table for a GitHub Actions job summary: one row per job, failures explained below."""
     passed = sum(1 for r in results if r.ok)
-    mark = "✅" if passed == len(results) else "❌"
+    mark = "✅" if results and passed == len(results) else "❌"  # no results: the image did not build or start
     lines = [f"### {mark} serverless-emulator test: `{image}`", "",
              f"{passed} of {len(results)} test(s) passed.", ""]
     lines += [f"> {note}" for note in notes]

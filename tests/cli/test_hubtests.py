@@ -190,3 +190,6 @@ def test_github_summary_and_outputs() -> None:
     assert "| bad\\|name | COMPLETED | **FAIL** |" in text
     assert "line 2" in text
     assert reports.step_outputs(_results()) == "total-tests=2\nsucceeded=1\nfailed=1\n"
+    assert reports.summary_markdown(_results()[:1], "img:1").startswith("### ✅")
+    nothing = reports.summary_markdown([], "img:1", ["the image did not build"])
+    assert nothing.startswith("### ❌") and "> the image did not build" in nothing
