@@ -90,6 +90,19 @@ def test_an_output_with_an_error_key_fails_the_run(docker_run: Callable[..., Res
     assert (bad.findtext("system-err") or "").strip(), "the worker's last log lines are in the report"
 
 
+def test_gpu_count_is_emulated_on_a_host_without_gpus(docker_run: Callable[..., Result], hub_image: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from emulator.cli.check import gpu_settings
+
+    if not gpu_settings(2)[1]:
+        pytest.skip("this host has 2 GPUs: nothing is emulated")
+    for name in ("EMULATOR_GPU_MODE", "EMULATOR_GPUS", "EMULATOR_EMULATED_GPUS"):
+        monkeypatch.delenv(name, raising=False)
+    r = docker_run(hub_image, "--tests-from", str(HUB), "--input", str(HUB / ".runpod" / "tests_gpu.json"))
+    assert r.exit_code == 0, r.output  # the handler checked RUNPOD_GPU_COUNT and NVIDIA_VISIBLE_DEVICES
+    assert "the tests ask for 2 GPU(s) and this host has 0: the worker gets 2 emulated GPU(s)" in r.stderr
+
+
 def test_runner_layout_with_expected_outputs(docker_run: Callable[..., Result], tag: str) -> None:
     r = docker_run(str(RUNNER), "--tag", tag)
     assert r.exit_code == 0, r.output

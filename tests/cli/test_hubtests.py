@@ -193,3 +193,14 @@ def test_github_summary_and_outputs() -> None:
     assert reports.summary_markdown(_results()[:1], "img:1").startswith("### ✅")
     nothing = reports.summary_markdown([], "img:1", ["the image did not build"])
     assert nothing.startswith("### ❌") and "> the image did not build" in nothing
+
+
+def test_gpu_settings_emulate_what_the_host_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emulator.cli.check import gpu_settings
+
+    monkeypatch.setenv("EMULATOR_GPUS", "7")  # the host "has" one GPU
+    monkeypatch.delenv("EMULATOR_GPU_MODE", raising=False)
+    assert gpu_settings(0) == ({}, []) and gpu_settings(1) == ({}, [])
+    overrides, notes = gpu_settings(3)
+    assert overrides == {"gpu_mode": "emulate", "gpus": None, "emulated_gpus": 3}
+    assert notes and notes[0].startswith("the tests ask for 3 GPU(s) and this host has 1:")
