@@ -284,7 +284,10 @@ def image_to_test(target: str, directory: Path | None, tag: str | None, base_ima
         err_console.print(f"building {dockerfile} (.runpod/ takes precedence, as on RunPod's Hub)", style="dim")
     try:
         with BuildDisplay(f"building {tag or images.default_tag_for(directory)}", verbose) as display:
-            built = images.build_image(directory, tag, base_image, display, dockerfile=dockerfile)
+            # a fresh CI runner has neither base image yet: let `docker build` pull python:3.12-slim when
+            # the Dockerfile uses BASE_IMAGE at all (most worker repositories name their own FROM)
+            base = base_image or images.default_base_image() or images.UPSTREAM_BASE_IMAGE
+            built = images.build_image(directory, tag, base, display, dockerfile=dockerfile)
     except EmulatorError as exc:
         image_failed(exc.message, exc=exc)
     display.done(f"built {built}")

@@ -137,3 +137,26 @@ def test_several_jobs_from_an_image(docker_run: Any, tmp_path: Path) -> None:
     r = docker_run(images.sample_image_tag("echo"), "--input", str(inputs), "--expect", str(expect))
     assert r.exit_code == 0, r.output
     assert "PASSED: 2 test(s)" in r.stdout and "warm" in r.stdout  # the second job found the worker warm
+
+
+def test_a_fresh_ci_runner_without_a_base_image_builds_on_python_slim(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No local base image (a fresh GitHub runner): the build gets python:3.12-slim for BASE_IMAGE, which
+    `docker build` pulls if the Dockerfile uses it, instead of refusing to build."""
+    from emulator.errors import RuntimeFailure
+
+    seen: list[str | None] = []
+
+    def build(directory: Any, tag: Any, base: str | None, *args: Any, **kw: Any) -> str:
+        seen.append(base)
+        raise RuntimeFailure("docker build stopped here by the test")
+
+    monkeypatch.setattr(images, "require_docker", lambda: None)
+    monkeypatch.setattr(images, "default_base_image", lambda: None)
+    monkeypatch.setattr(images, "build_image", build)
+    (tmp_path / "Dockerfile").write_text("FROM python:3.12-slim\n")
+    (tmp_path / "test_input.json").write_text('{"input": {}}')
+    r = runner.invoke(app, ["test", str(tmp_path)])
+    assert seen == [images.UPSTREAM_BASE_IMAGE]
+    assert r.exit_code == 2 and "docker build stopped here by the test" in r.stderr
