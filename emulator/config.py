@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     max_concurrent_starts: int = 4
     startup_timeout_s: float = 120.0
     stop_grace_s: float = 10.0
+    # SIGTERM to SIGKILL for a worker that holds no job (scale-down, shutdown, endpoint deletion after the
+    # drain): nothing to lose, and RunPod's SDK ignores SIGTERM, so the full stop_grace_s was pure waiting
+    idle_stop_grace_s: float = 0.0
     worker_memory_budget_mb: int | None = None
     worker_cpu_budget: float | None = None
     flashboot_pause_s: float = 600.0

@@ -7,6 +7,8 @@
 #   2. starts the serve command in the background, waits for GET /ping, sends a runsync to the
 #      echo endpoint with curl and checks its output, then stops the server by its PID (SIGTERM)
 #      and checks that it exits.
+#   3. checks that the global Python (python3 outside any virtual environment) has the same installed
+#      packages before and after: set-up must install into the project's .venv, never globally.
 # Usage: bash scripts/check_readme_commands.sh [--here]   (--here: use this checkout, no clone)
 # Env: PORT (default 8000), PING_TIMEOUT_S (600), SKIP_TESTS=1 to check only the serve command.
 # shellcheck source=scripts/lib.sh
@@ -31,10 +33,27 @@ if [ "${1:-}" != "--here" ]; then
   [ -e "$REPO_ROOT/../shared" ] && ln -s "$(cd "$REPO_ROOT/../shared" && pwd)" "$work/shared"
   cd "$work/repo"
   echo "fresh clone: $work/repo"
-  # Its own virtual environment, so that `pip install -e .` there does not re-point this checkout's.
-  "${PYTHON:-python3}" -m venv "$work/venv" || die "could not create a virtual environment (python3-venv)"
-  export VIRTUAL_ENV="$work/venv" PATH="$work/venv/bin:$PATH"
+  # As a new user runs them: no virtual environment active, so the commands make the clone's own .venv
+  # (and `pip install -e .` there does not re-point this checkout's).
+  if [ -n "${VIRTUAL_ENV:-}" ]; then
+    PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$VIRTUAL_ENV/bin" | paste -sd: -)
+    unset VIRTUAL_ENV
+    export PATH
+  fi
 fi
+
+# The global Python (python3 on PATH outside any virtual environment) and its installed distributions,
+# to compare after the commands.
+outside_path=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF -e "${VIRTUAL_ENV:-/nonexistent}/bin" \
+  -e "$PWD/.venv/bin" | paste -sd: -)
+global_python=$(PATH="$outside_path" command -v "${PYTHON:-python3}") || die "no ${PYTHON:-python3} on PATH"
+global_packages() {  # from / so that the checkout's own *.egg-info (cwd on sys.path) is not counted
+  (cd / && env -u PYTHONPATH -u VIRTUAL_ENV "$global_python" -c '
+import importlib.metadata as m
+print("\n".join(sorted(d.name + "==" + d.version + " " + str(d.locate_file("")) for d in m.distributions())))')
+}
+packages_before=$(global_packages)
+echo "global Python: $global_python ($(printf '%s\n' "$packages_before" | grep -c .) distributions)"
 
 if curl -s -o /dev/null "$BASE/ping"; then
   die "something already answers on port $PORT; stop it or set PORT"
@@ -89,6 +108,12 @@ stop_started=$(now_ms)
 stop_server || fail "the server did not stop on SIGTERM"
 wait "$pid" 2>/dev/null && code=0 || code=$?
 echo "    the server stopped in $(since "$stop_started") (exit code $code)"
+packages_after=$(global_packages)
+if [ "$packages_before" != "$packages_after" ]; then
+  diff <(printf '%s\n' "$packages_before") <(printf '%s\n' "$packages_after") >&2 || true
+  die "the README commands changed the global Python's packages ($global_python)"
+fi
+echo "    the global Python's packages are unchanged ($global_python)"
 echo "==> README commands OK in $(since "$check_started")"
 if [ -n "${work:-}" ]; then
   rm -rf "$work"  # the clone and its virtual environment; kept when a check failed

@@ -206,6 +206,11 @@ def endpoint_snapshot(ctx: AppContext, endpoint: Endpoint, jobs_limit: int = REC
             "oldestWaitS": round(stats.oldest_scaling_wait_s, 3),
             "takers": core.hub.takers(endpoint.id),
         },
+        # counters count since the endpoint was created (kept across restarts); "jobs" are the newest
+        # jobs whose results are still kept (runRetentionS after /run, syncRetentionS after /runsync)
+        "countersSince": endpoint.createdAt,
+        "recentJobs": {"limit": jobs_limit, "runRetentionS": core.settings.run_retention_s,
+                       "syncRetentionS": core.settings.sync_retention_s},
         "counters": {
             "completed": counters.get("completed", 0),
             "failed": counters.get("failed", 0),

@@ -1,24 +1,27 @@
-"""``serverless-emulator test IMAGE_OR_DIR``: the CI check of a handler image.
+"""``serverless-emulator test IMAGE_OR_DIR``: the CI check of a handler image, as RunPod's Hub runs it.
 
-Builds the image (given a folder), starts a throw-away emulator with real Docker workers, runs the
-job(s) of ``test_input.json``, compares each output with ``expected_output.json``, prints the
-cold-start breakdown per job, and removes everything it started. Exit code 0 only if every job
-COMPLETED with the expected output.
+Finds the tests (``--input``, else ``DIR/.runpod/tests.json``, ``DIR/.github/tests.json``,
+``DIR/test_input.json``; formats in ``emulator.cli.hubtests``), builds ``DIR/.runpod/Dockerfile``
+when present (the Hub gives ``.runpod/`` precedence) else ``DIR/Dockerfile``, starts a throw-away
+emulator with one real Docker worker, runs each test's job, judges it, prints the cold-start
+breakdown per job, writes ``--junit-xml`` and the GitHub Actions summary, and removes everything it
+started. Exit codes: 0 every test passed, 1 a test failed (or the test files are wrong), 2 the image
+did not build or its worker did not start.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
+import datetime as dt
+import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
+from emulator.cli import hubtests, reports
 from emulator.cli.common import (
     TERMINAL,
     busy,
@@ -26,104 +29,76 @@ from emulator.cli.common import (
     err_console,
     fail,
     fmt_ms,
-    format_error,
     job_status_text,
     load_json_file,
     parse_env,
     state_text,
 )
+from emulator.cli.hubtests import NOTHING, TestCase, TestPlan
+from emulator.cli.reports import JobResult
 
-STATUS_KEYS = {"id", "status", "output", "error", "delayTime", "executionTime", "retries", "workerId", "coldStart"}
-NOTHING = object()  # no expected output for a job
 GIVE_UP_RESTARTS = 2  # a queued job's worker UNHEALTHY after this many restarts: stop waiting
+IMAGE_FAILED = 2  # exit code: the image did not build or its worker did not start
+READY_STATES = frozenset({"IDLE", "RUNNING", "THROTTLED", "OUTDATED"})
 
 
-@dataclass
-class JobResult:
-    index: int
-    body: dict[str, Any] = field(default_factory=dict)
-    expected: Any = NOTHING
-    problem: str | None = None  # why the job failed the test
-    diff: str | None = None
-    logs: str = ""
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.problem is None
+# --- finding the tests (file reading around the pure parsers) ---------------------------------------------
 
 
-# --- inputs and expectations (pure) ------------------------------------------------------------------------
+def load_plan(directory: Path | None, input_file: Path | None, expect: Path | None) -> TestPlan:
+    """The plan for ``directory`` (or ``--input``); exits 1 with a hint when there is none or it is wrong."""
+    found = hubtests.find_tests(directory, input_file)
+    if found is None:
+        fail(f"no tests in {directory or '.'}: none of .runpod/tests.json, .github/tests.json, test_input.json",
+             'write {"input": {...}} to test_input.json beside the Dockerfile, '
+             "add RunPod Hub tests in .runpod/tests.json, or pass --input FILE")
+    kind, path = found
+    if not path.is_file():
+        fail(f"no test input: {path} does not exist", "pass --input FILE with {\"input\": {...}}")
+    data = load_json_file(path, "--input" if input_file is not None else "the test file")
+    if input_file is not None:
+        kind = hubtests.sniff_kind(data)
+    if kind != "inputs" and expect is not None:
+        fail(f"--expect applies to test_input.json-style inputs; {path} carries its own rule")
+    try:
+        if kind == "hub":
+            hub_path = (directory / hubtests.HUB_JSON) if directory is not None else path.parent / "hub.json"
+            hub = load_json_file(hub_path, "hub.json") if hub_path.is_file() else None
+            return hubtests.parse_hub(data, str(path), hub, str(hub_path))
+        if kind == "test-runner":
+            return hubtests.parse_runner(data, str(path))
+        # DIR/expected_output.json belongs to DIR/test_input.json only, never to another --input
+        expect_path = expect
+        if expect is None and input_file is None and directory is not None:
+            candidate = directory / hubtests.EXPECTED
+            expect_path = candidate if candidate.is_file() else None
+        expected = NOTHING if expect_path is None else load_json_file(expect_path, "--expect")
+        return hubtests.parse_input_file(data, str(path), expected, str(expect_path))
+    except ValueError as exc:
+        fail(str(exc))
 
 
-def parse_inputs(data: Any, source: str) -> list[dict[str, Any]]:
-    """``{"input": ...}`` or a list of them -> request bodies."""
-    items = data if isinstance(data, list) else [data]
-    if not items:
-        raise ValueError(f"{source} holds an empty list: nothing to run")
-    for number, item in enumerate(items, 1):
-        if not isinstance(item, dict) or "input" not in item:
-            where = f" (item {number})" if isinstance(data, list) else ""
-            raise ValueError(f'{source}{where} must be an object like {{"input": {{...}}}} '
-                             "(or a list of such objects)")
-    return items
-
-
-def unwrap_expected(value: Any) -> Any:
-    """``{"output": X}`` (or a whole status body) -> X; anything else is the bare output."""
-    if isinstance(value, dict) and "output" in value and set(value) <= STATUS_KEYS:
-        return value["output"]
-    return value
-
-
-def parse_expected(data: Any, jobs: int, many: bool, source: str) -> list[Any]:
-    """One expected output per job: for a list of inputs, a list of the same length pairs up;
-    otherwise the expected value applies to every job."""
-    if many and isinstance(data, list):
-        if len(data) != jobs:
-            raise ValueError(f"{source} holds {len(data)} expected outputs for {jobs} inputs")
-        return [unwrap_expected(item) for item in data]
-    return [unwrap_expected(data)] * jobs
-
-
-def canonical(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-
-
-def json_diff(expected: Any, actual: Any) -> str | None:
-    """A unified diff of pretty-printed, key-sorted JSON; None when they are equal."""
-    want, got = canonical(expected), canonical(actual)
-    if want == got:
-        return None
-    lines = difflib.unified_diff(want.splitlines(), got.splitlines(), "expected", "actual", lineterm="")
-    return "\n".join(lines)
-
-
-def check(result: JobResult) -> None:
-    body = result.body
-    status = body.get("status")
-    if status != "COMPLETED":
-        error = body.get("error")
-        detail = f": {format_error(error)}" if error is not None else ""
-        result.problem = result.problem or f"job {status}{detail}"
-        return
-    if result.expected is not NOTHING:
-        result.diff = json_diff(result.expected, body.get("output"))
-        if result.diff is not None:
-            result.problem = "output differs from the expected output"
+def dockerfile_for(directory: Path) -> Path:
+    """``.runpod/Dockerfile`` when present (RunPod's Hub gives ``.runpod/`` precedence), else ``Dockerfile``."""
+    override = directory / ".runpod" / "Dockerfile"
+    return override if override.is_file() else directory / "Dockerfile"
 
 
 # --- running -------------------------------------------------------------------------------------------------
 
 
-def run_job(emu: Any, request: dict[str, Any], index: int, total: int, timeout_s: float) -> JobResult:
-    result = JobResult(index)
+def run_job(emu: Any, case: TestCase, index: int, total: int, deadline_s: float) -> tuple[JobResult, bool]:
+    """Send one job and wait for its final status (or ``deadline_s``); returns the result and whether
+    the worker never started."""
+    result = JobResult(case, timestamp=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     started = time.monotonic()
     base = f"/v2/{emu.endpoint_id}"
-    job_id = emu.post(f"{base}/run", json=request)["id"]
+    job_id = emu.post(f"{base}/run", json=case.request)["id"]
     body: dict[str, Any] = {"id": job_id, "status": "IN_QUEUE"}
-    label = f"job {index}/{total}"
+    label = f"{case.name} ({index}/{total})"
     last_line = ""
+    problem: str | None = None
+    not_started = False
     with busy(label) as spinner:
         while body.get("status") not in TERMINAL:
             elapsed = time.monotonic() - started
@@ -139,13 +114,16 @@ def run_job(emu: Any, request: dict[str, Any], index: int, total: int, timeout_s
             elif line.plain != last_line:
                 err_console.print(line)
                 last_line = line.plain
-            if elapsed > timeout_s:
-                result.problem = f"no result within {timeout_s:g} s (the job was {body.get('status')})"
+            waiting = body.get("status") == "IN_QUEUE"
+            if elapsed > deadline_s:
+                problem = f"no result within {deadline_s:g} s (the job was {body.get('status')})"
+                not_started = waiting and (worker is None or worker.get("status") not in READY_STATES)
                 break
-            if (body.get("status") == "IN_QUEUE" and worker is not None and worker.get("status") == "UNHEALTHY"
+            if (waiting and worker is not None and worker.get("status") == "UNHEALTHY"
                     and int(worker.get("restarts") or 0) >= GIVE_UP_RESTARTS):
                 reason = str(worker.get("reason") or "no reason given").splitlines()[0]
-                result.problem = f"the worker keeps failing to start: {reason}"
+                problem = f"the worker keeps failing to start: {reason}"
+                not_started = True
                 break
             try:
                 body = emu.get(f"{base}/status-sync/{job_id}", params={"wait": 1000}, timeout=30)
@@ -159,10 +137,11 @@ def run_job(emu: Any, request: dict[str, Any], index: int, total: int, timeout_s
             pass
     result.body = body
     result.seconds = time.monotonic() - started
-    if result.problem is not None or body.get("status") != "COMPLETED":
+    result.verdict = hubtests.Verdict(problem) if problem else hubtests.judge(case, body)
+    if not result.ok:
         worker = emu.worker()
         result.logs = emu.worker_logs(body.get("workerId") or (worker or {}).get("id"))
-    return result
+    return result, not_started
 
 
 # --- reporting -------------------------------------------------------------------------------------------------
@@ -170,15 +149,16 @@ def run_job(emu: Any, request: dict[str, Any], index: int, total: int, timeout_s
 
 def results_table(results: list[JobResult], image: str) -> Table:
     table = Table(title=f"serverless-emulator test: {image}", title_justify="left")
-    for column in ("JOB", "STATUS", "CHECK", "CREATE", "START", "READY", "QUEUE WAIT", "EXECUTION", "TOTAL"):
-        table.add_column(column, justify="left" if column in ("JOB", "STATUS", "CHECK") else "right", no_wrap=True)
+    for column in ("TEST", "STATUS", "CHECK", "CREATE", "START", "READY", "QUEUE WAIT", "EXECUTION", "TOTAL"):
+        table.add_column(column, justify="left" if column in ("TEST", "STATUS", "CHECK") else "right", no_wrap=True)
     for r in results:
         cold = r.body.get("coldStart") or {}
         warm = bool(cold) and not cold.get("coldStart")
-        check_text = (Text("pass", style="green") if r.ok and r.expected is not NOTHING
+        checked = r.case.expected is not NOTHING or r.case.no_error or r.case.status != "COMPLETED"
+        check_text = (Text("pass", style="green") if r.ok and checked
                       else Text("ran", style="green") if r.ok else Text("FAIL", style="bold red"))
         table.add_row(
-            str(r.index), job_status_text(r.body.get("status")), check_text,
+            r.case.name, job_status_text(r.body.get("status")), check_text,
             *(Text("warm", style="dim") if warm else fmt_ms(cold.get(key)) for key in ("createMs", "startMs", "readyMs")),
             fmt_ms(cold.get("queueWaitMs", r.body.get("delayTime"))), fmt_ms(r.body.get("executionTime")),
             f"{r.seconds:.1f} s",
@@ -187,105 +167,173 @@ def results_table(results: list[JobResult], image: str) -> Table:
 
 
 def print_failure(r: JobResult) -> None:
-    console.print(Text.assemble(("✗ ", "bold red"), f"job {r.index}: ", (r.problem or "", "red")))
-    if r.diff:
-        for line in r.diff.splitlines():
+    console.print(Text.assemble(("✗ ", "bold red"), f"{r.case.name}: ", (r.verdict.problem or "", "red")))
+    if r.verdict.diff:
+        for line in r.verdict.diff.splitlines():
             style = ("red" if line.startswith("-") else "green" if line.startswith("+")
                      else "cyan" if line.startswith("@@") else "")
             console.print(Text(line, style=style))
     if r.logs.strip():
-        console.print(Text(f"last lines of the worker's log (job {r.index}):", style="bold"))
+        console.print(Text(f"last lines of the worker's log ({r.case.name}):", style="bold"))
         for line in r.logs.rstrip().splitlines()[-30:]:
             console.print(Text("  " + line, style="dim"))
 
 
 def check_image_command(
     target: str = typer.Argument(..., metavar="IMAGE_OR_DIR", help="A handler folder (built first) or an image"),
-    input_file: Path | None = typer.Option(None, "--input", "-i", help="Job(s) to run: {\"input\": ...} or a "
-                                           "list of them [DIR/test_input.json]"),
+    input_file: Path | None = typer.Option(None, "--input", "-i", help="Tests to run: {\"input\": ...}, a list of "
+                                           "them, a Hub tests.json or a test-runner list [found in DIR: "
+                                           ".runpod/tests.json, .github/tests.json, test_input.json]"),
     expect: Path | None = typer.Option(None, "--expect", "-e", help="Expected output: {\"output\": ...} or the "
-                                       "bare output, or a list per job [DIR/expected_output.json if present]"),
-    timeout: float = typer.Option(300.0, "--timeout", help="Seconds each job may take, cold start included"),
+                                       "bare output, or a list per job [DIR/expected_output.json with "
+                                       "DIR/test_input.json]"),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds each job may take, cold start included "
+                                  "(for tests without a timeout of their own)"),
+    cold_start: float = typer.Option(300.0, "--cold-start", help="Seconds added to a Hub test's own timeout "
+                                     "for the worker's cold start"),
     tag: str | None = typer.Option(None, "--tag", "-t", help="Tag for the image built from DIR"),
     base_image: str | None = typer.Option(None, "--base-image", help="BASE_IMAGE for the build"),
-    env: list[str] | None = typer.Option(None, "--env", help="KEY=VALUE for the worker (repeatable)"),
-    gpu_count: int = typer.Option(0, "--gpu-count", help="GPUs for the worker"),
+    env: list[str] | None = typer.Option(None, "--env", help="KEY=VALUE for the worker (repeatable; overrides "
+                                         "hub.json and tests.json)"),
+    gpu_count: int | None = typer.Option(None, "--gpu-count", help="GPUs for the worker [tests.json or hub.json "
+                                         "config.gpuCount, else 0]; emulated when the host has none"),
+    tests_from: Path | None = typer.Option(None, "--tests-from", help="Folder whose test files to read when "
+                                           "IMAGE_OR_DIR is an image (as if it had been built from there)"),
     port: int = typer.Option(0, "--port", help="Port of the throw-away emulator [any free port]"),
+    junit_xml: Path | None = typer.Option(None, "--junit-xml", help="Write a JUnit XML report (one test case per job)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show build output and the emulator's log"),
 ) -> None:
-    """Run a handler image's test input(s) in a throw-away emulator and check the output(s) (for CI)."""
-    from emulator.cli.ephemeral import DOCKER_HINT, EphemeralEmulator, require_image
+    """Run a handler image's tests in a throw-away emulator and judge them as RunPod's Hub does (for CI).
+
+    Exit codes: 0 all passed, 1 a test failed, 2 the image did not build or its worker did not start.
+    """
+    from emulator.cli.ephemeral import EphemeralEmulator
 
     path = Path(target)
     directory = path if path.is_dir() else None
     if directory is None and (path.exists() or target.startswith((".", "/", "~")) or target.endswith("/")):
         fail(f"{target} is not a directory", "pass a folder with a Dockerfile, or an image name")
-    input_path = input_file or (directory / "test_input.json" if directory else Path("test_input.json"))
-    if not input_path.is_file():
-        fail(f"no test input: {input_path} does not exist",
-             'write {"input": {...}} to test_input.json beside the Dockerfile, or pass --input FILE')
-    raw_inputs = load_json_file(input_path, "--input")
-    expect_path = expect or (directory / "expected_output.json" if directory else None)
-    if expect is None and expect_path is not None and not expect_path.is_file():
-        expect_path = None
-    try:
-        requests = parse_inputs(raw_inputs, str(input_path))
-        expected = ([NOTHING] * len(requests) if expect_path is None else
-                    parse_expected(load_json_file(expect_path, "--expect"), len(requests),
-                                   isinstance(raw_inputs, list), str(expect_path)))
-    except ValueError as exc:
-        fail(str(exc))
-    worker_env = parse_env(env)
+    if tests_from is not None and not tests_from.is_dir():
+        fail(f"--tests-from {tests_from} is not a directory")
+    plan = load_plan(directory or tests_from, input_file, expect)
+    worker_env = {**plan.env, **parse_env(env)}
+    gpus = gpu_count if gpu_count is not None else (plan.gpu_count or 0)
+    err_console.print(f"{len(plan.cases)} test(s) from {plan.source} ({plan.kind} format)", style="dim")
 
-    from emulator.errors import RuntimeUnavailable
+    image = image_to_test(target, directory, tag, base_image, verbose, junit_xml)
+    overrides, notes = gpu_settings(gpus)
+    for note in notes:
+        err_console.print(note, style="yellow")
+    results: list[JobResult] = []
+    not_started = False
+    try:
+        with EphemeralEmulator(port, verbose, settings=overrides) as emu:
+            err_console.print(f"emulator on {emu.url} (network {emu.network}); starting a worker from {image}",
+                              style="dim")
+            deadlines = [timeout if c.timeout_s is None else c.timeout_s + cold_start for c in plan.cases]
+            emu.create_endpoint(image, worker_env, gpus, max(deadlines))
+            for number, (case, deadline_s) in enumerate(zip(plan.cases, deadlines, strict=True), 1):
+                result, not_started = run_job(emu, case, number, len(plan.cases), deadline_s)
+                results.append(result)
+                mark = Text("✓ ", style="green") if result.ok else Text("✗ ", style="red")
+                err_console.print(Text.assemble(mark, f"{case.name} ", job_status_text(result.body.get("status")),
+                                                f" in {result.seconds:.1f}s"))
+                if not_started:  # no worker: the other tests cannot run either
+                    results += [JobResult(later, verdict=hubtests.Verdict("not run: the worker did not start"))
+                                for later in plan.cases[number:]]
+                    break
+    except KeyboardInterrupt:
+        fail("interrupted; the worker, endpoint and network it started were removed", code=130)
+    finish(results, image, junit_xml, notes)
+    if not_started:
+        raise typer.Exit(IMAGE_FAILED)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def image_to_test(target: str, directory: Path | None, tag: str | None, base_image: str | None, verbose: bool,
+                  junit_xml: Path | None) -> str:
+    """The image built from ``directory`` (its ``.runpod/Dockerfile`` first), or ``target`` when it is
+    present locally; exits 2 (with the reason in the JUnit file and the job summary) otherwise."""
+    from emulator.cli.common import BUILD_HINT
+    from emulator.cli.ephemeral import DOCKER_HINT
+    from emulator.cli.images import BuildDisplay, fail_build
+    from emulator.errors import EmulatorError, RuntimeUnavailable
     from emulator.images import build as images
+
+    def image_failed(message: str, hint: str | None = None, exc: EmulatorError | None = None) -> NoReturn:
+        finish([], target, junit_xml, [], image_problem=message)
+        if exc is None:
+            fail(message, hint, code=IMAGE_FAILED)
+        try:
+            fail_build(exc)  # its hints
+        except typer.Exit:
+            pass
+        raise typer.Exit(IMAGE_FAILED)
 
     try:
         images.require_docker()
+        if directory is None:
+            if images.image_id(target) is None:
+                image_failed(f"the image {target} is not present locally", BUILD_HINT + " (or `docker pull` it)")
+            return target
     except RuntimeUnavailable as exc:
-        fail(exc.message, DOCKER_HINT)
-    if directory is not None:
-        from emulator.cli.images import build_directory
-
-        image = build_directory(directory, tag, base_image, verbose)
-    else:
-        image = target
-        require_image(image)
-
+        image_failed(exc.message, DOCKER_HINT)
+    dockerfile = dockerfile_for(directory)
+    if dockerfile.parent != directory:
+        err_console.print(f"building {dockerfile} (.runpod/ takes precedence, as on RunPod's Hub)", style="dim")
     try:
-        results = _run_all(EphemeralEmulator(port, verbose), image, requests, expected, worker_env, gpu_count, timeout)
-    except KeyboardInterrupt:
-        fail("interrupted; the worker, endpoint and network it started were removed", code=130)
-    _report(results, image)
+        with BuildDisplay(f"building {tag or images.default_tag_for(directory)}", verbose) as display:
+            # a fresh CI runner has neither base image yet: let `docker build` pull python:3.12-slim when
+            # the Dockerfile uses BASE_IMAGE at all (most worker repositories name their own FROM)
+            base = base_image or images.default_base_image() or images.UPSTREAM_BASE_IMAGE
+            built = images.build_image(directory, tag, base, display, dockerfile=dockerfile)
+    except EmulatorError as exc:
+        image_failed(exc.message, exc=exc)
+    display.done(f"built {built}")
+    return built
 
 
-def _run_all(emulator: Any, image: str, requests: list[dict[str, Any]], expected: list[Any],
-             worker_env: dict[str, str], gpu_count: int, timeout: float) -> list[JobResult]:
-    results: list[JobResult] = []
-    with emulator as emu:
-        err_console.print(f"emulator on {emu.url} (network {emu.network}); starting a worker from {image}",
-                          style="dim")
-        emu.create_endpoint(image, worker_env, gpu_count, timeout)
-        for number, (request, want) in enumerate(zip(requests, expected, strict=True), 1):
-            result = run_job(emu, request, number, len(requests), timeout)
-            result.expected = want
-            check(result)
-            results.append(result)
-            mark = Text("✓ ", style="green") if result.ok else Text("✗ ", style="red")
-            err_console.print(Text.assemble(mark, f"job {number}/{len(requests)} ",
-                                            job_status_text(result.body.get("status")), f" in {result.seconds:.1f}s"))
-    return results
+def gpu_settings(gpus: int) -> tuple[dict[str, Any], list[str]]:
+    """Settings for the throw-away emulator so that ``gpus`` GPUs can be given: the host's when it has
+    enough, else emulated ones (no device requests), with a note saying so."""
+    if gpus <= 0:
+        return {}, []
+    from emulator import gpus as gpu_inventory
+    from emulator.config import Settings
+
+    inventory = gpu_inventory.discover(Settings())
+    if len(inventory.ids) >= gpus:
+        return {}, []
+    return ({"gpu_mode": "emulate", "gpus": None, "emulated_gpus": gpus},
+            [f"the tests ask for {gpus} GPU(s) and this host has {len(inventory.ids)}: the worker gets "
+             f"{gpus} emulated GPU(s) (RUNPOD_GPU_COUNT set, no devices; CUDA code will not find one)"])
 
 
-def _report(results: list[JobResult], image: str) -> None:
-    console.print(results_table(results, image))
+def finish(results: list[JobResult], image: str, junit_xml: Path | None, notes: list[str],
+           image_problem: str | None = None) -> None:
+    """Print the table and failures; write the JUnit file, the job summary and the step outputs."""
+    if results:
+        console.print(results_table(results, image))
     failed = [r for r in results if not r.ok]
     for r in failed:
         print_failure(r)
+    if junit_xml is not None:
+        try:
+            reports.write_junit(junit_xml, results, f"serverless-emulator test {image}", image_problem)
+        except OSError as exc:
+            err_console.print(f"could not write {junit_xml}: {exc}", style="red")
+    summary = reports.summary_markdown(results, image, [*notes, *([image_problem] if image_problem else [])])
+    try:
+        reports.append(os.environ.get("GITHUB_STEP_SUMMARY"), summary)
+        reports.append(os.environ.get("GITHUB_OUTPUT"), reports.step_outputs(results))
+    except OSError as exc:
+        err_console.print(f"could not write the GitHub Actions summary: {exc}", style="red")
+    if image_problem is not None:
+        return
     if failed:
-        console.print(Text(f"FAILED: {len(failed)} of {len(results)} job(s)", style="bold red"))
-        raise typer.Exit(1)
-    checked = sum(1 for r in results if r.expected is not NOTHING)
-    console.print(Text(f"PASSED: {len(results)} job(s)" + (f", {checked} output(s) as expected" if checked
-                                                             else " (no expected output to compare)"),
-                       style="bold green"))
+        console.print(Text(f"FAILED: {len(failed)} of {len(results)} test(s)", style="bold red"))
+        return
+    checked = sum(1 for r in results if r.case.expected is not NOTHING)
+    console.print(Text(f"PASSED: {len(results)} test(s)" + (f", {checked} output(s) as expected" if checked
+                                                              else ""), style="bold green"))

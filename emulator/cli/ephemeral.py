@@ -33,9 +33,10 @@ def docker_cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess
 class EphemeralEmulator:
     """``with EphemeralEmulator(port) as emu: emu.create_endpoint(image)``; cleanup on exit."""
 
-    def __init__(self, port: int = 0, verbose: bool = False) -> None:
+    def __init__(self, port: int = 0, verbose: bool = False, settings: dict[str, Any] | None = None) -> None:
         self.port = port
         self.verbose = verbose
+        self.overrides = dict(settings or {})  # more Settings fields, such as gpu_mode (emulated GPUs)
         run_id = uuid.uuid4().hex[:10]
         self.network = f"se-test-{run_id}"
         self.endpoint_id = f"test-{run_id}"
@@ -69,7 +70,7 @@ class EphemeralEmulator:
         structlog.configure(cache_logger_on_first_use=False)
         settings = Settings(
             host="127.0.0.1", port=self.port, data_dir=Path(self._tmp.name) / "data", runtime="docker",
-            network=self.network, config=None, api_key=None, keep_workers=False,
+            network=self.network, config=None, api_key=None, keep_workers=False, **self.overrides,
         )
         try:
             from emulator.testing import BackgroundControlPlane

@@ -383,15 +383,19 @@ def build_image(
     labels: Mapping[str, str] | None = None,
     build_args: Mapping[str, str] | None = None,
     no_cache: bool = False,
+    dockerfile: Path | None = None,
 ) -> str:
     """Build ``directory/Dockerfile`` with ``--build-arg BASE_IMAGE=<base>``; return the tag.
+
+    ``dockerfile`` builds another file (such as ``directory/.runpod/Dockerfile``, which RunPod's Hub
+    prefers) with the same context.
 
     ``tag`` defaults to ``default_tag_for(directory)``; ``base_image`` to ``default_base_image()``.
     """
     directory = Path(directory).resolve()
-    dockerfile = directory / "Dockerfile"
+    dockerfile = Path(dockerfile).resolve() if dockerfile is not None else directory / "Dockerfile"
     if not dockerfile.is_file():
-        raise InvalidInput(f"{directory} has no Dockerfile", field="directory")
+        raise InvalidInput(f"{directory} has no {dockerfile.name}", field="directory")
     require_docker()
     base = base_image or default_base_image()
     if base is None:

@@ -288,8 +288,9 @@
       ${tile("In progress", ep.queue.inProgress)}
       ${tile("Completed", c.completed)}
       ${tile("Failed", failed, c.timedOut ? `<small>${c.timedOut} timed out</small>` : "", failed ? "kpi-bad" : "")}
-      ${tile("Retried", c.retried, c.cancelled ? `<small>${c.cancelled} cancelled</small>` : "")}
-    </div>`;
+      ${tile("Retried", c.retried, `<small>requeued: retry or lost worker${c.cancelled ? ` · ${c.cancelled} cancelled` : ""}</small>`)}
+    </div>
+    <div class="card-note kpi-window">Job counts since the endpoint was created${ep.countersSince ? ` (${ago(ep.countersSince)})` : ""}, kept across restarts.</div>`;
   }
 
   function workersCard(ep) {
@@ -343,7 +344,7 @@
     const q = ep.queue;
     return `<section class="card" id="jobs-card">
       <div class="card-head"><div class="card-title">Queue and recent jobs <span class="count">${jobs.length}</span></div>
-        <div class="card-note">newest first</div></div>
+        <div class="card-note">${recentWindow(ep)}</div></div>
       <div class="queue-line">
         <span><b>${q.inQueue}</b> in queue</span><span><b>${q.inProgress}</b> in progress</span>
         <span><b>${q.takers}</b> worker${q.takers === 1 ? "" : "s"} waiting for work</span>
@@ -354,6 +355,13 @@
         <tbody>${rows}</tbody>
       </table></div>
     </section>`;
+  }
+
+  function recentWindow(ep) {
+    const r = ep.recentJobs;
+    if (!r) return "newest first";
+    return `the newest ${r.limit} still kept (results stay ${fmtDuration(r.runRetentionS)} after /run, ` +
+      `${fmtDuration(r.syncRetentionS)} after /runsync), newest first`;
   }
 
   function jobRow(j, longest) {
@@ -376,7 +384,7 @@
     const err = j.error ? `<span class="job-error" title="${esc(j.error)}">${esc(j.error)}</span>` : "";
     return `<tr data-job="${esc(j.id)}" data-status="${esc(j.status)}">
       <td class="job-id-cell">
-        <span class="mono nowrap" title="${esc(j.id)}">${esc(shortId(j.id, 13))}</span>${j.retries ? `<span class="flag flag-info">retry ${j.retries}</span>` : ""}
+        <span class="mono nowrap" title="${esc(j.id)}">${esc(shortId(j.id, 13))}</span>${j.retries ? `<span class="flag flag-info" title="put back in the queue ${j.retries} time(s): a retry or a lost worker">retried ×${j.retries}</span>` : ""}
         <span class="job-sub">${j.workerId ? `on <span class="mono">${esc(j.workerId)}</span> · ` : ""}<span data-ago="${j.createdAt ?? ""}">${ago(j.createdAt)}</span></span>${err}
       </td>
       <td><span class="badge small j-${esc(j.status)}">${esc(j.status.replace("_", " "))}</span></td>

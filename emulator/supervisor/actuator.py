@@ -243,12 +243,18 @@ class Actuator:
     async def remove(self, worker: WorkerRecord, reason: str) -> None:
         """Stop and remove the container, then requeue what the worker still holds and forget it.
 
+        The container gets ``stop_grace_s`` between SIGTERM and SIGKILL when the worker holds a job,
+        ``idle_stop_grace_s`` (default 0: at once) when it holds none.
+
         When the runtime refuses, the record stays (stopping) and the next tick tries again.
         """
         container_id = worker.container_id
         if container_id:
+            # a worker holding no job is stopped at once (RunPod's SDK ignores SIGTERM); one holding a job
+            # gets stop_grace_s to finish it
+            grace_s = self.settings.stop_grace_s if worker.job_ids else self.settings.idle_stop_grace_s
             try:
-                await self.runtime.stop(container_id, timeout_s=self.settings.stop_grace_s)
+                await self.runtime.stop(container_id, timeout_s=grace_s)
             except EmulatorError as exc:
                 log.warning(
                     "could not stop a worker's container; removing it by force",

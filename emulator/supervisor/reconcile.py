@@ -340,6 +340,8 @@ def _start_reason(endpoint: Endpoint, stats: QueueStats, serving: int) -> str:
             f"REQUEST_COUNT: {stats.in_queue_scaling} queued + {stats.in_progress} in progress "
             f"/ scalerValue {endpoint.scalerValue:g}"
         )
-    if stats.in_queue_scaling:
+    if stats.in_queue_scaling and serving == 0:
+        return f"scale from zero: {stats.in_queue_scaling} job(s) queued and no worker"  # (policy.to_add)
+    if stats.in_queue_scaling and stats.oldest_scaling_wait_s > endpoint.scalerValue:
         return f"QUEUE_DELAY: a job has waited {stats.oldest_scaling_wait_s:.1f}s > {endpoint.scalerValue:g}s"
     return "replaces a recycled worker"

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -88,3 +90,48 @@ def start_worker(plane: BackgroundControlPlane) -> Iterator[Callable[..., Worker
 
 def echo(worker: ProtocolWorker, job: dict[str, Any]) -> None:
     worker.done(job["id"], {"output": job["input"]})
+
+
+# --- `serverless-emulator test` with Docker --------------------------------------------------------------
+
+
+def docker_ok() -> bool:
+    try:
+        return subprocess.run(["docker", "version"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def leftovers_of_run(output: str) -> list[str]:
+    """Containers and the network of the `serverless-emulator test` run whose network name it printed;
+    removes them (the safety net: never leave anything behind, even when the assert fails)."""
+    match = re.search(r"network (se-test-[0-9a-f]+)", output)
+    assert match, output
+    network = match.group(1)
+    endpoint = network.removeprefix("se-")
+    found = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=serverless-emulator.endpoint={endpoint}"],
+                           capture_output=True, text=True).stdout.split()
+    nets = subprocess.run(["docker", "network", "ls", "-q", "--filter", f"name=^{network}$"],
+                          capture_output=True, text=True).stdout.split()
+    for container in found:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+    for net in nets:
+        subprocess.run(["docker", "network", "rm", net], capture_output=True)
+    return found + nets
+
+
+
+
+@pytest.fixture
+def docker_run() -> Callable[..., Result]:
+    """``docker_run(*args, env=None)``: ``serverless-emulator test ARGS`` in-process; asserts that it left
+    no container or network behind."""
+    if not docker_ok():
+        pytest.skip("needs a running Docker engine")
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Result:
+        r = CliRunner().invoke(app, ["test", *args], env=env, catch_exceptions=False)
+        assert leftovers_of_run(r.output) == [], "the test command left containers or its network behind"
+        return r
+
+    return run

@@ -3,19 +3,14 @@
 
 from __future__ import annotations
 
-import re
 import socket
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from emulator.cli.check import (
-    NOTHING,
-    JobResult,
-    check,
+from emulator.cli.hubtests import (
     json_diff,
     parse_expected,
     parse_inputs,
@@ -57,21 +52,6 @@ def test_diff_is_key_sorted_pretty_json() -> None:
     assert '-  "message": "hi",' in diff and '+  "message": "ho",' in diff
 
 
-def test_check() -> None:
-    ok = JobResult(1, {"status": "COMPLETED", "output": {"a": 1}}, expected={"a": 1})
-    check(ok)
-    assert ok.ok
-    unchecked = JobResult(1, {"status": "COMPLETED", "output": 1})
-    check(unchecked)
-    assert unchecked.ok and unchecked.expected is NOTHING
-    wrong = JobResult(1, {"status": "COMPLETED", "output": {"a": 2}}, expected={"a": 1})
-    check(wrong)
-    assert not wrong.ok and wrong.diff and "-  \"a\": 1" in wrong.diff
-    failed = JobResult(1, {"status": "FAILED", "error": "boom"}, expected={"a": 1})
-    check(failed)
-    assert failed.problem == "job FAILED: boom"
-
-
 # --- errors before anything runs -------------------------------------------------------------------------
 
 
@@ -79,7 +59,8 @@ def test_missing_input_file(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     r = runner.invoke(app, ["test", str(tmp_path)])
     assert r.exit_code == 1
-    assert "no test input" in r.stderr and "hint:" in r.stderr and "test_input.json" in r.stderr
+    assert "no tests in" in r.stderr and "hint:" in r.stderr and "test_input.json" in r.stderr
+    assert ".runpod/tests.json" in r.stderr
 
 
 def test_bad_input_file(tmp_path: Path) -> None:
@@ -94,7 +75,7 @@ def test_docker_not_running(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(images, "require_docker", down)
     r = runner.invoke(app, ["test", str(ECHO)])
-    assert r.exit_code == 1
+    assert r.exit_code == 2  # nothing could start
     assert "the Docker engine does not answer" in r.stderr and "hint: start Docker" in r.stderr
 
 
@@ -102,7 +83,7 @@ def test_image_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(images, "require_docker", lambda: None)
     monkeypatch.setattr(images, "image_id", lambda tag: None)
     r = runner.invoke(app, ["test", "no-such/image:1", "--input", str(ECHO / "test_input.json")])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert "the image no-such/image:1 is not present locally" in r.stderr
     assert "hint: build it with `serverless-emulator images build DIR`" in r.stderr
 
@@ -122,48 +103,11 @@ def test_port_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- with Docker -------------------------------------------------------------------------------------------------
 
 
-def _docker_ok() -> bool:
-    try:
-        return subprocess.run(["docker", "version"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def _leftovers(output: str) -> list[str]:
-    """Containers and the network of the run whose network name the command printed."""
-    match = re.search(r"network (se-test-[0-9a-f]+)", output)
-    assert match, output
-    network = match.group(1)
-    endpoint = network.removeprefix("se-")
-    found = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=serverless-emulator.endpoint={endpoint}"],
-                           capture_output=True, text=True).stdout.split()
-    nets = subprocess.run(["docker", "network", "ls", "-q", "--filter", f"name=^{network}$"],
-                          capture_output=True, text=True).stdout.split()
-    for container in found:  # the safety net: never leave anything behind, even when the assert fails
-        subprocess.run(["docker", "rm", "-f", container], capture_output=True)
-    for net in nets:
-        subprocess.run(["docker", "network", "rm", net], capture_output=True)
-    return found + nets
-
-
-@pytest.fixture
-def docker_run() -> Any:
-    if not _docker_ok():
-        pytest.skip("needs a running Docker engine")
-
-    def run(*args: str) -> Any:
-        r = runner.invoke(app, ["test", *args], catch_exceptions=False)
-        assert _leftovers(r.output) == [], "the test command left containers or its network behind"
-        return r
-
-    return run
-
-
 @pytest.mark.docker
 def test_echo_sample_passes(docker_run: Any) -> None:
     r = docker_run(str(ECHO), "--timeout", "120")
     assert r.exit_code == 0, r.output
-    assert "PASSED: 1 job(s), 1 output(s) as expected" in r.stdout
+    assert "PASSED: 1 test(s), 1 output(s) as expected" in r.stdout
     for column in ("CREATE", "START", "READY", "QUEUE WAIT", "EXECUTION"):
         assert column in r.stdout
     row = next(line for line in r.stdout.splitlines() if "COMPLETED" in line)
@@ -181,7 +125,7 @@ def test_wrong_expectation_fails_with_a_diff(docker_run: Any, tmp_path: Path) ->
     assert "--- expected\n+++ actual\n" in out
     assert '-  "extra": true,' in out and '-  "message": "goodbye"' in out
     assert '+  "message": "hello from echo"' in out
-    assert "FAILED: 1 of 1 job(s)" in out
+    assert "FAILED: 1 of 1 test(s)" in out
 
 
 @pytest.mark.docker
@@ -192,4 +136,27 @@ def test_several_jobs_from_an_image(docker_run: Any, tmp_path: Path) -> None:
     expect.write_text('[{"output": {"n": 1}}, {"n": 2}]')
     r = docker_run(images.sample_image_tag("echo"), "--input", str(inputs), "--expect", str(expect))
     assert r.exit_code == 0, r.output
-    assert "PASSED: 2 job(s)" in r.stdout and "warm" in r.stdout  # the second job found the worker warm
+    assert "PASSED: 2 test(s)" in r.stdout and "warm" in r.stdout  # the second job found the worker warm
+
+
+def test_a_fresh_ci_runner_without_a_base_image_builds_on_python_slim(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No local base image (a fresh GitHub runner): the build gets python:3.12-slim for BASE_IMAGE, which
+    `docker build` pulls if the Dockerfile uses it, instead of refusing to build."""
+    from emulator.errors import RuntimeFailure
+
+    seen: list[str | None] = []
+
+    def build(directory: Any, tag: Any, base: str | None, *args: Any, **kw: Any) -> str:
+        seen.append(base)
+        raise RuntimeFailure("docker build stopped here by the test")
+
+    monkeypatch.setattr(images, "require_docker", lambda: None)
+    monkeypatch.setattr(images, "default_base_image", lambda: None)
+    monkeypatch.setattr(images, "build_image", build)
+    (tmp_path / "Dockerfile").write_text("FROM python:3.12-slim\n")
+    (tmp_path / "test_input.json").write_text('{"input": {}}')
+    r = runner.invoke(app, ["test", str(tmp_path)])
+    assert seen == [images.UPSTREAM_BASE_IMAGE]
+    assert r.exit_code == 2 and "docker build stopped here by the test" in r.stderr

@@ -84,6 +84,9 @@ def test_snapshot_has_queue_jobs_and_cold_start_but_no_payloads(
     queue = ep["queue"]
     assert (queue["inQueue"], queue["inProgress"], queue["takers"]) == (1, 0, 0) and queue["oldestWaitS"] >= 0
     assert ep["counters"]["completed"] == 1
+    # what window each covers: counters since the endpoint was made, jobs while their results are kept
+    assert ep["countersSince"] == ep["createdAt"]
+    assert ep["recentJobs"] == {"limit": 15, "runRetentionS": 1800.0, "syncRetentionS": 60.0}
     assert ep["workers"]["summary"]["idle"] == 1 and ep["workers"]["workers"][0]["id"] == worker.id
     queued, done = ep["jobs"]
     assert queued["status"] == "IN_QUEUE" and "input" not in queued
