@@ -100,3 +100,7 @@ def describe_validation(errs: list[Any]) -> tuple[str, str | None]:
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         parts.append(f"{field}: {msg}")
     return "; ".join(parts) or "invalid request", first_field
+
+
+class ImagePullFailed(EmulatorError):
+    """A worker's image could not be pulled; ``message`` says why in words a user acts on."""

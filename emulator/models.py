@@ -6,7 +6,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _ID_RE = re.compile(ID_PATTERN)
@@ -87,13 +87,51 @@ class _EndpointFields(BaseModel):
 
 NameStr = Annotated[str, Field(min_length=1, max_length=191)]
 ImageStr = Annotated[str, Field(min_length=1, max_length=512)]
+PullPolicyStr = Literal["ALWAYS", "IF_MISSING", "NEVER"]
+OptId = Annotated[str | None, Field(None, pattern=ID_PATTERN)]
+StrList = Annotated[list[Annotated[str, Field(max_length=256)]] | None, Field(None, max_length=100)]
+# RunPod REST v1 fields the emulator keeps and shows back but cannot honour on one machine
+NOT_EMULATED_FIELDS = (
+    "gpuTypeIds",
+    "dataCenterIds",
+    "allowedCudaVersions",
+    "minCudaVersion",
+    "cpuFlavorIds",
+    "networkVolumeIds",
+    "vcpuCount",
+)
 
 
-class EndpointSpec(_EndpointFields):
-    """The body of POST /v1/endpoints (and one [[endpoints]] table of endpoints.toml)."""
+class _RestFields(BaseModel):
+    """RunPod REST v1 endpoint fields beyond the emulator's first set (docs api-reference, EndpointCreateInput).
+
+    ``templateId`` names a ``/v1/templates`` entry whose image, env, start command and registry
+    credential the endpoint runs; ``computeType`` GPU (or ``gpuTypeIds``) without ``gpuCount`` means one
+    GPU, as on RunPod. ``pullPolicy`` and ``containerRegistryAuthId`` are the emulator's: see
+    ``emulator.supervisor.pull_policy``.
+    """
+
+    templateId: OptId = None
+    computeType: Literal["CPU", "GPU"] | None = None
+    gpuTypeIds: StrList = None
+    dataCenterIds: StrList = None
+    allowedCudaVersions: StrList = None
+    minCudaVersion: str | None = Field(None, max_length=16)
+    cpuFlavorIds: StrList = None
+    networkVolumeIds: StrList = None
+    vcpuCount: int | None = Field(None, ge=1, le=512)
+    pullPolicy: PullPolicyStr | None = None
+    containerRegistryAuthId: OptId = None
+
+
+class EndpointSpec(_EndpointFields, _RestFields):
+    """The body of POST /v1/endpoints (and one [[endpoints]] table of endpoints.toml).
+
+    ``imageName`` or ``templateId`` is required (a template fills ``imageName`` in).
+    """
 
     name: NameStr
-    imageName: ImageStr
+    imageName: ImageStr | None = None
     id: str | None = Field(None, pattern=ID_PATTERN)
     workersMin: int = Field(0, ge=0, le=100)
     workersMax: int = Field(3, ge=0, le=100)
@@ -114,10 +152,18 @@ class EndpointSpec(_EndpointFields):
     def _bounds(self) -> EndpointSpec:
         if self.workersMin > self.workersMax:
             raise ValueError("workersMin must not exceed workersMax")
+        if not self.imageName and not self.templateId:
+            raise ValueError("imageName or templateId is required")
+        if "gpuCount" not in self.model_fields_set and (self.computeType == "GPU" or self.gpuTypeIds):
+            self.gpuCount = 1  # RunPod's default for a GPU endpoint
         return self
 
+    @field_serializer("idleTimeout", "scalerValue")
+    def _whole(self, value: float) -> float | int:
+        return int(value) if float(value).is_integer() else value  # RunPod's type is integer
 
-class EndpointPatch(_EndpointFields):
+
+class EndpointPatch(_EndpointFields, _RestFields):
     """The body of PATCH /v1/endpoints/{id}: any field but ``id``."""
 
     name: NameStr | None = None
@@ -142,6 +188,7 @@ class Endpoint(EndpointSpec):
     """An endpoint as stored and returned: the spec plus identity and version."""
 
     id: str
+    imageName: ImageStr
     version: int = 1
     createdAt: float = 0.0
     updatedAt: float = 0.0

@@ -14,7 +14,7 @@ Sources: RunPod's "Send requests" and "Job states" pages (``/run``, ``/runsync``
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, NotRequired
+from typing import Any, NotRequired, cast
 
 from typing_extensions import TypedDict  # pydantic documents only this TypedDict on Python < 3.12
 
@@ -132,6 +132,19 @@ class WorkerPublic(TypedDict):
     paused: bool
     standby: bool
     stopping: bool
+    pull: WorkerPull | None
+
+
+class WorkerPull(TypedDict):
+    """A worker's image pull (``supervisor.pulls``): ``status`` is the engine's, then ``complete``/``failed``."""
+
+    image: str
+    status: str
+    layersDone: int
+    layersTotal: int
+    bytesDone: int
+    bytesTotal: int
+    digest: str | None
 
 
 class JobDetail(StatusBody):
@@ -286,6 +299,7 @@ def worker_public(w: WorkerRecord, endpoint_version: int, now: float) -> WorkerP
         "paused": w.paused,
         "standby": w.standby,
         "stopping": w.stopping,
+        "pull": None if w.pull is None else cast(WorkerPull, dict(w.pull)),
     }
 
 

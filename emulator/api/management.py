@@ -22,7 +22,8 @@ from emulator.api.deps import (
     context,
     require_api_key,
 )
-from emulator.api.secrets import public_endpoint, unmask_env
+from emulator.api.rest_shape import endpoint_answer, flag, reply_with_image
+from emulator.api.secrets import unmask_env
 from emulator.errors import BadRequest, InvalidInput, NotFound, describe_validation
 from emulator.models import Endpoint, EndpointPatch, EndpointSpec, WorkerState
 from emulator.workers.env import worker_env
@@ -44,6 +45,19 @@ def _validate(model: type[EndpointSpec] | type[EndpointPatch], body: Any) -> Any
     except ValidationError as exc:
         message, field = describe_validation(list(exc.errors()))
         raise InvalidInput(message, field=field) from exc
+
+
+async def create_endpoint(ctx: AppContext, spec: EndpointSpec) -> Endpoint:
+    """``POST /v1/endpoints`` (and GraphQL ``saveEndpoint``); a ``templateId`` fills in the image, env, ..."""
+    return await ctx.endpoints.create(spec)
+
+
+async def update_endpoint(ctx: AppContext, endpoint_id: str, patch: EndpointPatch) -> Endpoint:
+    """``PATCH /v1/endpoints/{id}`` and its aliases: ``********`` sent back keeps the stored env value."""
+    if patch.env is not None:
+        current = ctx.endpoints.require(endpoint_id)
+        patch = patch.model_copy(update={"env": unmask_env(current.env, patch.env)})
+    return await ctx.endpoints.update(endpoint_id, patch)
 
 
 def workers_body(ctx: AppContext, endpoint: Endpoint) -> dict[str, Any]:
@@ -69,29 +83,30 @@ def workers_body(ctx: AppContext, endpoint: Endpoint) -> dict[str, Any]:
     "/endpoints",
     status_code=201,
     summary="Create an endpoint",
-    responses=schema.ok(Endpoint, 201),
+    responses=schema.ok(schema.EndpointAnswer, 201),
     openapi_extra=schema.body(EndpointSpec, "The endpoint (RunPod's REST field names)"),
 )
 async def post_endpoint(request: Request) -> dict[str, Any]:
     ctx = context(request)
     spec = _validate(EndpointSpec, await read_json(request, MAX_MANAGEMENT_BODY, "POST /v1/endpoints"))
-    return public_endpoint(await ctx.endpoints.create(spec))
+    return await reply_with_image(ctx, await create_endpoint(ctx, spec))
 
 
-@router.get("/endpoints", summary="List endpoints", responses=schema.ok(Endpoint, array=True))
+@router.get("/endpoints", summary="List endpoints", responses=schema.ok(schema.EndpointAnswer, array=True))
 async def list_endpoints(request: Request) -> list[dict[str, Any]]:
-    return [public_endpoint(e) for e in context(request).endpoints.all()]
+    ctx, with_template = context(request), flag(request.query_params.get("includeTemplate"))
+    return [endpoint_answer(ctx.core, e, with_template) for e in ctx.endpoints.all()]
 
 
-@router.get("/endpoints/{endpoint_id}", summary="One endpoint", responses=schema.ok(Endpoint))
-async def get_endpoint(endpoint: EndpointDep) -> dict[str, Any]:
-    return public_endpoint(endpoint)
+@router.get("/endpoints/{endpoint_id}", summary="One endpoint", responses=schema.ok(schema.EndpointAnswer))
+async def get_endpoint(endpoint: EndpointDep, ctx: Ctx, request: Request) -> dict[str, Any]:
+    return endpoint_answer(ctx.core, endpoint, flag(request.query_params.get("includeTemplate")))
 
 
 @router.patch(
     "/endpoints/{endpoint_id}",
     summary="Change an endpoint (a change to what workers run starts a rolling update)",
-    responses=schema.ok(Endpoint),
+    responses=schema.ok(schema.EndpointAnswer),
     openapi_extra=schema.body(EndpointPatch, "Any field but `id`; `env` values sent back as ******** keep theirs"),
 )
 async def patch_endpoint(current: EndpointDep, ctx: Ctx, request: Request) -> dict[str, Any]:
@@ -99,9 +114,7 @@ async def patch_endpoint(current: EndpointDep, ctx: Ctx, request: Request) -> di
     if isinstance(body, dict) and "id" in body:
         raise InvalidInput("id cannot be changed", field="id")
     patch: EndpointPatch = _validate(EndpointPatch, body)
-    if patch.env is not None:  # "********" read from GET and sent back keeps the stored value
-        patch = patch.model_copy(update={"env": unmask_env(current.env, patch.env)})
-    return public_endpoint(await ctx.endpoints.update(current.id, patch))
+    return await reply_with_image(ctx, await update_endpoint(ctx, current.id, patch))
 
 
 @router.delete("/endpoints/{endpoint_id}", status_code=204, summary="Delete an endpoint (drains, then removes its workers)")

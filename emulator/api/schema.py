@@ -21,6 +21,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from emulator import wire
 from emulator.models import Endpoint, EndpointPatch, EndpointSpec, JobRequest
+from emulator.service.templates import RegistryAuthSpec, TemplatePatch, TemplateSpec
 
 REF = "#/components/schemas/{model}"
 PUBLIC_PATHS = frozenset({"/ping"})
@@ -31,6 +32,18 @@ class ErrorBody(BaseModel):
 
     error: str
     field: str | None = None
+
+
+class EndpointAnswer(Endpoint):
+    """An endpoint as /v1 answers it, with RunPod REST v1's types (``api/rest_shape.py``): ``createdAt`` and
+    ``updatedAt`` as UTC timestamps, ``notEmulated``; ``imageStatus`` on create and update answers,
+    ``template`` with ``?includeTemplate=true``."""
+
+    createdAt: str  # type: ignore[assignment]
+    updatedAt: str  # type: ignore[assignment]
+    notEmulated: list[str] = []
+    imageStatus: dict[str, Any] | None = None
+    template: dict[str, Any] | None = None
 
 
 class RegisteredWorker(BaseModel):
@@ -148,12 +161,13 @@ def _not_null_in_patch(schema: dict[str, Any]) -> None:
 def _components() -> dict[str, Any]:
     found: dict[str, Any] = {}
     models: list[type[Any]] = [ErrorBody, RegisteredWorker, *wire.DOCUMENTED]
-    models += [Endpoint, JobRequest, EndpointSpec, EndpointPatch]
+    models += [Endpoint, EndpointAnswer, JobRequest, EndpointSpec, EndpointPatch]
+    models += [TemplateSpec, TemplatePatch, RegistryAuthSpec]
     for model in models:
         schema, defs = _with_refs(model)
         if model is JobRequest:
             _webhook_url(schema)
-        elif model in (Endpoint, EndpointSpec, EndpointPatch):
+        elif model in (Endpoint, EndpointAnswer, EndpointSpec, EndpointPatch, TemplateSpec, TemplatePatch):
             _env_names(schema)
         if model is EndpointPatch:
             _not_null_in_patch(schema)

@@ -30,7 +30,7 @@ from emulator.cli.common import (
 )
 
 REQUEST_FIELDS = {"input", "webhook", "policy", "s3Config"}
-COLD_START_PARTS = (("createMs", "create"), ("startMs", "start"), ("readyMs", "ready"))
+COLD_START_PARTS = (("pullMs", "pull"), ("createMs", "create"), ("startMs", "start"), ("readyMs", "ready"))
 
 
 def job_body(value: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 LABEL_ENDPOINT = "serverless-emulator.endpoint"
 LABEL_WORKER = "serverless-emulator.worker"
@@ -46,6 +46,14 @@ class ContainerInfo:
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None  # the engine's own error text, when it recorded one
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """An image the engine has: its id (``sha256:…``) and the registry digests it was pulled or pushed with."""
+
+    id: str
+    repo_digests: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,17 @@ class Runtime(Protocol):
         """Container events for containers with ``labels``, as they happen."""
 
     async def image_exists(self, image: str) -> bool: ...
+
+    async def image_info(self, image: str) -> LocalImage | None:
+        """The local image ``image`` names, or None when the engine does not have it."""
+
+    def pull(self, image: str, auth: dict[str, str] | None) -> AsyncIterator[dict[str, Any]]:
+        """Pull ``image`` (``repo:tag`` or ``repo@digest``), yielding the engine's progress documents.
+
+        ``auth``: ``{"username", "password"}`` for the image's registry, or None for the host's Docker
+        credentials. A refusal raises RuntimeFailure (``data["reason"]``: the engine's text) or arrives
+        as an ``{"error": …}`` document.
+        """
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> str:
         """Create the network if missing; return its gateway address."""

@@ -3,7 +3,8 @@
 Every blocking SDK call runs in a small bounded thread pool; long-lived streams (logs, events) each
 get their own thread, bridged to the event loop through a bounded ``asyncio.Queue`` and closed when
 the consumer stops. Docker's errors are translated into ``emulator.errors`` here and nowhere else.
-The emulator never pulls images: a missing image is an ``ImageNotFound`` that names the fix.
+Images are pulled through ``pull`` (a stream of the engine's progress documents); a missing image at
+``create`` is an ``ImageNotFound`` that names the fix.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from emulator.errors import (
     RuntimeUnavailable,
 )
 from emulator.runtime import VOLUME_MOUNT, gpu_unavailable, image_not_found
-from emulator.runtime.base import ContainerEvent, ContainerInfo, ContainerSpec
+from emulator.runtime.base import ContainerEvent, ContainerInfo, ContainerSpec, LocalImage
 from emulator.runtime.docker_docs import (
     LineSplitter,
     compute_stats,
@@ -44,6 +45,7 @@ from emulator.runtime.docker_docs import (
     to_event,
     volume_labels,
 )
+from emulator.runtime.pull_docs import parse_image
 
 T = TypeVar("T")
 API = Any  # docker.APIClient; the SDK is untyped
@@ -377,6 +379,25 @@ class DockerRuntime:
         except ImageNotFound:
             return False
         return True
+
+    async def image_info(self, image: str) -> LocalImage | None:
+        try:
+            doc = await self._call(lambda api: api.inspect_image(image), kind="image", subject=image)
+        except ImageNotFound:
+            return None
+        return LocalImage(id=str(doc.get("Id") or ""), repo_digests=tuple(doc.get("RepoDigests") or ()))
+
+    def pull(self, image: str, auth: dict[str, str] | None) -> AsyncIterator[dict[str, Any]]:
+        ref = parse_image(image)
+        # auth_config None: the SDK sends the host's credentials for that registry (~/.docker/config.json,
+        # credential helpers), as `docker pull` does
+        return self._bridge(
+            lambda api: api.pull(ref.repository, ref.pull_tag, stream=True, decode=True, auth_config=auth),
+            lambda doc: [doc] if isinstance(doc, dict) else [],
+            list,
+            kind="pull",
+            subject=image,
+        )
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> str:
         if name in _FORBIDDEN_NETWORKS:

@@ -31,6 +31,7 @@ from emulator.runtime.base import (
     ContainerInfo,
     ContainerSpec,
     ContainerStatus,
+    LocalImage,
 )
 
 _GPU_REFUSAL = 'could not select device driver "nvidia" with capabilities: [[gpu]]'
@@ -91,10 +92,14 @@ class FakeRuntime:
         *,
         refuse_gpus: bool = False,
         images: set[str] | None = None,  # None: every image exists
+        registry: dict[str, str] | None = None,  # what pulls find: image -> its id (sha256:...)
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.refuse_gpus = refuse_gpus
         self.images = images
+        self.registry: dict[str, str] = dict(registry or {})
+        self.image_ids: dict[str, str] = {}
+        self.pull_error: str | None = None  # set: every pull fails with this engine text
         self.unavailable = False
         self.calls: list[FakeCall] = []
         self.event_log: list[ContainerEvent] = []
@@ -343,6 +348,31 @@ class FakeRuntime:
     async def image_exists(self, image: str) -> bool:
         self._enter("image_exists", image)
         return self.images is None or image in self.images
+
+    async def image_info(self, image: str) -> LocalImage | None:
+        self._enter("image_info", image)
+        if self.images is not None and image not in self.images:
+            return None
+        return LocalImage(id=self.image_ids.get(image, f"sha256:local-{image}"))
+
+    async def pull(self, image: str, auth: dict[str, str] | None) -> AsyncIterator[dict[str, Any]]:
+        """Two fake layers of 1000 bytes each, then the digest; ``pull_error`` or an image not in
+        ``registry`` fails as the engine does (RuntimeFailure with the registry's text)."""
+        self._enter("pull", image, None if auth is None else auth.get("username"))
+        if self.pull_error is not None:
+            raise RuntimeFailure(f"Docker refused (pull {image}): {self.pull_error}", reason=self.pull_error)
+        if image not in self.registry:
+            text = f"manifest for {image} not found: manifest unknown: manifest unknown"
+            raise RuntimeFailure(f"pull {image}: {text}", reason=text, status=404)
+        yield {"status": "Pulling from fake", "id": "latest"}
+        for layer in ("aaa", "bbb"):
+            yield {"status": "Downloading", "id": layer, "progressDetail": {"current": 500, "total": 1000}}
+            await asyncio.sleep(0)
+            yield {"status": "Pull complete", "id": layer, "progressDetail": {}}
+        yield {"status": f"Digest: sha256:{'0' * 64}"}
+        if self.images is not None:
+            self.images.add(image)
+        self.image_ids[image] = self.registry[image]
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> str:
         self._enter("ensure_network", name, dict(labels))

@@ -13,6 +13,7 @@ from emulator.store.db import connect
 from emulator.store.endpoints import EndpointStore
 from emulator.store.jobs import JobStore
 from emulator.store.streams import StreamStore, WebhookStore
+from emulator.store.templates import NamedDocs
 
 
 @dataclass
@@ -25,6 +26,8 @@ class Core:
     webhooks: WebhookSender
     workers: WorkerRegistry
     hub: Hub
+    templates: NamedDocs  # /v1/templates
+    registry_auths: NamedDocs  # /v1/containerregistryauth (passwords: write-only)
 
     def close(self) -> None:
         self.jobs.conn.close()
@@ -43,4 +46,6 @@ def build_core(settings: Settings, clock: Clock | None = None) -> Core:
         webhooks=WebhookSender(WebhookStore(conn), settings, clock, jobs.get),
         workers=WorkerRegistry(conn, clock),
         hub=Hub(),
+        templates=NamedDocs(conn, "templates"),
+        registry_auths=NamedDocs(conn, "registry_auths"),
     )

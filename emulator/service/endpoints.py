@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from pydantic import ValidationError
@@ -30,6 +30,10 @@ class SupervisorHooks(Protocol):
     """What the control plane asks of the supervisor (absent with ``--runtime none``)."""
 
     async def validate_endpoint(self, endpoint: Endpoint) -> None: ...
+
+    async def image_status(self, endpoint: Endpoint) -> dict[str, Any]: ...
+
+    async def refresh_image(self, endpoint: Endpoint) -> dict[str, Any]: ...
 
     def endpoint_changed(self, endpoint: Endpoint) -> None: ...
 
@@ -106,6 +110,16 @@ class EndpointService:
             self.supervisor.endpoint_changed(updated)
         self.hub.publish(Change(updated.id))
         return updated
+
+    def new_version(self, endpoint_id: str) -> Endpoint:
+        """The same spec as a new version (a new image behind the same tag): a rolling update."""
+        current = self.store.require(endpoint_id)
+        bumped = current.model_copy(update={"version": current.version + 1, "updatedAt": self.clock.now(), "rollout": None})
+        self.store.save(bumped)
+        if self.supervisor is not None:
+            self.supervisor.endpoint_changed(bumped)
+        self.hub.changed()
+        return bumped
 
     async def delete(self, endpoint_id: str) -> None:
         """Delete the endpoint: the supervisor drains and removes its containers, external workers are

@@ -95,7 +95,7 @@ class WorkerProtocol:
         for job in claimed:
             breakdown: dict[str, Any] = {"queueWaitMs": job.delay_ms(now), "coldStart": cold, "workerId": worker.id}
             if cold:
-                for key in ("createS", "startS", "readyS", "resumeS"):
+                for key in ("pullS", "createS", "startS", "readyS", "resumeS"):
                     if key in worker.timings:
                         breakdown[key.replace("S", "Ms")] = int(round(worker.timings[key] * 1000))
                 worker.timings["consumedBy"] = 1.0

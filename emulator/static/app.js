@@ -374,7 +374,7 @@
     let cold = '<span class="muted">—</span>';
     if (cs) {
       const parts = [
-        ["create", cs.createMs], ["start", cs.startMs], ["ready", cs.readyMs],
+        ["pull", cs.pullMs], ["create", cs.createMs], ["start", cs.startMs], ["ready", cs.readyMs],
       ].filter(([, v]) => v != null).map(([k, v]) => `${k} ${fmtMs(v)}`);
       cold = isCold
         ? `<span class="cold-tag cold-yes">cold</span>${parts.length ? `<span class="cold-parts">${parts.join(" · ")}</span>` : ""}`

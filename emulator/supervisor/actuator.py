@@ -43,6 +43,7 @@ from emulator.supervisor.failures import Failures
 from emulator.supervisor.faults import Faults
 from emulator.supervisor.launch import Launcher
 from emulator.supervisor.ops import Operations
+from emulator.supervisor.pulls import PullManager
 from emulator.workers.records import WorkerRecord
 from emulator.workers.states import WorkerEvent
 
@@ -60,7 +61,8 @@ class Actuator:
         self.ops = Operations()
         self.faults = Faults()
         self.failures = Failures(core, jobs, runtime, self.faults)
-        self.launcher = Launcher(core, settings, runtime, instance, self.ops, self.failures, self.faults)
+        self.pulls = PullManager(core, runtime)
+        self.launcher = Launcher(core, settings, runtime, instance, self.ops, self.failures, self.faults, self.pulls)
         self._handlers: dict[type[Any], Callable[[Any, Endpoint | None], None]] = {
             RemoveContainer: self._do_remove_container,
             SetRollout: self._do_set_rollout,

@@ -1,6 +1,9 @@
 """Starting workers: new ones, standby containers, restarts, THROTTLED workers whose capacity came.
 
-Used by the actuator (``Actuator.launcher``), with no reference back to it. Each start has a synchronous part, done at once (the
+Used by the actuator (``Actuator.launcher``), with no reference back to it. A worker whose image is not
+local (or must be refreshed) first waits INITIALIZING on the shared pull (``supervisor.pulls``), outside
+the start slots; a failed pull makes it UNHEALTHY with the registry's reason, and the back-off retries
+it. A standby container is only made from an image that is local. Each start has a synchronous part, done at once (the
 worker record created or moved to INITIALIZING with the GPU ids admission reserved for it), and a
 container operation run as a task. Container starts share a semaphore
 (``max_concurrent_starts``); a worker that has to wait for a slot is reported THROTTLED
@@ -15,7 +18,7 @@ from typing import Any
 import structlog
 
 from emulator.config import Settings
-from emulator.errors import EmulatorError
+from emulator.errors import EmulatorError, ImageNotFound, ImagePullFailed
 from emulator.models import Endpoint, WorkerState
 from emulator.runtime.base import Runtime
 from emulator.service import metrics
@@ -25,6 +28,7 @@ from emulator.supervisor.containers import container_spec
 from emulator.supervisor.failures import Failures
 from emulator.supervisor.faults import Faults
 from emulator.supervisor.ops import Operations
+from emulator.supervisor.pulls import PullManager
 from emulator.workers.records import WorkerRecord
 from emulator.workers.states import WorkerEvent
 
@@ -59,10 +63,12 @@ class Launcher:
         ops: Operations,
         failures: Failures,
         faults: Faults,
+        pulls: PullManager,
     ) -> None:
         self.core = core
         self.settings = settings
         self.runtime = runtime
+        self.pulls = pulls
         self.instance = instance
         self.ops = ops
         self.failures = failures
@@ -183,9 +189,12 @@ class Launcher:
                 container_id = await self.runtime.create(spec)
         except EmulatorError as exc:
             self._standby_blocked_until[endpoint.id] = clock.monotonic() + STANDBY_RETRY_S
-            log.warning(
-                "standby container not created", endpoint=endpoint.id, worker=worker.id, error=exc.message
-            )
+            if isinstance(exc, ImageNotFound):  # not pulled yet: a serving worker's start pulls it
+                log.debug("standby waits for its image", endpoint=endpoint.id, image=endpoint.imageName)
+            else:
+                log.warning(
+                    "standby container not created", endpoint=endpoint.id, worker=worker.id, error=exc.message
+                )
             self.core.workers.remove(worker.id, f"standby container not created: {exc.message}")
             return
         worker.container_id = container_id
@@ -214,6 +223,26 @@ class Launcher:
     async def _launch(self, worker: WorkerRecord, endpoint: Endpoint, create: bool) -> None:
         """Create (unless a standby) and start the worker's container, timing each step."""
         clock, workers, runtime = self.core.clock, self.core.workers, self.runtime
+        pull_s = 0.0
+        if create:
+            try:
+                pull_s = await self.pulls.ensure(endpoint, worker)
+            except asyncio.CancelledError:
+                raise
+            except ImagePullFailed as exc:
+                if workers.get(worker.id) is worker and not worker.stopping:
+                    self.failures.mark_failed(worker, exc.message, endpoint.backoff)
+                return
+            except EmulatorError as exc:
+                if workers.get(worker.id) is worker and not worker.stopping:
+                    self.failures.mark_failed(worker, f"could not check its image: {exc.message}", endpoint.backoff)
+                return
+            if pull_s:
+                self._standby_blocked_until.pop(endpoint.id, None)  # the image is here now
+                worker.reason = f"image {endpoint.imageName} pulled in {pull_s:.1f}s"
+                workers.save(worker)
+            if workers.get(worker.id) is not worker or worker.stopping:
+                return
         self._wait_for_slot(worker)
         try:
             async with self._starts:
@@ -235,6 +264,8 @@ class Launcher:
                 else:
                     create_s = 0.0  # a standby: created ahead of time
                 worker.timings = {"createS": round(create_s, 4)}
+                if pull_s:
+                    worker.timings["pullS"] = round(pull_s, 4)
                 worker.started_at, worker.ready_at = clock.now(), None
                 workers.save(worker)
                 if workers.get(worker.id) is not worker or worker.stopping:

@@ -17,7 +17,7 @@ from emulator import gpus
 from emulator.config import Settings
 from emulator.errors import ContainerNotFound, EmulatorError, GpuUnavailable, NotFound
 from emulator.models import Endpoint, WorkerState
-from emulator.runtime import GPU_FIX, image_not_found, make_runtime
+from emulator.runtime import GPU_FIX, make_runtime
 from emulator.runtime.base import Runtime
 from emulator.service.core import Core
 from emulator.service.jobs import JobService
@@ -137,10 +137,8 @@ class Supervisor:
 
     # --- SupervisorHooks (the API) ---------------------------------------------------------------
     async def validate_endpoint(self, endpoint: Endpoint) -> None:
-        """The image must exist locally (the emulator never pulls); RuntimeUnavailable if Docker is down;
-        GPUs asked for must be there (GpuUnavailable naming the fix)."""
-        if not await self.runtime.image_exists(endpoint.imageName):
-            raise image_not_found(endpoint.imageName)
+        """GPUs asked for must be there (GpuUnavailable naming the fix). A missing image is no error: its
+        workers pull it (``image_status`` says so in the answer)."""
         if endpoint.gpuCount > 0:
             await self._validate_gpus(endpoint.gpuCount)
 
@@ -171,6 +169,16 @@ class Supervisor:
                 f"({inventory.describe()}); {hint}",
                 field="gpuCount",
             )
+
+    async def image_status(self, endpoint: Endpoint) -> dict[str, Any]:
+        """``{"local", "pullPolicy", "message"}`` for create and update answers; RuntimeUnavailable if
+        Docker is down."""
+        return await self.actuator.pulls.status(endpoint)
+
+    async def refresh_image(self, endpoint: Endpoint) -> dict[str, Any]:
+        """Pull the endpoint's image now (``POST /v1/endpoints/{id}/update``): ``{"pulled", "changed", …}``.
+        A changed image is rolled out by the caller as a new version."""
+        return await self.actuator.pulls.refresh(endpoint)
 
     async def inject_fault(self, worker_id: str, kind: faults.FaultKind, duration_s: float) -> dict[str, Any]:
         """``POST /v1/workers/{id}/faults``: see ``emulator.supervisor.faults``."""

@@ -36,6 +36,7 @@ class WorkerRecord:
     standby: bool = False  # an extra worker kept warm, not counted as a serving worker
     refresh_requested: bool = False  # the worker asked to be recycled (stopPod)
     timings: dict[str, float] = field(default_factory=dict)  # cold-start breakdown of the current start
+    pull: dict[str, Any] | None = None  # while its image is pulled: supervisor.pulls' progress
 
     def to_json(self) -> dict[str, Any]:
         # Not dataclasses.asdict: its recursive deep copy was most of the cost of saving a worker,
