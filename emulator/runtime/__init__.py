@@ -33,11 +33,11 @@ def gpu_unavailable(explanation: str, device_ids: Iterable[str] = ()) -> GpuUnav
 
 
 def image_not_found(image: str) -> ImageNotFound:
-    """The error for an image the engine does not have; the emulator never pulls."""
+    """The error for an image the engine does not have (a worker start pulls it first, policy permitting)."""
     return ImageNotFound(
-        f"image {image!r} does not exist on this Docker engine and the emulator does not pull images; "
-        f"build it first (`serverless-emulator images build ...` for the sample images, or "
-        f"`docker build -t {image} .` / `docker pull {image}` for your own)",
+        f"image {image!r} does not exist on this Docker engine; build it "
+        f"(`serverless-emulator images build ...` for the sample images, or `docker build -t {image} .` "
+        f"for your own) or let the workers pull it (the endpoint's pullPolicy must not be NEVER)",
         image=image,
     )
 

@@ -16,6 +16,7 @@ from typing import Any
 DEFAULT_REGISTRY = "docker.io"
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _DONE = ("pull complete", "already exists")
+_UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "dial tcp", "tls:", "network is unreachable", "timeout")
 _DOWNLOADED = ("download complete", "verifying checksum", "extracting", "pull complete", "already exists")
 
 
@@ -170,8 +171,6 @@ def explain_pull_error(image: str, text: str, credential: str | None) -> str:
             f"password (POST /v1/containerregistryauth, then set containerRegistryAuthId on the template) "
             f"({text})"
         )
-    if "denied" in lowered or "forbidden" in lowered:
-        return f"access denied: {used} may not read {ref.repository} on {ref.registry} ({text})"
     if "manifest unknown" in lowered or ("manifest for" in lowered and "not found" in lowered):
         return (
             f"no such tag: {ref.repository} has no {ref.pull_tag!r} on {ref.registry}; push it or fix the "
@@ -182,6 +181,11 @@ def explain_pull_error(image: str, text: str, credential: str | None) -> str:
             f"no such image: {ref.repository} does not exist on {ref.registry} (or needs credentials); check "
             f"imageName ({text})"
         )
-    if any(m in lowered for m in ("connection refused", "no such host", "i/o timeout", "dial tcp", "tls", "network is unreachable", "timeout")):
-        return f"registry unreachable: cannot reach {ref.registry} to pull {image}; is it running and reachable from the Docker engine? ({text})"
+    if "denied" in lowered or "forbidden" in lowered:
+        return f"access denied: {used} may not read {ref.repository} on {ref.registry} ({text})"
+    if any(m in lowered for m in _UNREACHABLE):
+        return (
+            f"registry unreachable: cannot reach {ref.registry} to pull {image}; is it running and reachable "
+            f"from the Docker engine? ({text})"
+        )
     return f"pull of {image} failed: {text}"

@@ -35,6 +35,7 @@ from emulator.workers.states import WorkerEvent
 log = structlog.get_logger("emulator.supervisor")
 
 STANDBY_RETRY_S = 5.0
+STANDBY_IMAGE_RETRY_S = 30.0  # a standby whose image is missing waits for a pull (or this long)
 HANG_WORKER_URL = "http://127.0.0.1:9"  # the hang_startup fault: a worker told this never reaches us
 
 _FRESH: dict[str, Any] = dict(
@@ -188,8 +189,11 @@ class Launcher:
                 spec = container_spec(self.settings, self.worker_url, endpoint, worker, self.instance)
                 container_id = await self.runtime.create(spec)
         except EmulatorError as exc:
-            self._standby_blocked_until[endpoint.id] = clock.monotonic() + STANDBY_RETRY_S
-            if isinstance(exc, ImageNotFound):  # not pulled yet: a serving worker's start pulls it
+            missing = isinstance(exc, ImageNotFound)
+            self._standby_blocked_until[endpoint.id] = clock.monotonic() + (
+                STANDBY_IMAGE_RETRY_S if missing else STANDBY_RETRY_S
+            )
+            if missing:  # not pulled yet: a serving worker's start pulls it (and lifts this block)
                 log.debug("standby waits for its image", endpoint=endpoint.id, image=endpoint.imageName)
             else:
                 log.warning(
@@ -223,7 +227,7 @@ class Launcher:
     async def _launch(self, worker: WorkerRecord, endpoint: Endpoint, create: bool) -> None:
         """Create (unless a standby) and start the worker's container, timing each step."""
         clock, workers, runtime = self.core.clock, self.core.workers, self.runtime
-        pull_s = 0.0
+        pull_s: float | None = None
         if create:
             try:
                 pull_s = await self.pulls.ensure(endpoint, worker)
@@ -237,7 +241,7 @@ class Launcher:
                 if workers.get(worker.id) is worker and not worker.stopping:
                     self.failures.mark_failed(worker, f"could not check its image: {exc.message}", endpoint.backoff)
                 return
-            if pull_s:
+            if pull_s is not None:
                 self._standby_blocked_until.pop(endpoint.id, None)  # the image is here now
                 worker.reason = f"image {endpoint.imageName} pulled in {pull_s:.1f}s"
                 workers.save(worker)
@@ -264,7 +268,7 @@ class Launcher:
                 else:
                     create_s = 0.0  # a standby: created ahead of time
                 worker.timings = {"createS": round(create_s, 4)}
-                if pull_s:
+                if pull_s is not None:
                     worker.timings["pullS"] = round(pull_s, 4)
                 worker.started_at, worker.ready_at = clock.now(), None
                 workers.save(worker)

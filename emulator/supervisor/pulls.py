@@ -50,15 +50,15 @@ class PullManager:
         self._pulled: set[tuple[str, int, str]] = set()  # (endpoint id, version, image) pulled
 
     # --- for a worker start ------------------------------------------------------------------------
-    async def ensure(self, endpoint: Endpoint, worker: WorkerRecord) -> float:
+    async def ensure(self, endpoint: Endpoint, worker: WorkerRecord) -> float | None:
         """Make the endpoint's image local as its pull policy says; the seconds the worker waited on a pull
-        (0.0 when none). Raises ImagePullFailed (the reason in words) or RuntimeUnavailable."""
+        (None when it did not pull). Raises ImagePullFailed (the reason in words) or RuntimeUnavailable."""
         image = endpoint.imageName
         local = await self.runtime.image_info(image)
         policy: PullPolicy | None = endpoint.pullPolicy
         decision = decide(policy, image, local, (endpoint.id, endpoint.version, image) in self._pulled)
         if decision.verdict == "use-local":
-            return 0.0
+            return None
         if decision.verdict == "missing":
             raise ImagePullFailed(decision.why, image=image)
         began = self.core.clock.monotonic()
@@ -70,7 +70,7 @@ class PullManager:
                     "pull failed; using the local image", endpoint=endpoint.id, image=image, error=exc.message
                 )
                 self._pulled.add((endpoint.id, endpoint.version, image))
-                return 0.0
+                return None
             raise
         self._pulled.add((endpoint.id, endpoint.version, image))
         return self.core.clock.monotonic() - began
@@ -172,7 +172,6 @@ class PullManager:
                     "image pulled",
                     image=image,
                     pull_s=round(clock.monotonic() - began, 3),
-                    digest=pull.progress.digest,
                     **pull.progress.snapshot(),
                 )
                 return local

@@ -22,8 +22,11 @@ async def test_control_plane_with_the_fake_runtime(tmp_path: Path) -> None:
     async with ControlPlane(settings, runtime=fake) as cp:
         assert "se-test-net" in fake.networks
         async with httpx.AsyncClient(base_url=cp.client_url, timeout=10) as api:
-            r = await api.post("/v1/endpoints", json={"name": "x", "imageName": "missing:latest"})
-            assert r.status_code == 422 and "serverless-emulator images build" in r.text
+            # a missing image is accepted (#13 item 8): workers pull it when they start, and the answer says so
+            r = await api.post("/v1/endpoints", json={"name": "x", "imageName": "missing:latest", "extraWorkers": 0})
+            assert r.status_code == 201, r.text
+            assert r.json()["imageStatus"]["local"] is False and "will pull it" in r.json()["imageStatus"]["message"]
+            assert (await api.delete(f"/v1/endpoints/{r.json()['id']}")).status_code == 204
             body = {"name": "e", "id": "e", "imageName": IMAGE, "workersMin": 2, "extraWorkers": 1}
             assert (await api.post("/v1/endpoints", json=body)).status_code == 201
 

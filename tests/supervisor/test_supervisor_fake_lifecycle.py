@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from emulator.clock import SystemClock
-from emulator.errors import ImageNotFound, RuntimeUnavailable
+from emulator.errors import RuntimeFailure, RuntimeUnavailable
 from emulator.models import JobStatus, WorkerState
 from emulator.runtime.fake import FakeRuntime
 from emulator.service import metrics
@@ -237,11 +237,13 @@ async def test_validate_endpoint_and_worker_logs(world: World) -> None:
     world.fake.images = {IMAGE}
     endpoint = world.endpoint(workersMin=1, workersMax=1)
     await world.sup.validate_endpoint(endpoint)
-    with pytest.raises(ImageNotFound, match="serverless-emulator images build"):
-        await world.sup.validate_endpoint(endpoint.model_copy(update={"imageName": "nope:latest"}))
+    missing = endpoint.model_copy(update={"imageName": "nope:latest"})
+    await world.sup.validate_endpoint(missing)  # a missing image is pulled by the workers, not refused
+    assert (await world.sup.image_status(missing))["local"] is False
+    assert (await world.sup.image_status(endpoint))["local"] is True
     world.fake.set_unavailable(True)
     with pytest.raises(RuntimeUnavailable):
-        await world.sup.validate_endpoint(endpoint)
+        await world.sup.image_status(endpoint)
     world.fake.set_unavailable(False)
     await world.step()
     (w,) = world.workers()
@@ -279,12 +281,13 @@ async def test_container_spec_carries_env_limits_volume_command_and_labels(world
 
 
 async def test_a_start_failure_makes_the_worker_unhealthy_with_the_runtimes_reason(world: World) -> None:
-    world.fake.images = set()
-    world.endpoint(workersMin=1, workersMax=1, backoff={"initialDelayS": 30})
+    world.endpoint(workersMin=1, workersMax=1, backoff={"initialDelayS": 30}, gpuCount=0)
+    refusal = RuntimeFailure("Docker refused: port is already allocated", reason="port is already allocated")
+    world.fake.set_image_behavior(IMAGE, start_error=refusal)
     await world.step()
     (w,) = world.workers()
     assert w.state == S.UNHEALTHY and "could not start its container" in (w.reason or "")
-    assert "does not exist" in (w.reason or "")
+    assert "port is already allocated" in (w.reason or "")
 
 
 async def test_concurrent_starts_are_capped(tmp_path: Path) -> None:
