@@ -241,7 +241,9 @@ class Launcher:
                 if workers.get(worker.id) is worker and not worker.stopping:
                     self.failures.mark_failed(worker, f"could not check its image: {exc.message}", endpoint.backoff)
                 return
-            if pull_s is not None:
+            if pull_s is None:
+                worker.pull = None  # no pull for this start
+            else:
                 self._standby_blocked_until.pop(endpoint.id, None)  # the image is here now
                 worker.reason = f"image {endpoint.imageName} pulled in {pull_s:.1f}s"
                 workers.save(worker)

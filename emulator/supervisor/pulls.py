@@ -2,7 +2,7 @@
 
 A worker whose image must be pulled (``pull_policy.decide``) stays INITIALIZING while the engine pulls;
 its ``pull`` field (``{"image", "status", "layersDone", "layersTotal", "bytesDone", "bytesTotal",
-"digest"}``) and its ``reason`` (``pulling IMAGE: 2/5 layers, 12.3 of 40.0 MB``) follow the engine's
+"digest"}``; ``status`` ends ``complete`` or ``failed`` and stays until the next start) and its ``reason`` (``pulling IMAGE: 2/5 layers, 12.3 of 40.0 MB``) follow the engine's
 progress, and the time it waited becomes ``pullMs`` in its first job's cold-start breakdown. Workers of
 any endpoint that need the same image with the same credential share one pull. A failed pull raises
 ``ImagePullFailed`` with the registry's reason in words a user acts on (``pull_docs.explain_pull_error``);
@@ -125,12 +125,15 @@ class PullManager:
         if worker is not None:
             pull.waiters.add(worker.id)
             self._show(worker, pull)
+        outcome = "failed"
         try:
-            return await asyncio.shield(pull.task)
+            local = await asyncio.shield(pull.task)
+            outcome = "complete"
+            return local
         finally:
-            if worker is not None:
+            if worker is not None:  # the last progress stays on the worker until its next start
                 pull.waiters.discard(worker.id)
-                worker.pull = None
+                worker.pull = {"image": image, **pull.progress.snapshot(), "status": outcome}
 
     def _auth(self, auth_id: str | None, image: str) -> dict[str, str] | None:
         if auth_id is None:

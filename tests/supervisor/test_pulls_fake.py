@@ -49,7 +49,8 @@ async def test_a_missing_image_is_pulled_once_for_all_workers_and_timed(world: W
     assert CountingPulls.pulls == 1  # three workers, one shared pull
     assert world.states() == ["IDLE", "IDLE", "IDLE"]
     for w in world.workers():
-        assert "pullS" in w.timings and w.pull is None
+        assert "pullS" in w.timings and w.pull is not None and w.pull["status"] == "complete"
+        assert (w.pull["layersDone"], w.pull["layersTotal"], w.pull["bytesTotal"]) == (2, 2, 2000)
     assert world.fake.image_ids[REMOTE] == "sha256:remote-1"
 
 
