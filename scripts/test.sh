@@ -19,6 +19,21 @@ ensure_chromium() {
 }
 step "browser for the dashboard test" ensure_chromium
 
+# The image-pull tests start Debian's container registry (docker-registry, with htpasswd from
+# apache2-utils) on a loopback port; they skip without it outside CI.
+ensure_registry() {
+  command -v docker-registry >/dev/null && command -v htpasswd >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "    apt-get install docker-registry apache2-utils"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -q && apt-get install -y -q docker-registry apache2-utils; } >/dev/null || return 1
+    return 0
+  fi
+  echo "    docker-registry is not installed and cannot be installed here (not root): the registry tests will skip"
+  [ "${CI:-}" != true ]  # in CI the registry tests must run
+}
+step "container registry for the image-pull tests" ensure_registry
+
 # Lint and types first: quick, and a failure here is cheaper to read than one in a test.
 step "lint (ruff check)" "$PY" -m ruff check emulator worker_sdk tests bench
 step "types (mypy --strict emulator)" "$PY" -m mypy --strict emulator

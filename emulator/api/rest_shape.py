@@ -34,6 +34,8 @@ def endpoint_answer(core: Core, endpoint: Endpoint, include_template: bool = Fal
     data = public_endpoint(endpoint)
     data["createdAt"] = iso_time(endpoint.createdAt)
     data["updatedAt"] = iso_time(endpoint.updatedAt)
+    if data.get("computeType") is None:  # RunPod always says which
+        data["computeType"] = "GPU" if endpoint.gpuCount > 0 else "CPU"
     data["notEmulated"] = not_emulated(data)
     if include_template and endpoint.templateId:
         template = core.templates.get(endpoint.templateId)

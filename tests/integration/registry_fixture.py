@@ -167,7 +167,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, docker_session: Any) -> I
         log.close()
         for ref in reversed(reg.made):
             reg.remove_local(ref)
-        for image in docker_session.client.images.list():  # what the tests' workers pulled
-            for tag in image.tags:
-                if tag.startswith(f"{host}/"):
-                    reg.remove_local(tag)
+        for image in docker_session.client.images.list():  # what the tests' workers pulled, tagged or not
+            names = list(image.tags) + list(image.attrs.get("RepoDigests") or [])
+            if any(name.startswith(f"{host}/") for name in names):
+                reg.remove_local(image.id)
