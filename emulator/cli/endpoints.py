@@ -40,6 +40,8 @@ SCALER_VALUE = typer.Option(None, "--scaler-value", help="Seconds of queue delay
 FLASHBOOT = typer.Option(None, "--flashboot/--no-flashboot", help="Pause idle workers instead of removing them")
 START_CMD = typer.Option(None, "--start-cmd", help="dockerStartCmd: the command workers run instead of the image's CMD")
 MEMORY = typer.Option(None, "--memory-mb", help="Hard memory limit per worker (memoryInMb)")
+TEMPLATE = typer.Option(None, "--template", help="templateId: a /v1/templates entry gives the image, env, start command")
+PULL = typer.Option(False, "--pull", help="Pull the image again; a new digest behind the tag rolls out as a new version")
 FILE = typer.Option(None, "--file", "-f", help="A JSON (or TOML) file with the endpoint's fields; flags override it")
 AS_JSON = typer.Option(False, "--json", help="Print the API's JSON instead of a table")
 
@@ -78,7 +80,7 @@ def details_table(ep: dict[str, Any]) -> Table:
     order = ["id", "name", "imageName", "version", "workersMin", "workersMax", "extraWorkers", "idleTimeout",
              "scalerType", "scalerValue", "gpuCount", "executionTimeoutMs", "flashboot", "env", "dockerStartCmd",
              "memoryInMb", "networkVolumeId", "rollout"]
-    for key in order + sorted(set(ep) - set(order) - {"createdAt", "updatedAt", "backoff"}):
+    for key in order + sorted(set(ep) - set(order) - {"createdAt", "updatedAt", "backoff", "imageStatus"}):
         if key in ep and ep[key] not in (None, {}, []):
             value = ep[key]
             table.add_row(key, value if isinstance(value, str) else json.dumps(value))
@@ -100,6 +102,7 @@ def create(
     name: str | None = NAME,
     image: str | None = IMAGE,
     endpoint_id: str | None = typer.Option(None, "--id", help="Endpoint id used in /v2/{id} [generated]"),
+    template: str | None = TEMPLATE,
     workers_min: int | None = WORKERS_MIN,
     workers_max: int | None = WORKERS_MAX,
     gpu_count: int | None = GPU_COUNT,
@@ -122,6 +125,8 @@ def create(
                     scaler_value=scaler_value, flashboot=flashboot, start_cmd=start_cmd, memory_mb=memory_mb)
     if endpoint_id is not None:
         flags["id"] = endpoint_id
+    if template is not None:
+        flags["templateId"] = template
     bodies = load_endpoint_file(file) if file is not None else [{}]
     if len(bodies) > 1 and flags:
         fail(f"{file} holds {len(bodies)} endpoints; flags can only override a file with one")
@@ -130,6 +135,8 @@ def create(
         if env:
             body["env"] = {**body.get("env", {}), **parse_env(env)}
         missing = [flag for flag, key in (("--name", "name"), ("--image", "imageName")) if not body.get(key)]
+        if body.get("templateId") and "--image" in missing:
+            missing.remove("--image")  # the template names the image
         if missing:
             fail(f"missing {' and '.join(missing)}",
                  "e.g. serverless-emulator endpoints create --name mine --image my-handler:latest "
@@ -139,6 +146,21 @@ def create(
             with busy(f"creating {body.get('name')}…"):
                 created = api.checked("POST", "/v1/endpoints", json=body)
             _show(created, as_json, "created")
+            _image_note(created, as_json)
+
+
+def _image_note(answer: dict[str, Any], as_json: bool) -> None:
+    """Say when the image is not local (workers pull it) and what an explicit pull found."""
+    status = answer.get("imageStatus") or {}
+    if as_json or not status:
+        return
+    if not status.get("local"):
+        console.print(Text(status.get("message", ""), style="yellow"))
+    pulled = status.get("pull")
+    if pulled and pulled.get("error"):
+        console.print(Text(f"pull failed: {pulled['error']}", style="red"))
+    elif pulled and pulled.get("pulled"):
+        console.print("pulled: " + ("a new image, rolled out as a new version" if pulled.get("changed") else "no change"))
 
 
 def worker_summary(summary: dict[str, Any] | None) -> Text:
@@ -215,12 +237,13 @@ def update(
     flashboot: bool | None = FLASHBOOT,
     start_cmd: str | None = START_CMD,
     memory_mb: int | None = MEMORY,
+    pull: bool = PULL,
     file: Path | None = FILE,
     as_json: bool = AS_JSON,
     url: str = URL_OPTION,
     api_key: str | None = API_KEY_OPTION,
 ) -> None:
-    """Change an endpoint's fields (a new image or env starts a rolling update).
+    """Change an endpoint's fields (a new image or env starts a rolling update); --pull re-pulls its image.
 
     A change to what workers run (image, env, GPUs, start command, memory, volume) bumps the
     endpoint's version and starts a rolling update. --env adds to the current environment.
@@ -243,15 +266,21 @@ def update(
             for key in unset_env or []:
                 merged.pop(key, None)
             body["env"] = merged
-        if not body:
-            fail("nothing to change", "pass a flag such as --image, --workers-max or --env KEY=VALUE")
-        after = api.checked("PATCH", f"/v1/endpoints/{endpoint_id}", json=body)
+        if not body and not pull:
+            fail("nothing to change", "pass a flag such as --image, --workers-max, --env KEY=VALUE or --pull")
+        if pull:  # RunPod's POST …/update: the same change, and the image pulled again
+            with busy(f"pulling the image of {endpoint_id}…"):
+                after = api.checked("POST", f"/v1/endpoints/{endpoint_id}/update", json=body)
+        else:
+            after = api.checked("PATCH", f"/v1/endpoints/{endpoint_id}", json=body)
     if as_json:
         console.print_json(data=after)
         return
-    changed = [key for key in after if key not in ("updatedAt", "version") and before.get(key) != after.get(key)]
+    same = ("updatedAt", "version", "imageStatus", "notEmulated")
+    changed = [key for key in after if key not in same and before.get(key) != after.get(key)]
     console.print(Text.assemble(("updated endpoint ", "green"), (endpoint_id, "bold"),
                                 f": {', '.join(changed) or 'no change'}"))
+    _image_note(after, as_json)
     if after.get("version") != before.get("version"):
         console.print(f"version {before.get('version')} → {after.get('version')}: rolling update started "
                       f"(watch it with `serverless-emulator workers {endpoint_id} --watch`)")
