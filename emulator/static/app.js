@@ -321,6 +321,10 @@
         (w.jobIds.length > 1 ? `<span class="more">+${w.jobIds.length - 1}</span>` : "")
       : `<span class="muted">—</span>`;
     const bad = w.status === "UNHEALTHY" || w.status === "THROTTLED";
+    const p = w.pull;  // an image pull in progress: layers and bytes done of total
+    const pulling = p && p.status !== "complete" && p.status !== "failed"
+      ? `<progress class="pull" max="${p.bytesTotal || 1}" value="${p.bytesDone || 0}" title="${esc(`${p.layersDone}/${p.layersTotal} layers`)}"></progress>`
+      : "";
     return `<tr data-worker="${esc(w.id)}" data-state="${esc(w.status)}">
       <td><span class="worker-id mono">${esc(w.id)}</span><span class="worker-kind">${esc(flags)}</span></td>
       <td><span class="badge s-${esc(w.status)}">${esc(w.status)}</span></td>
@@ -329,7 +333,7 @@
       <td class="mono job-cell nowrap" data-jobs="${esc(w.jobIds.join(","))}">${jobs}</td>
       <td class="nowrap" data-since="${w.startedAt ?? ""}">${w.startedAt ? fmtDuration(serverNow() - w.startedAt) : "—"}</td>
       <td class="num">${w.restarts ? `<b>${w.restarts}</b>` : '<span class="muted">0</span>'}</td>
-      <td><div class="reason ${bad ? "bad" : ""}" title="${esc(w.reason || "")}">${w.reason ? esc(w.reason) : '<span class="muted">—</span>'}</div></td>
+      <td><div class="reason ${bad ? "bad" : ""}" title="${esc(w.reason || "")}">${w.reason ? esc(w.reason) : '<span class="muted">—</span>'}</div>${pulling}</td>
       <td class="nowrap" data-until="${w.nextRetryAt ?? ""}">${untilText(w.nextRetryAt)}</td>
       <td><button class="btn" data-logs="${esc(w.id)}" title="Show this worker's output">Logs</button></td>
     </tr>`;
