@@ -36,6 +36,18 @@ async def test_ping_and_image_exists(harness: Harness) -> None:
     assert not await rt.image_exists(MISSING_IMAGE)
 
 
+async def test_image_info_and_a_refused_pull(harness: Harness) -> None:
+    rt = harness.runtime
+    found = await rt.image_info(harness.spec().image)
+    assert found is not None and found.id
+    assert await rt.image_info(MISSING_IMAGE) is None
+    nowhere = "127.0.0.1:9/serverless-emulator/nowhere:v1"  # nothing listens on port 9: refused at once
+    with pytest.raises(RuntimeFailure) as caught:
+        async for _ in rt.pull(nowhere, None):
+            pass
+    assert caught.value.data.get("reason")
+
+
 async def test_lifecycle_create_start_inspect_list_logs_stop_remove(harness: Harness) -> None:
     rt = harness.runtime
     spec = harness.spec("sleep")
