@@ -64,6 +64,20 @@ BEFORE_2026_11_30 = {
     ("worker", "POST", "/v2/{endpoint_id}/job-stream/{worker_id}/{job_id}"),
 }
 ADDED: set[tuple[str, str, str]] = set()
+ADDED |= {  # images (#14): RunPod REST v1 templates, registry credentials, POST …/update, the SDK's GraphQL
+    ("client", "POST", "/v1/endpoints/{endpoint_id}/update"),
+    ("client", "POST", "/v1/templates"),
+    ("client", "GET", "/v1/templates"),
+    ("client", "GET", "/v1/templates/{template_id}"),
+    ("client", "PATCH", "/v1/templates/{template_id}"),
+    ("client", "POST", "/v1/templates/{template_id}/update"),
+    ("client", "DELETE", "/v1/templates/{template_id}"),
+    ("client", "POST", "/v1/containerregistryauth"),
+    ("client", "GET", "/v1/containerregistryauth"),
+    ("client", "GET", "/v1/containerregistryauth/{auth_id}"),
+    ("client", "DELETE", "/v1/containerregistryauth/{auth_id}"),
+    ("client", "POST", "/graphql"),
+}
 
 
 def route_table(plane: BackgroundControlPlane) -> set[tuple[str, str, str]]:
