@@ -26,6 +26,7 @@ from emulator.errors import PortInUse
 from emulator.service.core import Core, build_core
 from emulator.service.endpoints import EndpointService
 from emulator.service.jobs import JobService
+from emulator.service.templates import TemplateLinks
 from emulator.service.worker_protocol import WorkerProtocol
 from emulator.store.db import get_meta, set_meta
 
@@ -80,7 +81,9 @@ class ControlPlane:
         s = self.settings
         core = self.core = build_core(s, self._clock)
         jobs = JobService(core)
-        endpoints = EndpointService(core.endpoints, core.workers, core.jobs, core.hub, core.clock)
+        endpoints = EndpointService(
+            core.endpoints, core.workers, core.jobs, core.hub, core.clock, templates=TemplateLinks(core)
+        )
         ctx = self.ctx = AppContext(core=core, jobs=jobs, protocol=WorkerProtocol(core, jobs), endpoints=endpoints)
         install_dashboard(ctx, self._stop)  # dashboard, event stream, /metrics
         client_sock = bind(s.host, s.port, "client API")

@@ -26,6 +26,14 @@ from emulator.workers.records import WorkerRecord
 log = structlog.get_logger("emulator.endpoints")
 
 
+class TemplateHooks(Protocol):
+    """Fills a spec or patch in from its ``templateId`` (``service.templates.TemplateLinks``)."""
+
+    def spec(self, spec: EndpointSpec) -> EndpointSpec: ...
+
+    def patch(self, current: Endpoint, patch: EndpointPatch) -> EndpointPatch: ...
+
+
 class SupervisorHooks(Protocol):
     """What the control plane asks of the supervisor (absent with ``--runtime none``)."""
 
@@ -62,8 +70,15 @@ class EndpointService:
     """
 
     def __init__(
-        self, store: EndpointStore, workers: WorkerRegistry, jobs: JobStore, hub: Hub, clock: Clock
+        self,
+        store: EndpointStore,
+        workers: WorkerRegistry,
+        jobs: JobStore,
+        hub: Hub,
+        clock: Clock,
+        templates: TemplateHooks | None = None,
     ) -> None:
+        self.templates = templates  # endpoints made from /v1/templates (None: templateId is not resolved)
         self.store = store
         self.workers = workers
         self.jobs = jobs
@@ -85,6 +100,8 @@ class EndpointService:
 
     # --- writes --------------------------------------------------------------------------------
     async def create(self, spec: EndpointSpec) -> Endpoint:
+        if self.templates is not None:
+            spec = self.templates.spec(spec)
         endpoint = new_endpoint(spec, self.clock.now())
         if self.supervisor is not None:
             await self.supervisor.validate_endpoint(endpoint)
@@ -97,6 +114,8 @@ class EndpointService:
     async def update(self, endpoint_id: str, patch: EndpointPatch) -> Endpoint:
         """Apply ``patch``; a change to what workers run bumps ``version`` (a rolling update)."""
         current = self.store.require(endpoint_id)
+        if self.templates is not None:
+            patch = self.templates.patch(current, patch)
         try:
             updated, bumped = current.apply_patch(patch)
         except ValidationError as exc:
@@ -146,4 +165,6 @@ class EndpointService:
                 log.info("endpoint created from file", endpoint=spec.id or spec.name)
             else:
                 fields = spec.model_dump(exclude={"id"}, exclude_unset=False)
+                if spec.imageName is None:  # from a template: the template names it
+                    fields.pop("imageName")
                 await self.update(existing.id, EndpointPatch.model_validate(fields))

@@ -189,3 +189,18 @@ def check_auth_unused(core: Core, auth_id: str) -> None:
             f"{endpoints}; change them first",
             field="containerRegistryAuthId",
         )
+
+
+class TemplateLinks:
+    """What ``EndpointService`` asks about templates: a spec or patch with its template's fields filled in
+    (``spec_from_template``, ``patch_from_template``); InvalidInput naming ``templateId`` or
+    ``containerRegistryAuthId`` when they name nothing."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def spec(self, spec: EndpointSpec) -> EndpointSpec:
+        return spec_from_template(self.core, spec)
+
+    def patch(self, current: Endpoint, patch: EndpointPatch) -> EndpointPatch:
+        return patch_from_template(self.core, current, patch)
