@@ -12,15 +12,21 @@ and its storage, and every image tag the tests made or pulled (registry_fixture)
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import logging
 import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import structlog
+import structlog.testing
 
 from emulator.control_plane import ControlPlane
 from tests.integration import docker_fixtures, registry_fixture
@@ -32,6 +38,18 @@ instance = docker_fixtures.instance
 registry = registry_fixture.registry
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def info_logs() -> Iterator[None]:
+    """Log at info level while this module runs (an earlier in-process CLI test may have set "error"), so
+    that the pulls' own log lines exist and the password check below is not vacuous."""
+    previous = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    try:
+        yield
+    finally:
+        structlog.configure(wrapper_class=previous)
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +169,15 @@ async def test_wrong_password_and_missing_tag_are_unhealthy_with_the_reason(
         ControlPlane(docker_settings(instance)) as cp,
         httpx.AsyncClient(base_url=cp.client_url, timeout=60) as api,
     ):
+        logged = await _failing_pulls(api, registry, source)
+    # the passwords are never logged: the pulls that used them were (with the credential's id)
+    pulls = [e for e in logged if e.get("event") in ("pulling image", "image pull failed")]
+    assert pulls and any(e.get("credential") for e in pulls), logged
+    assert registry.password not in repr(logged) and "not-the-password" not in repr(logged)
+
+
+async def _failing_pulls(api: httpx.AsyncClient, registry: Registry, source: str) -> list[dict[str, Any]]:
+    with structlog.testing.capture_logs() as logged:
         wrong = await _credential(api, "wrong", registry.username, "not-the-password")
         right = await _credential(api, "right", registry.username, registry.password)
         slow_retry = {"initialDelayS": 120}
@@ -173,6 +200,7 @@ async def test_wrong_password_and_missing_tag_are_unhealthy_with_the_reason(
             assert w["reason"].startswith(words), w["reason"]
             assert image in w["reason"] and w["nextRetryAt"] is not None and w["pull"]["status"] == "failed"
         assert "not-the-password" not in (await api.get("/v1/endpoints/wrong-password/workers")).text
+    return logged
 
 
 async def test_an_image_pushed_later_is_picked_up_and_a_new_digest_rolls_out_on_update(
@@ -217,3 +245,24 @@ async def test_an_image_pushed_later_is_picked_up_and_a_new_digest_rolls_out_on_
         await eventually(updated, "a version 2 worker IDLE", timeout_s=90)
         second = await _run(api, "late", {"n": 2})
         assert second["status"] == "COMPLETED" and second["workerId"] != first["workerId"], second
+
+
+async def test_without_a_credential_the_hosts_docker_config_is_used(
+    instance: Instance, registry: Registry, source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No containerRegistryAuthId: the Docker SDK sends the credentials of the Docker config it reads
+    (``$DOCKER_CONFIG/config.json``, as ``docker login`` writes it; here a throw-away one)."""
+    token = base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": token}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    ref = registry.ref(source, "v1")
+    registry.remove_local(ref)
+    async with (
+        ControlPlane(docker_settings(instance)) as cp,
+        httpx.AsyncClient(base_url=cp.client_url, timeout=60) as api,
+    ):
+        r = await api.post("/v1/endpoints", json={"name": "hostcreds", "id": "hostcreds", "imageName": ref,
+                                                  "workersMax": 1, "extraWorkers": 0})
+        assert r.status_code == 201, r.text
+        body = await _run(api, "hostcreds", {"via": "config.json"})
+        assert body["status"] == "COMPLETED" and "pullMs" in body["coldStart"], body
