@@ -12,8 +12,15 @@ http.client...) is imported until ``start`` or ``progress_update`` is called.
 __version__ = "0.1.0"
 __all__ = ["__version__", "progress_update", "serverless", "start"]
 
+# Not ``typing.TYPE_CHECKING``: importing ``typing`` (or ``__future__``) would make ``import worker_sdk``
+# load more modules. mypy treats any name ``TYPE_CHECKING`` as true; annotations here are strings.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any
 
-def start(config):
+
+def start(config: "dict[str, Any]") -> None:
     """Run ``config["handler"]`` as a worker (or once locally); same config keys as RunPod's SDK.
 
     Keys: ``handler`` (required), ``concurrency_modifier``, ``return_aggregate_stream``,
@@ -21,20 +28,20 @@ def start(config):
     """
     from .runner import start as _start
 
-    return _start(config)
+    _start(config)
 
 
-def progress_update(job, data):
+def progress_update(job: "dict[str, Any] | str", data: "Any") -> None:
     """Report progress for a running job: ``{"status": "IN_PROGRESS", "output": data}``.
 
     Never blocks the handler and never overwrites the job's final result.
     """
     from .progress import progress_update as _progress_update
 
-    return _progress_update(job, data)
+    _progress_update(job, data)
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> "ModuleType":
     # ``worker_sdk.serverless.start`` mirrors ``runpod.serverless.start`` (PEP 562 lazy import).
     # Not ``from . import serverless``: its fromlist handling would call this __getattr__ again.
     if name == "serverless":

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from . import __version__, log
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 _STOP_ROUTE = ("/job-take/", "/job-stop/")
 _BATCH_ROUTE = ("/job-take/", "/job-take-batch/")
@@ -20,7 +24,7 @@ def add_query(url: str, param: str) -> str:
     return url + "&" + param
 
 
-def _number(env, name, default, minimum=None):
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float | None = None) -> float:
     raw = env.get(name)
     if raw in (None, ""):
         return default
@@ -37,7 +41,7 @@ def _number(env, name, default, minimum=None):
 class Settings:
     """Everything the worker loop needs from the environment, plus tunables tests may shrink."""
 
-    def __init__(self, env=None):
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
         self.worker_id = env.get("RUNPOD_POD_ID") or _random_id()
         self.api_key = env.get("RUNPOD_AI_API_KEY") or ""
@@ -72,7 +76,7 @@ class Settings:
         self.too_many_requests_s = 5.0  # after a 429 on job-take / job-stop
         self.min_poll_gap_s = 0.25  # floor between empty long polls, if the server answers at once
 
-    def _template(self, env, name, raw_take, route):
+    def _template(self, env: Mapping[str, str], name: str, raw_take: str, route: str) -> str | None:
         value = env.get(name) or ""
         if not value and "/job-take/$ID" in raw_take:
             # Not set: derive it from the job-take template, which names the same endpoint.
@@ -97,13 +101,13 @@ class Settings:
         url = (self.job_stream_template or "").replace("$ID", quote(str(job_id), safe=""))
         return add_query(url, "isStream=false")
 
-    def ping_url_for(self, job_ids) -> str:
+    def ping_url_for(self, job_ids: Sequence[str]) -> str:
         url = self.ping_url or ""
         if job_ids:
             url = add_query(url, "job_id=" + ",".join(quote(str(j), safe="") for j in job_ids))
         return add_query(url, "runpod_version=" + quote(__version__, safe=""))
 
-    def headers(self, job_id=None) -> dict:
+    def headers(self, job_id: str | None = None) -> dict[str, str]:
         headers = {"User-Agent": "worker_sdk/" + __version__}
         if self.api_key:
             headers["Authorization"] = self.api_key  # raw key, no "Bearer", as RunPod's SDK sends it

@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import log
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from .config import Settings
+
 
 class Heartbeat:
-    def __init__(self, settings, job_ids):
+    def __init__(self, settings: Settings, job_ids: Callable[[], tuple[str, ...]]) -> None:
         """``job_ids()`` returns the in-flight job ids (a tuple snapshot, safe to read from a thread)."""
         self.settings = settings
         self.job_ids = job_ids
@@ -61,10 +67,12 @@ class Heartbeat:
             log.warn(f"heartbeat to {url.partition('?')[0]} failed ({reason}); {self._failures} in a row")
 
 
-def _get(url: str, headers: dict, timeout: float) -> int:
+def _get(url: str, headers: Mapping[str, str], timeout: float) -> int:
     import http.client
 
     parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError("no host in the ping URL " + repr(url))
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = cls(parts.hostname, parts.port, timeout=timeout)
     try:

@@ -7,15 +7,24 @@ import inspect
 import json
 import os
 import traceback
+from typing import TYPE_CHECKING
 
 from . import __version__, log
 from .threads import JobThread
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+    from typing import Any
+
+    Handler = Callable[..., Any]
+    Emit = Callable[[Any], Awaitable[None]]
+    AnyGenerator = Generator[Any, Any, Any] | AsyncGenerator[Any, Any]
 
 SYNC, ASYNC, GENERATOR, ASYNC_GENERATOR = "sync", "async", "generator", "async_generator"
 _END = object()
 
 
-def handler_kind(handler) -> str:
+def handler_kind(handler: object) -> str:
     """Classify a handler (a function, a partial, or an object with ``__call__``)."""
     for candidate in (handler, getattr(handler, "__call__", None)):  # noqa: B004 - the method itself
         if candidate is None:
@@ -29,9 +38,9 @@ def handler_kind(handler) -> str:
     return SYNC
 
 
-def shape_return(value) -> dict:
+def shape_return(value: Any) -> dict[str, Any]:
     """A non-generator handler's return value -> the body posted to job-done."""
-    result = {}
+    result: dict[str, Any] = {}
     if isinstance(value, dict):
         value = dict(value)
         error = value.pop("error", None)
@@ -58,7 +67,9 @@ def format_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
 
-def error_payload(exc: BaseException, worker_id=None, hostname=None) -> dict:
+def error_payload(
+    exc: BaseException, worker_id: str | None = None, hostname: str | None = None
+) -> dict[str, Any]:
     """``{"error": json.dumps({...})}`` for an uncaught handler exception."""
     info = {
         "error_type": str(type(exc)),
@@ -71,7 +82,7 @@ def error_payload(exc: BaseException, worker_id=None, hostname=None) -> dict:
     return {"error": json.dumps(info)}
 
 
-def is_error_item(item) -> bool:
+def is_error_item(item: object) -> bool:
     return isinstance(item, dict) and bool(item.get("error"))
 
 
@@ -82,11 +93,20 @@ class Execution:
     ``run()`` returns ``(result_body, is_stream)``; a handler exception becomes an error body.
     """
 
-    def __init__(self, handler, kind, job, emit, aggregate: bool, worker_id=None, hostname=None):
+    def __init__(
+        self,
+        handler: Handler,
+        kind: str,
+        job: dict[str, Any],
+        emit: Emit,
+        aggregate: bool,
+        worker_id: str | None = None,
+        hostname: str | None = None,
+    ) -> None:
         self.handler, self.kind, self.job = handler, kind, job
         self.emit, self.aggregate = emit, aggregate
         self.worker_id, self.hostname = worker_id, hostname
-        self.thread = None
+        self.thread: JobThread | None = None
 
     def _thread(self) -> JobThread:
         if self.thread is None:
@@ -94,12 +114,13 @@ class Execution:
             self.thread = JobThread(asyncio.get_running_loop(), name)
         return self.thread
 
-    def _error(self, exc) -> dict:
+    def _error(self, exc: BaseException) -> dict[str, Any]:
         log.error(f"handler raised {type(exc).__name__}: {exc}", self.job.get("id"))
         return error_payload(exc, self.worker_id, self.hostname)
 
-    async def run(self) -> tuple:
+    async def run(self) -> tuple[dict[str, Any], bool]:
         streaming = False
+        value: Any  # whatever the handler returned or its generator
         try:
             if self.kind == ASYNC_GENERATOR:
                 value = self.handler(self.job)
@@ -121,12 +142,14 @@ class Execution:
             return await self._stream(value, False), True
         return shape_return(value), False
 
-    async def _stream(self, gen, is_async: bool) -> dict:
-        collected = []
+    async def _stream(self, gen: AnyGenerator, is_async: bool) -> dict[str, Any]:
+        collected: list[Any] = []
+        item: Any
         try:
             while True:
                 try:
                     if is_async:
+                        assert inspect.isasyncgen(gen)
                         item = await gen.__anext__()
                     else:
                         item = await self._thread().call(next, gen, _END)
@@ -150,13 +173,14 @@ class Execution:
         finally:
             await self._close(gen, is_async)
 
-    async def _close(self, gen, is_async: bool) -> None:
+    async def _close(self, gen: AnyGenerator, is_async: bool) -> None:
         if is_async:
+            assert inspect.isasyncgen(gen)
             try:
                 await gen.aclose()
             except (Exception, asyncio.CancelledError):  # the job is over either way
                 pass
-        elif self.thread is not None:
+        elif self.thread is not None and inspect.isgenerator(gen):
             self.thread.close(last_call=gen.close)
 
 

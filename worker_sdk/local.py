@@ -9,14 +9,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from typing import TYPE_CHECKING
 
 from . import log
 from .jobs import Execution, handler_kind
 
+if TYPE_CHECKING:
+    from typing import Any
+
+    JobOrProblem = tuple[dict[str, Any], None] | tuple[None, str]
+
 TEST_INPUT_FILE = "test_input.json"
 
 
-def load_job(test_input):
+def load_job(test_input: str | None) -> JobOrProblem:
     """Return ``(job, None)`` or ``(None, error message)``."""
     if test_input is not None:
         source, text = "--test_input", test_input
@@ -42,9 +48,9 @@ def load_job(test_input):
     return job, None
 
 
-def run_local(config: dict, test_input=None) -> int:
+def run_local(config: dict[str, Any], test_input: str | None = None) -> int:
     job, problem = load_job(test_input)
-    if problem:
+    if job is None:
         log.error(problem)
         return 1
     log.info(
@@ -54,7 +60,7 @@ def run_local(config: dict, test_input=None) -> int:
     )
     handler = config["handler"]
 
-    async def emit(item):
+    async def emit(item: Any) -> None:
         log.info(f"stream: {_dump(item)}", job["id"])
 
     execution = Execution(handler, handler_kind(handler), job, emit, aggregate=True)
@@ -72,7 +78,7 @@ def run_local(config: dict, test_input=None) -> int:
     return 0
 
 
-def _dump(item) -> str:
+def _dump(item: object) -> str:
     try:
         return json.dumps(item)
     except (TypeError, ValueError):

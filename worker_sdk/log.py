@@ -8,10 +8,10 @@ import sys
 
 _LEVELS = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "WARN": 30, "WARNING": 30, "ERROR": 40, "NOTSET": 100}
 _lock = _thread.allocate_lock()
-_threshold = None  # resolved on first use
+_threshold: int | None = None  # resolved on first use
 
 
-def _parse(name) -> int | None:
+def _parse(name: object) -> int | None:
     if name is None:
         return None
     text = str(name).strip().upper()
@@ -21,7 +21,7 @@ def _parse(name) -> int | None:
     return _LEVELS.get(text)
 
 
-def set_level(name) -> None:
+def set_level(name: object) -> None:
     """Set the threshold by name (DEBUG, INFO, WARN, ERROR, NOTSET=off); unknown names are ignored."""
     global _threshold
     value = _parse(name)
@@ -41,7 +41,7 @@ def enabled(level: str) -> bool:
     return _LEVELS[level] >= _current()
 
 
-def log(level: str, message, job_id=None) -> None:
+def log(level: str, message: object, job_id: str | None = None) -> None:
     if _LEVELS[level] < _current():
         return
     label = "WARN" if level == "WARNING" else level
@@ -59,21 +59,21 @@ def write(text: str) -> None:
             pass
 
 
-def trace(message, job_id=None) -> None:
+def trace(message: object, job_id: str | None = None) -> None:
     log("TRACE", message, job_id)
 
 
-def debug(message, job_id=None) -> None:
+def debug(message: object, job_id: str | None = None) -> None:
     log("DEBUG", message, job_id)
 
 
-def info(message, job_id=None) -> None:
+def info(message: object, job_id: str | None = None) -> None:
     log("INFO", message, job_id)
 
 
-def warn(message, job_id=None) -> None:
+def warn(message: object, job_id: str | None = None) -> None:
     log("WARN", message, job_id)
 
 
-def error(message, job_id=None) -> None:
+def error(message: object, job_id: str | None = None) -> None:
     log("ERROR", message, job_id)

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from . import log, polling, progress
 from .jobs import Execution, JobGone, error_payload, handler_kind
 from .report import GONE, OK, REJECTED, Link, deliver, encode
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+    from typing import Any
+
+    from .config import Settings
+    from .heartbeat import Heartbeat
 
 
 class JobContext:
@@ -23,8 +31,15 @@ class JobContext:
         "progress_task",
         "progress_busy",
     )
+    # The attributes __init__ sets to None (the rest are inferred from __init__).
+    id: str
+    task: asyncio.Future[None] | None
+    handler_task: asyncio.Future[tuple[dict[str, Any], bool]] | None
+    execution: Execution | None
+    progress_pending: bytes | None
+    progress_task: asyncio.Future[None] | None
 
-    def __init__(self, job: dict):
+    def __init__(self, job: dict[str, Any]) -> None:
         self.job, self.id = job, job["id"]
         self.task = self.handler_task = self.execution = None
         self.stopped = self.closed = self.posting = self.progress_busy = False
@@ -32,7 +47,7 @@ class JobContext:
 
 
 class Worker:
-    def __init__(self, config: dict, settings):
+    def __init__(self, config: dict[str, Any], settings: Settings) -> None:
         self.handler = config["handler"]
         self.kind = handler_kind(self.handler)
         self.modifier = config.get("concurrency_modifier")
@@ -40,13 +55,13 @@ class Worker:
         self.refresh = bool(config.get("refresh_worker", False))
         self.settings = settings
         self.link = Link()
-        self.jobs: dict = {}  # job id -> JobContext, in flight until the final POST is done
-        self.job_ids: tuple = ()  # immutable snapshot for the heartbeat thread
+        self.jobs: dict[str, JobContext] = {}  # in flight until the final POST is done
+        self.job_ids: tuple[str, ...] = ()  # immutable snapshot for the heartbeat thread
         self.concurrency = 1
         self.exit_code = 0
         self.completed = 0
-        self.loop = None
-        self.heartbeat = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by run()
+        self.heartbeat: Heartbeat | None = None
         self._warned_no_stream = False
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -57,7 +72,7 @@ class Worker:
         self.force = asyncio.Event()
         self.wake = asyncio.Event()
         self.has_jobs = asyncio.Event()
-        self._shutdown_at = None
+        self._shutdown_at: float | None = None  # loop time of request_shutdown
         progress.attach(self)
         if self.settings.ping_url:
             from .heartbeat import Heartbeat
@@ -90,7 +105,7 @@ class Worker:
         log.info(f"worker {self.settings.worker_id} stopped after {self.completed} job(s)")
         return self.exit_code
 
-    async def _guard(self, coro, name: str) -> None:
+    async def _guard(self, coro: Awaitable[None], name: str) -> None:
         try:
             await coro
         except asyncio.CancelledError:
@@ -103,7 +118,7 @@ class Worker:
         if self.shutdown.is_set():
             return
         self.exit_code = exit_code
-        self._shutdown_at = self.loop.time()
+        self._shutdown_at = self._now()
         log.info(f"shutting down ({reason}): taking no new job, {len(self.jobs)} in flight")
         self.shutdown.set()
         self.wake.set()
@@ -115,24 +130,32 @@ class Worker:
         else:
             self.request_shutdown(name + " received")
 
+    def _now(self) -> float:
+        assert self.loop is not None, "the worker is not running"
+        return self.loop.time()
+
+    def _running(self) -> list[tuple[JobContext, asyncio.Future[None]]]:  # start_job sets every task
+        return [(c, c.task) for c in self.jobs.values() if c.task is not None and not c.task.done()]
+
     async def _drain(self) -> None:
+        assert self._shutdown_at is not None, "_drain runs after request_shutdown"
         deadline = self._shutdown_at + self.settings.grace_s
         if self.jobs:
             log.info(f"waiting up to {self.settings.grace_s:g}s for {len(self.jobs)} in-flight job(s)")
         while True:
-            pending = {c.task for c in self.jobs.values() if not c.task.done()}
-            remaining = deadline - self.loop.time()
+            pending: set[asyncio.Future[Any]] = {task for _, task in self._running()}
+            remaining = deadline - self._now()
             if not pending or remaining <= 0 or self.force.is_set():
                 break
             forced = asyncio.ensure_future(self.force.wait())
             await asyncio.wait(pending | {forced}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             forced.cancel()
-        leftovers = [c for c in self.jobs.values() if not c.task.done()]
-        for ctx in leftovers:
+        leftovers = self._running()
+        for ctx, task in leftovers:
             log.error("grace period over: job abandoned, its result was NOT posted", ctx.id)
-            ctx.task.cancel()
+            task.cancel()
         if leftovers:
-            await asyncio.wait({c.task for c in leftovers}, timeout=2.0)
+            await asyncio.wait({task for _, task in leftovers}, timeout=2.0)
 
     # ---- jobs -----------------------------------------------------------------------------
     def update_concurrency(self) -> None:
@@ -148,7 +171,7 @@ class Worker:
             log.debug(f"concurrency {self.concurrency} -> {wanted}")
             self.concurrency = wanted
 
-    def start_job(self, job: dict) -> None:
+    def start_job(self, job: dict[str, Any]) -> None:
         if job["id"] in self.jobs:
             log.warn("job handed out again while still in flight; ignored", job["id"])
             return
@@ -225,7 +248,7 @@ class Worker:
             self.completed += 1
             self.wake.set()
 
-    async def _emit(self, ctx: JobContext, item) -> None:
+    async def _emit(self, ctx: JobContext, item: Any) -> None:
         if not self.settings.job_stream_template:
             if not self._warned_no_stream:
                 log.warn("RUNPOD_WEBHOOK_POST_STREAM is not set: streamed items are not sent", ctx.id)
@@ -238,7 +261,7 @@ class Worker:
         if outcome == GONE:
             raise JobGone(ctx.id)
 
-    async def _post_result(self, ctx: JobContext, result: dict, is_stream: bool) -> None:
+    async def _post_result(self, ctx: JobContext, result: dict[str, Any], is_stream: bool) -> None:
         try:
             body = encode(result)
         except (TypeError, ValueError) as exc:

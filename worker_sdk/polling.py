@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from . import log
 from .report import backoff
-from .transport import TransportError, request
+from .transport import Response, TransportError, request
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+    from typing import Any, TypeVar
+
+    from .loop import Worker
+
+    T = TypeVar("T")
 
 
-async def interruptible(coro, event: asyncio.Event):
+async def interruptible(coro: Awaitable[T], event: asyncio.Event) -> T | None:
     """Await ``coro`` unless ``event`` fires first; then cancel it and return None."""
     task = asyncio.ensure_future(coro)
     waiter = asyncio.ensure_future(event.wait())
@@ -35,7 +44,7 @@ async def pause(seconds: float, event: asyncio.Event) -> None:
         pass
 
 
-def _parse_jobs(response):
+def _parse_jobs(response: Response) -> list[dict[str, Any]]:
     try:
         payload = response.json()
     except ValueError as exc:
@@ -47,7 +56,7 @@ def _parse_jobs(response):
     if items is None:
         log.error(f"job-take answered 200 with neither a job object nor a list: {response.text(120)!r}")
         return []
-    jobs = []
+    jobs: list[dict[str, Any]] = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("id"), (str, int)) or item.get("id") == "":
             log.error(f"job-take returned a job without an id; ignored: {item!r}")
@@ -59,7 +68,7 @@ def _parse_jobs(response):
     return jobs
 
 
-async def fetch_jobs(worker) -> None:
+async def fetch_jobs(worker: Worker) -> None:
     """Take jobs while there is room, until shutdown. Never raises on control-plane trouble."""
     settings, loop = worker.settings, asyncio.get_running_loop()
     failures = 0
@@ -118,7 +127,7 @@ async def fetch_jobs(worker) -> None:
         await pause(delay, worker.shutdown)
 
 
-def _stop_ids(response) -> list:
+def _stop_ids(response: Response) -> list[str]:
     try:
         payload = response.json()
     except ValueError:
@@ -132,7 +141,7 @@ def _stop_ids(response) -> list:
     return [str(i) for i in ids if isinstance(i, (str, int))]
 
 
-async def watch_stops(worker) -> None:
+async def watch_stops(worker: Worker) -> None:
     """Long-poll job-stop while jobs are in flight, until the worker has drained."""
     settings, loop = worker.settings, asyncio.get_running_loop()
     if not settings.job_stop_url:

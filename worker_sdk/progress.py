@@ -8,25 +8,32 @@ the job ended, is dropped. So progress can never overwrite or race the final res
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import log
 
-_worker = None  # the running Worker, if any (set by loop.Worker.run)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .loop import JobContext, Worker
+
+_worker: Worker | None = None  # the running Worker, if any (set by loop.Worker.run)
 
 
-def attach(worker) -> None:
+def attach(worker: Worker) -> None:
     global _worker
     _worker = worker
 
 
-def detach(worker) -> None:
+def detach(worker: Worker) -> None:
     global _worker
     if _worker is worker:
         _worker = None
 
 
-def progress_update(job, data) -> None:
+def progress_update(job: dict[str, Any] | str, data: Any) -> None:
     """Report ``data`` as the job's IN_PROGRESS output. Safe from any thread; never blocks."""
-    job_id = job.get("id") if isinstance(job, dict) else job
+    job_id: str | None = job.get("id") if isinstance(job, dict) else job
     worker = _worker
     if worker is None or worker.loop is None:
         log.info(f"progress: {data!r}", job_id)  # local mode, or no worker running
@@ -44,8 +51,8 @@ def progress_update(job, data) -> None:
         log.debug("progress dropped: the worker has stopped", job_id)
 
 
-def _enqueue(worker, job_id, body: bytes) -> None:
-    ctx = worker.jobs.get(job_id)
+def _enqueue(worker: Worker, job_id: str | None, body: bytes) -> None:
+    ctx = worker.jobs.get(job_id) if job_id is not None else None
     if ctx is None or ctx.closed:
         log.debug("progress dropped: the job has already ended", job_id)
         return
@@ -56,12 +63,12 @@ def _enqueue(worker, job_id, body: bytes) -> None:
         ctx.progress_task = asyncio.ensure_future(_send(worker, ctx))
 
 
-async def _send(worker, ctx) -> None:
+async def _send(worker: Worker, ctx: JobContext) -> None:
     from .report import deliver
 
     settings = worker.settings
 
-    def busy(flag):
+    def busy(flag: bool) -> None:
         ctx.progress_busy = flag
 
     while ctx.progress_pending is not None and not ctx.closed:
@@ -78,7 +85,7 @@ async def _send(worker, ctx) -> None:
         )
 
 
-async def finish(worker, ctx) -> None:
+async def finish(worker: Worker, ctx: JobContext) -> None:
     """Close the channel before the final result: let a POST on the wire finish, drop the rest."""
     import asyncio
 
@@ -95,7 +102,7 @@ async def finish(worker, ctx) -> None:
         log.debug("pending progress update abandoned before the final result", ctx.id)
 
 
-def abort(ctx) -> None:
+def abort(ctx: JobContext) -> None:
     """Drop a stopped or abandoned job's progress at once."""
     ctx.closed = True
     ctx.progress_pending = None

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import TYPE_CHECKING
 
 from . import log
 from .transport import TransportError, request
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .config import Settings
+    from .loop import Worker
 
 OK, GONE, REJECTED, ABANDONED = "ok", "gone", "rejected", "abandoned"
 GONE_STATUSES = (404, 409, 410)  # job unknown, not this worker's, or already final
@@ -17,22 +24,23 @@ def retryable(status: int) -> bool:
     return status in (401, 403, 408, 425, 429) or status >= 500
 
 
-def backoff(settings, attempt: int) -> float:
+def backoff(settings: Settings, attempt: int) -> float:
     """Exponential backoff: initial, 2x initial, 4x ... capped at ``backoff_max_s``."""
-    return min(settings.backoff_max_s, settings.backoff_initial_s * (2 ** min(attempt, 30)))
+    return min(settings.backoff_max_s, settings.backoff_initial_s * (2.0 ** min(attempt, 30)))
 
 
-def encode(body) -> bytes:
+def encode(body: object) -> bytes:
+    """``body`` as compact UTF-8 JSON; TypeError/ValueError when it is not JSON serializable."""
     return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
 class Link:
     """Remembers whether the control plane answered lately, so an outage is logged once, not per retry."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.failures = 0
 
-    def failure(self, what: str, reason: str, url: str, job_id=None) -> None:
+    def failure(self, what: str, reason: str, url: str, job_id: str | None = None) -> None:
         self.failures += 1
         answered = reason.startswith("HTTP ")
         if self.failures == 1:
@@ -55,8 +63,15 @@ def _origin(url: str) -> str:
 
 
 async def deliver(
-    worker, what: str, url: str, body: bytes, job_id, timeout: float, keep_going=None, busy=None
-) -> tuple:
+    worker: Worker,
+    what: str,
+    url: str,
+    body: bytes,
+    job_id: str,
+    timeout: float,
+    keep_going: Callable[[], bool] | None = None,
+    busy: Callable[[bool], None] | None = None,
+) -> tuple[str, int | None]:
     """POST ``body`` until it lands. Returns ``(outcome, status)``.
 
     Retries connection errors, timeouts, 5xx, 429, 401/403 forever with capped exponential backoff;
@@ -70,6 +85,7 @@ async def deliver(
             return ABANDONED, None
         if busy is not None:
             busy(True)
+        status: int | None
         try:
             response = await request(
                 "POST", url, body=body, headers=_headers(settings, job_id), timeout=timeout
@@ -104,7 +120,7 @@ async def deliver(
         await asyncio.sleep(backoff(settings, attempt - 1))
 
 
-def _headers(settings, job_id) -> dict:
+def _headers(settings: Settings, job_id: str) -> dict[str, str]:
     headers = settings.headers(job_id)
     headers["Content-Type"] = "application/json"
     return headers

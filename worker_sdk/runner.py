@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from . import __version__, log
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .config import Settings
+    from .loop import Worker
+
+    Options = dict[str, str | bool]
 
 # RunPod's flags (runpod/serverless/__init__.py); the ones taking a value.
 _VALUE_FLAGS = (
@@ -19,9 +28,11 @@ _VALUE_FLAGS = (
 _BOOL_FLAGS = ("--rp_debugger", "--rp_serve_api")
 
 
-def parse_args(argv: list) -> tuple:
+def parse_args(argv: list[str]) -> tuple[Options, list[str]]:
     """Return ``(options, remaining argv)``; recognised flags are removed like RunPod's SDK does."""
-    options, rest, i = {}, [], 0
+    options: Options = {}
+    rest: list[str] = []
+    i = 0
     while i < len(argv):
         arg = argv[i]
         name, eq, value = arg.partition("=")
@@ -40,7 +51,7 @@ def parse_args(argv: list) -> tuple:
     return options, rest
 
 
-def _validate(config) -> None:
+def _validate(config: object) -> None:
     if not isinstance(config, dict):
         raise TypeError("start() expects a dict such as {'handler': handler}")
     if not callable(config.get("handler")):
@@ -50,7 +61,7 @@ def _validate(config) -> None:
         raise ValueError("config['concurrency_modifier'] must be a callable")
 
 
-def start(config: dict) -> None:
+def start(config: dict[str, Any]) -> None:
     _validate(config)
     try:
         options, rest = parse_args(sys.argv[1:])
@@ -67,7 +78,9 @@ def start(config: dict) -> None:
     if "test_input" in options or not os.environ.get("RUNPOD_WEBHOOK_GET_JOB"):
         from .local import run_local
 
-        raise SystemExit(run_local(config, options.get("test_input")))
+        test_input = options.get("test_input")
+        assert test_input is None or isinstance(test_input, str)  # a value flag (parse_args)
+        raise SystemExit(run_local(config, test_input))
 
     from .config import Settings
 
@@ -78,14 +91,14 @@ def start(config: dict) -> None:
     raise SystemExit(run_worker(config, settings))
 
 
-def run_worker(config: dict, settings) -> int:
+def run_worker(config: dict[str, Any], settings: Settings) -> int:
     import asyncio
 
     from .loop import Worker
 
     worker = Worker(config, settings)
 
-    async def main():
+    async def main() -> int:
         _install_signals(worker)
         return await worker.run()
 
@@ -94,7 +107,7 @@ def run_worker(config: dict, settings) -> int:
     return code
 
 
-def _install_signals(worker) -> None:
+def _install_signals(worker: Worker) -> None:
     import asyncio
     import signal
 
@@ -104,8 +117,10 @@ def _install_signals(worker) -> None:
             loop.add_signal_handler(sig, worker.on_signal, sig.name)
         except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not the main thread
             try:
-                signal.signal(
-                    sig, lambda num, frame, n=sig.name: loop.call_soon_threadsafe(worker.on_signal, n)
-                )
+
+                def on_signal(num: int, frame: object, n: str = sig.name) -> None:
+                    loop.call_soon_threadsafe(worker.on_signal, n)
+
+                signal.signal(sig, on_signal)
             except ValueError:
                 log.warn(f"cannot install a {sig.name} handler (not the main thread)")

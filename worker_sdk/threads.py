@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import queue
 import threading
+from typing import TYPE_CHECKING
 
-_CLOSE = object()
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable
+    from typing import Any
+
+    # One queued call: (fn, args, the future to settle or None); None closes the thread.
+    _Call = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any] | None]
 
 
 class JobThread:
@@ -15,22 +22,22 @@ class JobThread:
     process at exit, so a stopped job whose handler keeps running cannot block shutdown.
     """
 
-    def __init__(self, loop, name: str):
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str) -> None:
         self._loop = loop
-        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def call(self, fn, *args):
+    def call(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         future = self._loop.create_future()
         self._calls.put((fn, args, future))
         return future
 
-    def close(self, last_call=None) -> None:
+    def close(self, last_call: Callable[[], object] | None = None) -> None:
         """Finish after the queued calls; ``last_call`` (e.g. a generator's close) runs first."""
         if last_call is not None:
             self._calls.put((last_call, (), None))
-        self._calls.put(_CLOSE)
+        self._calls.put(None)
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()
@@ -38,7 +45,7 @@ class JobThread:
     def _run(self) -> None:
         while True:
             item = self._calls.get()
-            if item is _CLOSE:
+            if item is None:
                 return
             fn, args, future = item
             try:
@@ -56,7 +63,7 @@ class JobThread:
                     return
 
 
-def _settle(future, ok: bool, value) -> None:
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
     if future.done():  # the job was stopped; its result is discarded
         return
     if ok:

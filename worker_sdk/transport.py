@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 
 class TransportError(Exception):
@@ -13,12 +18,13 @@ class TransportError(Exception):
 class Response:
     __slots__ = ("status", "headers", "body")
 
-    def __init__(self, status: int, headers: dict, body: bytes):
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.status = status
         self.headers = headers
         self.body = body
 
-    def json(self):
+    def json(self) -> Any:
+        """The body parsed as JSON (any JSON value), or None for an empty body; ValueError if not JSON."""
         import json
 
         return json.loads(self.body.decode("utf-8")) if self.body.strip() else None
@@ -26,12 +32,17 @@ class Response:
     def text(self, limit: int = 300) -> str:
         return self.body[:limit].decode("utf-8", "replace")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Response {self.status}, {len(self.body)} bytes>"
 
 
 async def request(
-    method: str, url: str, *, body: bytes | None = None, headers: dict | None = None, timeout: float = 30.0
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
 ) -> Response:
     """Send one request and read the whole answer; raises TransportError when there is no answer."""
     try:
@@ -51,7 +62,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-async def _request(method: str, url: str, body: bytes | None, headers: dict) -> Response:
+async def _request(method: str, url: str, body: bytes | None, headers: Mapping[str, str]) -> Response:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("unsupported URL " + repr(url))
@@ -93,14 +104,14 @@ async def _request(method: str, url: str, body: bytes | None, headers: dict) -> 
         writer.close()
 
 
-async def _read_head(reader) -> tuple:
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
     line = await reader.readline()
     if not line:
         raise EOFError("connection closed before any answer")
     fields = line.decode("latin-1").split(None, 2)
     if len(fields) < 2 or not fields[0].startswith("HTTP/"):
         raise ValueError(f"bad status line {line[:80]!r}")
-    headers = {}
+    headers: dict[str, str] = {}
     while True:
         raw = await reader.readline()
         if raw in (b"\r\n", b"\n", b""):
@@ -110,8 +121,8 @@ async def _read_head(reader) -> tuple:
     return int(fields[1]), headers
 
 
-async def _read_chunked(reader) -> bytes:
-    chunks = []
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    chunks: list[bytes] = []
     while True:
         size_line = await reader.readline()
         if not size_line:
