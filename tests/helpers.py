@@ -6,20 +6,28 @@ import json
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout_s: float = 20.0, interval_s: float = 0.05, what: str = "condition") -> T:
+def wait_for(
+    predicate: Callable[[], T | None | Literal[False]], timeout_s: float = 20.0, interval_s: float = 0.05, what: str = "condition"
+) -> T:
+    """Call ``predicate`` every ``interval_s`` until it returns something truthy, and return that.
+
+    ``False`` and ``None`` mean "not yet", so the answer's type leaves them out. Raises AssertionError
+    after ``timeout_s``.
+    """
     deadline = time.monotonic() + timeout_s
-    last: Any = None
+    last: object = None
     while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
+        value = predicate()
+        last = value
+        if value:
+            return value
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last value: {last!r})")
 

@@ -7,10 +7,11 @@ import time
 
 import httpx
 
+from emulator.testing import BackgroundControlPlane
 from tests.helpers import ProtocolWorker, wait_for
 
 
-def test_run_status_and_result_shape(api: httpx.Client, plane, endpoint: str) -> None:
+def test_run_status_and_result_shape(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     r = api.post(f"/v2/{endpoint}/run", json={"input": {"n": 1}})
     assert r.status_code == 200
     job_id = r.json()["id"]
@@ -32,7 +33,7 @@ def test_run_status_and_result_shape(api: httpx.Client, plane, endpoint: str) ->
     assert isinstance(body["delayTime"], int) and isinstance(body["executionTime"], int)
 
 
-def test_runsync_completes_within_wait(api: httpx.Client, plane, endpoint: str) -> None:
+def test_runsync_completes_within_wait(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     worker = ProtocolWorker(plane.client_url, endpoint)
 
     def serve_one() -> None:
@@ -57,7 +58,7 @@ def test_runsync_incomplete_shape_after_wait(api: httpx.Client, endpoint: str) -
     assert set(r.json()) <= {"id", "status", "delayTime"}
 
 
-def test_status_sync_waits_for_the_end(api: httpx.Client, plane, endpoint: str) -> None:
+def test_status_sync_waits_for_the_end(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": 1}).json()["id"]
     worker = ProtocolWorker(plane.client_url, endpoint)
     worker.take_job()
@@ -66,7 +67,7 @@ def test_status_sync_waits_for_the_end(api: httpx.Client, plane, endpoint: str) 
     assert body["status"] == "COMPLETED" and body["output"] == "late"
 
 
-def test_stream_returns_undelivered_chunks_and_always_carries_stream(api: httpx.Client, plane, endpoint: str) -> None:
+def test_stream_returns_undelivered_chunks_and_always_carries_stream(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": {}}).json()["id"]
     first = api.get(f"/v2/{endpoint}/stream/{job_id}").json()
     assert first["stream"] == [] and first["status"] == "IN_QUEUE"
@@ -87,7 +88,7 @@ def test_stream_returns_undelivered_chunks_and_always_carries_stream(api: httpx.
     assert final["status"] == "COMPLETED" and final["stream"] == []
 
 
-def test_cancel_signals_the_worker(api: httpx.Client, plane, endpoint: str) -> None:
+def test_cancel_signals_the_worker(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": {}}).json()["id"]
     worker = ProtocolWorker(plane.client_url, endpoint)
     worker.take_job()
@@ -103,7 +104,7 @@ def test_cancel_signals_the_worker(api: httpx.Client, plane, endpoint: str) -> N
     assert api.post(f"/v2/{endpoint}/cancel/{queued}").json() == {"id": queued, "status": "CANCELLED"}
 
 
-def test_retry_only_failed_or_timed_out(api: httpx.Client, plane, endpoint: str) -> None:
+def test_retry_only_failed_or_timed_out(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": {"try": 1}}).json()["id"]
     assert api.post(f"/v2/{endpoint}/retry/{job_id}").status_code == 409
     worker = ProtocolWorker(plane.client_url, endpoint)
@@ -121,7 +122,7 @@ def test_retry_only_failed_or_timed_out(api: httpx.Client, plane, endpoint: str)
     assert api.get(f"/v2/{endpoint}/health").json()["jobs"]["retried"] == 1
 
 
-def test_purge_queue_and_health(api: httpx.Client, plane, endpoint: str) -> None:
+def test_purge_queue_and_health(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     ids = [api.post(f"/v2/{endpoint}/run", json={"input": i}).json()["id"] for i in range(4)]
     worker = ProtocolWorker(plane.client_url, endpoint)
     taken = worker.take_job()
@@ -135,7 +136,7 @@ def test_purge_queue_and_health(api: httpx.Client, plane, endpoint: str) -> None
     assert api.get(f"/v2/{endpoint}/status/{ids[0]}").json()["status"] == "IN_PROGRESS"
 
 
-def test_execution_timeout_times_out_and_stops_the_worker(api: httpx.Client, plane, endpoint: str) -> None:
+def test_execution_timeout_times_out_and_stops_the_worker(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": {}, "policy": {"executionTimeout": 5000}}).json()["id"]
     worker = ProtocolWorker(plane.client_url, endpoint)
     worker.take_job()
@@ -151,7 +152,7 @@ def test_ttl_expiry_gives_404(api: httpx.Client, endpoint: str) -> None:
     wait_for(lambda: api.get(f"/v2/{endpoint}/status/{job_id}").status_code == 404, timeout_s=20, what="TTL expiry")
 
 
-def test_progress_is_shown_and_ignored_after_the_end(api: httpx.Client, plane, endpoint: str) -> None:
+def test_progress_is_shown_and_ignored_after_the_end(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": {}}).json()["id"]
     worker = ProtocolWorker(plane.client_url, endpoint)
     worker.take_job()

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import httpx
 
+from emulator.testing import BackgroundControlPlane
+
 
 def test_endpoint_crud_and_versioning(api: httpx.Client) -> None:
     r = api.post("/v1/endpoints", json={"name": "alpha", "imageName": "img:1", "workersMax": 5})
@@ -31,7 +33,7 @@ def test_endpoint_crud_and_versioning(api: httpx.Client) -> None:
     assert api.post(f"/v2/{ep['id']}/run", json={"input": 1}).status_code == 404
 
 
-def test_worker_list_shape(api: httpx.Client, plane, endpoint: str) -> None:
+def test_worker_list_shape(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     from tests.helpers import ProtocolWorker
 
     worker = ProtocolWorker(plane.client_url, endpoint)

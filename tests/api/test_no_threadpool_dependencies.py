@@ -78,7 +78,7 @@ def test_api_key_check_still_refuses_and_accepts(tmp_path: Path) -> None:
 
         class _App:
             class state:  # noqa: N801 - mimics app.state
-                pass
+                ctx: AppContext
 
         _App.state.ctx = ctx
 

@@ -83,8 +83,9 @@ ADDED |= {  # images (#14): RunPod REST v1 templates, registry credentials, POST
 def route_table(plane: BackgroundControlPlane) -> set[tuple[str, str, str]]:
     """``(listener, method, path)`` for every route of both listeners (``WS`` for a WebSocket route)."""
     assert plane.plane is not None
-    apps = {"worker": plane.plane.worker_app, "client": plane.plane.client_app}
-    assert apps["worker"] is not None and apps["client"] is not None
+    worker_app, client_app = plane.plane.worker_app, plane.plane.client_app
+    assert worker_app is not None and client_app is not None
+    apps = {"worker": worker_app, "client": client_app}
     table = set()
     for listener, app in apps.items():
         for info in iter_routes(app.routes):

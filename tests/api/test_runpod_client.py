@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import httpx
 import pytest
 import runpod
 
+from emulator.testing import BackgroundControlPlane
 from tests.helpers import ProtocolWorker, wait_for
 
 
@@ -40,7 +42,7 @@ class EchoWorker(threading.Thread):
 
 
 @pytest.fixture
-def rp_endpoint(plane, endpoint: str, monkeypatch: pytest.MonkeyPatch):
+def rp_endpoint(plane: BackgroundControlPlane, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[runpod.Endpoint]:
     monkeypatch.setattr(runpod, "endpoint_url_base", f"{plane.client_url}/v2")
     monkeypatch.setattr(runpod, "api_key", "local-key")
     worker = EchoWorker(ProtocolWorker(plane.client_url, endpoint))
@@ -49,22 +51,22 @@ def rp_endpoint(plane, endpoint: str, monkeypatch: pytest.MonkeyPatch):
     worker.halt.set()
 
 
-def test_run_status_output(rp_endpoint) -> None:
+def test_run_status_output(rp_endpoint: runpod.Endpoint) -> None:
     job = rp_endpoint.run({"input": {"prompt": "hi"}})
     assert job.output(timeout=20) == {"echo": {"prompt": "hi"}}
     assert job.status() == "COMPLETED"
 
 
-def test_run_sync(rp_endpoint) -> None:
+def test_run_sync(rp_endpoint: runpod.Endpoint) -> None:
     assert rp_endpoint.run_sync({"input": {"n": 3}}, timeout=30) == {"echo": {"n": 3}}
 
 
-def test_stream(rp_endpoint) -> None:
+def test_stream(rp_endpoint: runpod.Endpoint) -> None:
     job = rp_endpoint.run({"input": {"chunks": 3}})
     assert list(job.stream()) == ["part-0", "part-1", "part-2"]
 
 
-def test_cancel_health_purge(rp_endpoint, plane, endpoint: str) -> None:
+def test_cancel_health_purge(rp_endpoint: runpod.Endpoint, plane: BackgroundControlPlane, endpoint: str) -> None:
     job = rp_endpoint.run({"input": {"hold": True}})
     wait_for(lambda: job.status() == "IN_PROGRESS", what="the job to start")
     assert job.cancel()["status"] == "CANCELLED"

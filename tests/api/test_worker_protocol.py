@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
 
+from emulator.testing import BackgroundControlPlane
 from tests.helpers import ProtocolWorker
 
 
-def test_job_take_answers_the_moment_a_job_is_queued(api: httpx.Client, plane, endpoint: str) -> None:
+def test_job_take_answers_the_moment_a_job_is_queued(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     worker = ProtocolWorker(plane.client_url, endpoint)
-    result: dict[str, object] = {}
+    result: dict[str, Any] = {}
 
     def take() -> None:
         r = worker.take()
@@ -25,19 +28,19 @@ def test_job_take_answers_the_moment_a_job_is_queued(api: httpx.Client, plane, e
     queued_at = time.monotonic()
     api.post(f"/v2/{endpoint}/run", json={"input": "now"})
     t.join(5)
-    assert result["r"].status_code == 200  # type: ignore[union-attr]
+    assert result["r"].status_code == 200
     # the hold is 2 s in these tests: an answer well before it means no polling interval
-    assert result["at"] - queued_at < 1.0  # type: ignore[operator]
+    assert result["at"] - queued_at < 1.0
 
 
-def test_job_take_204_when_hold_expires(plane, endpoint: str) -> None:
+def test_job_take_204_when_hold_expires(plane: BackgroundControlPlane, endpoint: str) -> None:
     worker = ProtocolWorker(plane.client_url, endpoint)
     started = time.monotonic()
     r = worker.take()
     assert r.status_code == 204 and 1.5 < time.monotonic() - started < 10
 
 
-def test_batch_take(api: httpx.Client, plane, endpoint: str) -> None:
+def test_batch_take(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     ids = [api.post(f"/v2/{endpoint}/run", json={"input": i}).json()["id"] for i in range(5)]
     worker = ProtocolWorker(plane.client_url, endpoint)
     r = worker.take_batch(3)
@@ -45,7 +48,7 @@ def test_batch_take(api: httpx.Client, plane, endpoint: str) -> None:
     assert [j["input"] for j in r.json()] == [0, 1, 2]
 
 
-def test_tokens_are_per_worker(api: httpx.Client, plane, endpoint: str) -> None:
+def test_tokens_are_per_worker(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     a = ProtocolWorker(plane.client_url, endpoint)
     b = ProtocolWorker(plane.client_url, endpoint)
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": 1}).json()["id"]
@@ -65,7 +68,7 @@ def test_tokens_are_per_worker(api: httpx.Client, plane, endpoint: str) -> None:
     assert api.get(f"/v2/{endpoint}/status/{job_id}").json()["output"] == "mine"
 
 
-def test_job_done_accepts_any_content_type_and_rejects_non_json(api: httpx.Client, plane, endpoint: str) -> None:
+def test_job_done_accepts_any_content_type_and_rejects_non_json(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     worker = ProtocolWorker(plane.client_url, endpoint)
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": 1}).json()["id"]
     worker.take_job()
@@ -78,7 +81,7 @@ def test_job_done_accepts_any_content_type_and_rejects_non_json(api: httpx.Clien
     assert api.get(f"/v2/{endpoint}/status/{job_id}").json()["output"] == 7
 
 
-def test_stop_pod_marks_the_worker_for_recycling(api: httpx.Client, plane, endpoint: str) -> None:
+def test_stop_pod_marks_the_worker_for_recycling(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     worker = ProtocolWorker(plane.client_url, endpoint)
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": 1}).json()["id"]
     worker.take_job()
@@ -88,7 +91,7 @@ def test_stop_pod_marks_the_worker_for_recycling(api: httpx.Client, plane, endpo
     assert worker.take().status_code == 204
 
 
-def test_ping_unhealthy_requeues_the_workers_jobs(api: httpx.Client, plane, endpoint: str) -> None:
+def test_ping_unhealthy_requeues_the_workers_jobs(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     worker = ProtocolWorker(plane.client_url, endpoint)
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": 1}).json()["id"]
     worker.take_job()
@@ -101,7 +104,7 @@ def test_ping_unhealthy_requeues_the_workers_jobs(api: httpx.Client, plane, endp
     assert other.take_job()["id"] == job_id
 
 
-def test_lost_handover_is_requeued_when_pings_do_not_name_the_job(tmp_path) -> None:
+def test_lost_handover_is_requeued_when_pings_do_not_name_the_job(tmp_path: Path) -> None:
     from emulator.config import default_settings_for_tests
     from emulator.testing import BackgroundControlPlane
     from tests.helpers import wait_for
@@ -114,11 +117,11 @@ def test_lost_handover_is_requeued_when_pings_do_not_name_the_job(tmp_path) -> N
         worker.take_job()  # pretend the answer was lost: the worker's pings never name the job
         def requeued() -> bool:
             worker.ping()
-            return api.get(f"/v2/e/status/{job_id}").json()["retries"] == 1
+            return bool(api.get(f"/v2/e/status/{job_id}").json()["retries"] == 1)
         wait_for(requeued, timeout_s=10, interval_s=0.2, what="the job to be requeued")
 
 
-def test_a_worker_that_hung_up_is_not_handed_the_job(api: httpx.Client, plane, endpoint: str) -> None:
+def test_a_worker_that_hung_up_is_not_handed_the_job(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     """A worker's long poll whose connection closed (the worker exited) must not take the next job."""
     import socket
     from urllib.parse import urlsplit
@@ -137,7 +140,7 @@ def test_a_worker_that_hung_up_is_not_handed_the_job(api: httpx.Client, plane, e
     assert body["workerId"] == alive.id and body["retries"] == 0
 
 
-def test_shutdown_does_not_wait_for_held_long_polls(tmp_path) -> None:
+def test_shutdown_does_not_wait_for_held_long_polls(tmp_path: Path) -> None:
     from emulator.config import default_settings_for_tests
     from emulator.testing import BackgroundControlPlane
 
