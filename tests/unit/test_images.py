@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,7 @@ def test_one_line_format_with_options_and_comments() -> None:
 
 
 @pytest.mark.parametrize("text, parse", [(DEB822, parse_deb822), (ONE_LINE, parse_one_line)])
-def test_the_mirror_is_the_main_archive_not_security(text: str, parse) -> None:  # type: ignore[no-untyped-def]
+def test_the_mirror_is_the_main_archive_not_security(text: str, parse: Callable[[str], list[AptSource]]) -> None:
     mirror = pick_debian_mirror(parse(text))
     assert mirror is not None
     assert mirror.uri == "http://mirror.example/debian"
@@ -271,7 +272,7 @@ def test_mounts_under_lists_deepest_first() -> None:
 
 
 def test_build_base_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(images_debootstrap.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr("emulator.images.debootstrap.os.geteuid", lambda: 1000)
     with pytest.raises(RuntimeFailure, match="needs root"):
         images_debootstrap.build_python_base(
             "t:1", runner=lambda *a, **k: (0, []), progress=lambda line: None
@@ -281,7 +282,7 @@ def test_build_base_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_failed_debootstrap_reports_its_log_and_cleans_up(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(images_debootstrap.os, "geteuid", lambda: 0)
+    monkeypatch.setattr("emulator.images.debootstrap.os.geteuid", lambda: 0)
     etc_apt = tmp_path / "etc-apt"
     etc_apt.mkdir()
     (etc_apt / "sources.list").write_text("deb http://mirror.example/debian bookworm main\n")
@@ -310,7 +311,7 @@ def test_a_failed_debootstrap_reports_its_log_and_cleans_up(
 
 
 def test_no_debian_mirror_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(images_debootstrap.os, "geteuid", lambda: 0)
+    monkeypatch.setattr("emulator.images.debootstrap.os.geteuid", lambda: 0)
     with pytest.raises(RuntimeFailure, match="no Debian mirror"):
         images_debootstrap.build_python_base(
             "t:1", lambda *a, **k: (0, []), lambda line: None, etc_apt=tmp_path

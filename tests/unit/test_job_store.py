@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,10 +15,10 @@ from emulator.store.streams import StreamStore
 
 
 def new_job(i: int, endpoint: str = "e", **kw: object) -> NewJob:
-    base = dict(id=f"job-{i}", endpoint_id=endpoint, input={"i": i}, webhook=None, s3_config=None,
+    base: dict[str, Any] = dict(id=f"job-{i}", endpoint_id=endpoint, input={"i": i}, webhook=None, s3_config=None,
                 low_priority=False, execution_timeout_ms=600_000, ttl_ms=86_400_000, is_sync=False)
     base.update(kw)
-    return NewJob(**base)  # type: ignore[arg-type]
+    return NewJob(**base)
 
 
 @pytest.fixture
@@ -56,10 +57,11 @@ def test_claims_are_fifo_and_never_double(tmp_path: Path) -> None:
 def test_requeue_counts_retries_then_fails(store: JobStore) -> None:
     store.enqueue(new_job(1), now=0)
     for attempt in range(3):
-        (job,) = store.claim("e", f"w{attempt}", 1, now=10, lease_s=5)
+        (claimed,) = store.claim("e", f"w{attempt}", 1, now=10, lease_s=5)
         (outcome,) = store.requeue_worker(f"w{attempt}", now=11, max_retries=3, reason="gone")
         assert not outcome.failed
-        assert store.get("job-1").retries == attempt + 1  # type: ignore[union-attr]
+        again = store.get("job-1")
+        assert again is not None and again.retries == attempt + 1
     store.claim("e", "w3", 1, now=20, lease_s=5)
     (outcome,) = store.requeue_worker("w3", now=21, max_retries=3, reason="gone")
     assert outcome.failed

@@ -8,7 +8,7 @@ from typing import Any
 
 from emulator.config import Settings
 from emulator.models import Endpoint, WorkerState
-from emulator.supervisor.actions import Remove, Restart, Start, Throttle, Unthrottle
+from emulator.supervisor.actions import Action, Remove, Restart, Start, Throttle, Unthrottle
 from emulator.supervisor.capacity import DEFAULT_WORKER_MEMORY_MB, Host, admit, holds, snapshot
 from emulator.workers.records import WorkerRecord
 
@@ -60,7 +60,7 @@ def test_admission_reserves_in_order_and_throttles_the_rest() -> None:
         "t-new": worker("t-new", S.THROTTLED, created_at=2.0),
         "u": worker("u", S.UNHEALTHY),
     }
-    planned = [
+    planned: list[tuple[Endpoint, list[Action]]] = [
         (
             gpu,
             [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def obs(
     return [Observed(w, container(w, status, **fields), busy=w.id in (busy or set())) for w in workers]
 
 
-def kinds(actions: list[object]) -> list[str]:
+def kinds(actions: Sequence[object]) -> list[str]:
     return [type(a).__name__ for a in actions]
 
 

@@ -19,7 +19,7 @@ from emulator.store.db import migrate
 from emulator.workers.states import TABLE, WorkerEvent, has_container, takes_jobs, transition
 
 S, E = WorkerState, WorkerEvent
-_ = None  # the event does not apply: the caller ignores it
+_: WorkerState | None = None  # the event does not apply: the caller ignores it
 
 # Rows: states; columns in this order.
 COLUMNS = (E.STARTED, E.CONTACT, E.JOB_ASSIGNED, E.JOBS_DRAINED, E.OUTDATED, E.FAILED, E.THROTTLED, E.RESTART)
