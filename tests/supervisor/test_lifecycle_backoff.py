@@ -16,7 +16,7 @@ from emulator.models import JobStatus, WorkerState
 from emulator.runtime.base import ContainerInfo, ContainerSpec
 from emulator.runtime.fake import FakeRuntime
 from emulator.workers.records import WorkerRecord
-from tests.supervisor.world import IMAGE, World
+from tests.supervisor.world import IMAGE, World, state_now
 
 S = WorkerState
 
@@ -97,13 +97,13 @@ async def test_a_stable_period_resets_the_schedule(world: World) -> None:
     await crash(w)
     assert w.state == S.UNHEALTHY and w.next_retry_at == world.clock.now()  # first: at once
     await world.step()
-    assert w.state == S.IDLE and w.restarts == 1
+    assert state_now(w) == S.IDLE and w.restarts == 1
     await world.step(30)  # ready for 30 s: not yet stable
     await crash(w)
     assert w.next_retry_at == pytest.approx(world.clock.now() + 10) and w.restarts == 1
     await world.step(10)
     await world.step()
-    assert w.state == S.IDLE and w.restarts == 2
+    assert state_now(w) == S.IDLE and w.restarts == 2
     await world.step(61)  # stable for longer than resetAfterS: a new crash loop begins
     await crash(w)
     assert w.next_retry_at == world.clock.now() and w.restarts == 0
@@ -120,7 +120,7 @@ async def test_a_worker_that_reports_itself_unhealthy_is_stopped_and_restarted_w
     assert w.state == S.RUNNING
     first = w.container_id
     world.ops.ping(w, [job.id], "unhealthy", "GPU memory corrupted")
-    assert w.state == S.UNHEALTHY
+    assert state_now(w) == S.UNHEALTHY
     await world.sup.settle(5)
     assert world.fake.containers[first or ""].status == "exited"  # stopped, not left running
     assert "worker reported itself unhealthy: GPU memory corrupted" in (w.reason or "")

@@ -17,7 +17,7 @@ from emulator.control_plane import ControlPlane
 from emulator.models import JobStatus, WorkerState
 from emulator.runtime.fake import FakeRuntime
 from emulator.supervisor.launch import HANG_WORKER_URL
-from tests.supervisor.world import World, settings_for
+from tests.supervisor.world import World, settings_for, state_now
 
 IMAGE = "serverless-emulator/sample-echo:latest"
 KEY = {"Authorization": "Bearer sekrit"}
@@ -163,14 +163,14 @@ async def test_kill_mid_job_requeues_it_and_hang_startup_ends_in_a_startup_timeo
         assert answer["jobIds"] == [job.id]
         await world.sup.inject_fault(w.id, "hang_startup", 30)
         await world.step()
-        assert w.state == WorkerState.UNHEALTHY and "(injected fault: kill)" in (w.reason or "")
+        assert state_now(w) == WorkerState.UNHEALTHY and "(injected fault: kill)" in (w.reason or "")
         assert world.job(job.id).retries == 1 and world.job(job.id).status == JobStatus.IN_QUEUE
         await world.step()
-        assert w.state == WorkerState.INITIALIZING  # restarted, but this start hangs
+        assert state_now(w) == WorkerState.INITIALIZING  # restarted, but this start hangs
         await world.step(2)
-        assert w.state == WorkerState.INITIALIZING
+        assert state_now(w) == WorkerState.INITIALIZING
         await world.step(1.5)
-        assert w.state == WorkerState.UNHEALTHY
+        assert state_now(w) == WorkerState.UNHEALTHY
         assert "start-up timed out" in (w.reason or "") and "(injected fault: hang_startup)" in (
             w.reason or ""
         )

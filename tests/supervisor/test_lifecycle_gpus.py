@@ -15,7 +15,7 @@ from emulator.errors import GpuUnavailable
 from emulator.models import WorkerState
 from emulator.runtime.fake import FakeRuntime
 from emulator.supervisor.capacity import DEFAULT_WORKER_MEMORY_MB
-from tests.supervisor.world import World
+from tests.supervisor.world import World, state_now
 
 S = WorkerState
 
@@ -87,7 +87,7 @@ async def test_a_worker_needing_two_gpus_waits_for_two(emulated: World) -> None:
     world.fake.crash(first.container_id or "", exit_code=1)  # its GPUs free while it restarts
     await world.step()
     await world.step()
-    assert second.state == S.IDLE and second.gpu_ids == ["0", "1"]
+    assert state_now(second) == S.IDLE and second.gpu_ids == ["0", "1"]
     assert first.state in (S.UNHEALTHY, S.THROTTLED) and first.gpu_ids == []
 
 
@@ -134,7 +134,7 @@ async def test_nvidia_mode_makes_device_requests_and_the_engines_refusal_is_the_
         world.fake.refuse_gpus = False
         await world.step(61)
         await world.step()
-        assert w.state == S.IDLE and w.gpu_ids == ["0"]
+        assert state_now(w) == S.IDLE and w.gpu_ids == ["0"]
     finally:
         await world.sup.stop()
         world.core.close()

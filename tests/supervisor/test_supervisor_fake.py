@@ -3,6 +3,7 @@ tests/integration/test_supervisor_docker.py, in milliseconds."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -11,13 +12,13 @@ from emulator.clock import FakeClock
 from emulator.models import JobStatus, WorkerState
 from emulator.runtime.base import LABEL_ENDPOINT, LABEL_INSTANCE, LABEL_VERSION, LABEL_WORKER, ContainerSpec
 from emulator.runtime.fake import FakeRuntime
-from tests.supervisor.world import IMAGE, World
+from tests.supervisor.world import IMAGE, World, state_now
 
 S = WorkerState
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> World:
+async def world(tmp_path: Path) -> AsyncIterator[World]:
     w = await World.create(tmp_path / "data")
     yield w
     await w.sup.stop()
@@ -79,7 +80,7 @@ async def test_killed_worker_mid_job_requeues_and_job_completes_elsewhere(world:
     assert holder is not None and holder.state == S.RUNNING
     await world.fake.kill(holder.container_id or "")
     await world.step()
-    assert holder.state == S.UNHEALTHY
+    assert state_now(holder) == S.UNHEALTHY
     assert "killed (exit 137" in (holder.reason or "")
     await world.step(5.1)
     await world.step()
@@ -153,7 +154,7 @@ async def test_startup_timeout_reason_shows_the_last_log_lines(tmp_path: Path) -
         await world.step(2)
         assert worker.state == S.INITIALIZING
         await world.step(1.5)
-        assert worker.state == S.UNHEALTHY
+        assert state_now(worker) == S.UNHEALTHY
         assert "start-up timed out" in (worker.reason or "")
         assert "loading weights 2/2 (slow disk)" in (worker.reason or "")
         assert world.container_of(worker).status == "exited"  # killed, kept for its logs

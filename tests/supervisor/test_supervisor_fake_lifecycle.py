@@ -15,7 +15,7 @@ from emulator.errors import RuntimeFailure, RuntimeUnavailable
 from emulator.models import JobStatus, WorkerState
 from emulator.runtime.fake import FakeRuntime
 from emulator.service import metrics
-from tests.supervisor.world import IMAGE, World
+from tests.supervisor.world import IMAGE, World, state_now
 
 S = WorkerState
 
@@ -57,7 +57,7 @@ async def test_crashed_worker_reason_names_the_exit_and_the_last_log_lines(world
     assert w.state == S.UNHEALTHY
     assert "out of memory" in (w.reason or "") and "MemoryError" in (w.reason or "")
     await world.step()  # the first restart is immediate
-    assert w.state == S.IDLE and w.restarts == 1
+    assert state_now(w) == S.IDLE and w.restarts == 1
     world.fake.crash(w.container_id or "", exit_code=1)
     await world.step()
     assert w.state == S.UNHEALTHY and w.next_retry_at == pytest.approx(world.clock.now() + 60)
@@ -90,7 +90,7 @@ async def test_a_new_version_drains_old_workers_and_starts_new_ones(world: World
     world.update("ep", env={"NEW": "1"})
     (queued,) = world.submit(seconds=0)
     await world.step()
-    assert old.state == S.OUTDATED and not world.core.workers.may_take(old)
+    assert state_now(old) == S.OUTDATED and not world.core.workers.may_take(old)
     await world.step()
     new = [w for w in world.workers() if w.version == 2]
     assert len(new) == 1 and new[0].state == S.IDLE

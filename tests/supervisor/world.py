@@ -166,3 +166,12 @@ class World:
                 self.taken_by.setdefault(handed["id"], []).append(worker.id)
                 seconds = float((handed.get("input") or {}).get("seconds", 0))
                 sim.finishing[handed["id"]] = now + seconds
+
+
+def state_now(worker: WorkerRecord) -> WorkerState:
+    """The record's state at this moment.
+
+    The supervisor changes a live record between steps; after ``assert w.state == A`` mypy would
+    keep ``w.state`` narrowed to ``A`` across the ``await world.step()``, so later reads go through here.
+    """
+    return worker.state
