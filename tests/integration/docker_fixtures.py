@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pytest
 
@@ -131,14 +131,15 @@ def docker_settings(inst: Instance, **overrides: Any) -> Settings:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], what: str, timeout_s: float = 60.0, every_s: float = 0.1
+    probe: Callable[[], Awaitable[T | None | Literal[False]]], what: str, timeout_s: float = 60.0, every_s: float = 0.1
 ) -> T:
-    """Poll ``probe`` until it returns something truthy, with a deadline."""
+    """Poll ``probe`` until it returns something truthy, with a deadline; returns that (never None/False)."""
     deadline = time.monotonic() + timeout_s
-    last: Any = None
+    last: object = None
     while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last  # type: ignore[no-any-return]
+        value = await probe()
+        last = value
+        if value:
+            return value
         await asyncio.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")

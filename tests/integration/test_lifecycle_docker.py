@@ -350,4 +350,4 @@ async def test_fault_injection_kill_mid_job_and_a_hanging_start(instance: Instan
 
 async def _completed(api: httpx.AsyncClient, job_id: str) -> dict[str, Any] | None:
     body = (await api.get(f"/v2/fault/status/{job_id}")).json()
-    return body if body["status"] == "COMPLETED" else None  # type: ignore[no-any-return]
+    return body if body["status"] == "COMPLETED" else None

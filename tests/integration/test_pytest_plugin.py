@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+
+from emulator.testing.pytest_plugin import EndpointClient
 
 pytestmark = pytest.mark.docker
 
 
-def test_echo_image_through_the_plugin(serverless_endpoint) -> None:
+def test_echo_image_through_the_plugin(serverless_endpoint: Callable[..., EndpointClient]) -> None:
     ep = serverless_endpoint(image="serverless-emulator/sample-echo:latest", workersMax=1)
     body = ep.run_sync({"message": "from the plugin"})
     assert body["status"] == "COMPLETED", body
@@ -18,7 +22,7 @@ def test_echo_image_through_the_plugin(serverless_endpoint) -> None:
     assert ep.health()["jobs"]["completed"] == 2
 
 
-def test_stream_image_through_the_plugin(serverless_endpoint) -> None:
+def test_stream_image_through_the_plugin(serverless_endpoint: Callable[..., EndpointClient]) -> None:
     ep = serverless_endpoint(image="serverless-emulator/sample-stream:latest", workersMax=1)
     job_id = ep.run({"count": 3})
     chunks = list(ep.stream(job_id, timeout_s=120))
@@ -26,7 +30,7 @@ def test_stream_image_through_the_plugin(serverless_endpoint) -> None:
     assert ep.wait(job_id)["status"] == "COMPLETED"
 
 
-def test_runpod_sdk_image_through_the_plugin(serverless_endpoint) -> None:
+def test_runpod_sdk_image_through_the_plugin(serverless_endpoint: Callable[..., EndpointClient]) -> None:
     ep = serverless_endpoint(image="serverless-emulator/sample-runpod-sdk:latest", workersMax=1)
     body = ep.run_sync({"name": "plugin"}, timeout_s=180)
     assert body["status"] == "COMPLETED", body

@@ -242,7 +242,7 @@ async def test_runpod_sdk_image_serves_jobs_unmodified(instance: Instance) -> No
 
 async def _completed(api: httpx.AsyncClient, endpoint: str, job_id: str) -> dict[str, Any] | None:
     body = (await api.get(f"/v2/{endpoint}/status/{job_id}")).json()
-    return body if body["status"] == "COMPLETED" else None  # type: ignore[no-any-return]
+    return body if body["status"] == "COMPLETED" else None
 
 
 # --- a control plane killed with SIGKILL, then started again ------------------------------------------
