@@ -58,9 +58,19 @@ def test_page_follows_a_worker_through_its_states(
 
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-    page.on("console", lambda msg: msg.type == "error" and "401" not in msg.text and errors.append(msg.text))
+
+    def on_console(msg: Any) -> None:
+        if msg.type == "error" and "401" not in msg.text:
+            errors.append(msg.text)
+
+    page.on("console", on_console)
     snapshot_fetches: list[str] = []
-    page.on("request", lambda req: "/v1/dashboard" in req.url and snapshot_fetches.append(req.url))
+
+    def on_request(req: Any) -> None:
+        if "/v1/dashboard" in req.url:
+            snapshot_fetches.append(req.url)
+
+    page.on("request", on_request)
 
     # the page asks for the key (EMULATOR_API_KEY is set), then goes live
     page.goto(url + "/")
@@ -145,7 +155,7 @@ def test_page_follows_a_worker_through_its_states(
 def _to_state(text: str) -> str:
     """The state a timeline entry went to: the last state word in the entry."""
     words = re.findall(r"\b(INITIALIZING|IDLE|RUNNING|THROTTLED|OUTDATED|UNHEALTHY|REMOVED)\b", text)
-    return words[-1]
+    return str(words[-1])
 
 
 def test_page_without_api_key_opens_directly(

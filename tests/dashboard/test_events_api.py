@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -172,7 +173,7 @@ def test_stream_is_quiet_when_nothing_changes(
     assert received and received[0]["event"] == "snapshot"
 
 
-def test_stream_ends_promptly_when_the_control_plane_stops(tmp_path) -> None:
+def test_stream_ends_promptly_when_the_control_plane_stops(tmp_path: Path) -> None:
     cp = BackgroundControlPlane(default_settings_for_tests(tmp_path / "data"))
     cp.start()
     ended = threading.Event()

@@ -67,7 +67,7 @@ class Harness:
         return ContainerSpec(**fields)
 
     async def started(self, scenario: str = "sleep", **overrides: Any) -> str:
-        container_id = await self.runtime.create(self.spec(scenario, **overrides))
+        container_id: str = await self.runtime.create(self.spec(scenario, **overrides))
         await self.runtime.start(container_id)
         return container_id
 
