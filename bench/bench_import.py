@@ -21,14 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 COMMANDS = {"pass": "pass", "worker_sdk": "import worker_sdk", "runpod": "import runpod"}
 
 
-def _env() -> dict:
+def _env() -> dict[str, str]:
     return dict(
         os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     )
 
 
-def _median_wall(python: str, commands: dict, runs: int, env: dict) -> dict:
-    times = {name: [] for name in commands}
+def _median_wall(python: str, commands: dict[str, str], runs: int, env: dict[str, str]) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in commands}
     order = list(commands.items())
     for i in range(runs):
         random.Random(i).shuffle(order)
@@ -39,7 +39,7 @@ def _median_wall(python: str, commands: dict, runs: int, env: dict) -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def measure_all(python: str, runs: int) -> dict:
+def measure_all(python: str, runs: int) -> dict[str, float | None]:
     """Median wall time per command.
 
     ``pass`` and ``import worker_sdk`` are interleaved (load drifts evenly over both). ``import runpod`` is
@@ -51,7 +51,7 @@ def measure_all(python: str, runs: int) -> dict:
     for name, code in COMMANDS.items():  # warm-up run (page cache, .pyc files); not counted
         usable[name] = subprocess.run([python, "-c", code], env=env, capture_output=True).returncode == 0
     small = {n: c for n, c in COMMANDS.items() if n != "runpod" and usable[n]}
-    results = dict.fromkeys(COMMANDS)
+    results: dict[str, float | None] = dict.fromkeys(COMMANDS)
     results.update(_median_wall(python, small, runs, env))
     if usable["runpod"]:
         results.update(_median_wall(python, {"runpod": COMMANDS["runpod"]}, runs, env))
@@ -70,7 +70,7 @@ def in_process(python: str, module: str, runs: int) -> float | None:
     return statistics.median(values)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--python", default=sys.executable)
@@ -78,6 +78,7 @@ def main(argv=None) -> int:
 
     results = measure_all(args.python, args.runs)
     base = results["pass"]
+    assert base is not None, "a bare interpreter always runs"
     print(f"python: {args.python}  (median of {args.runs} interleaved runs, wall time of the whole process)")
     for name, code in COMMANDS.items():
         value = results[name]

@@ -14,9 +14,10 @@ Input ``{"n": 1}`` makes it a no-op (it returns its input); ``{"sleep": S}`` wai
 import os
 import sys
 import time
+from typing import Any
 
 
-def handler(job):
+def handler(job: dict[str, Any]) -> Any:
     job_input = job["input"]
     if isinstance(job_input, dict) and job_input.get("sleep"):
         time.sleep(float(job_input["sleep"]))

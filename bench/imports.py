@@ -24,7 +24,7 @@ def run(ctx: Run, section: Section) -> None:
     rp_ms = rp * 1000 if rp is not None else float("nan")
     section.rows.append(Row("import.statement", ROWS[0][1], ms(sdk_ms), f"import runpod {ms(rp_ms)}", ratio(sdk_ms, rp_ms),
                             f"< {AIM_MS:g} ms", verdict(sdk is not None and sdk_ms < AIM_MS)))
-    w, p, r = (whole[k] * 1000 if whole[k] is not None else float("nan") for k in ("worker_sdk", "pass", "runpod"))
+    w, p, r = (v * 1000 if (v := whole[k]) is not None else float("nan") for k in ("worker_sdk", "pass", "runpod"))
     section.rows.append(Row("import.process", ROWS[1][1], ms(w), f"python -c pass {ms(p)}; import runpod {ms(r)}",
                             ratio(w, p)))
     section.notes.append(

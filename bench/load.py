@@ -82,7 +82,7 @@ async def _throughput(spec: dict[str, Any]) -> dict[str, Any]:
     """``clients`` loops, each running jobs back to back from go_at until end_at; counts jobs that
     completed inside [start_at, end_at]."""
     start_at, end_at = spec["start_at"], spec["end_at"]
-    stats = {"completed": 0, "errors": 0, "polls": 0, "latencies_ms": [], "cpu_s": 0.0}
+    stats: dict[str, Any] = {"completed": 0, "errors": 0, "polls": 0, "latencies_ms": [], "cpu_s": 0.0}
     cpu_marks: list[float] = []
 
     async def client(http: aiohttp.ClientSession) -> None:

@@ -176,6 +176,7 @@ class ControlPlane(_Proc):
         code, body = http_json("POST", f"{self.url}/v1/endpoints", spec)
         if code != 201:
             raise RuntimeError(f"creating endpoint {spec.get('id')!r} failed: {code} {body}")
+        assert isinstance(body, dict), body
         return body
 
     def delete_endpoint(self, endpoint_id: str) -> None:
