@@ -1,25 +1,44 @@
+from __future__ import annotations
+
 import asyncio
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pytest
 
 from tests.worker_sdk.procs import HANDLERS, WorkerProcess
 from tests.worker_sdk.stub_control_plane import StubControlPlane
 
+if TYPE_CHECKING:
+    from worker_sdk.config import Settings
+    from worker_sdk.loop import Worker
+
+T = TypeVar("T")
+# run_worker(config, env=None, **tunables) -> (the Worker, the task running Worker.run)
+RunWorker = Callable[..., Awaitable[tuple["Worker", "asyncio.Future[int]"]]]
+
 
 @pytest.fixture
-def stub():
+def stub() -> Iterator[StubControlPlane]:
     plane = StubControlPlane(hold_s=1.0).start()
     yield plane
     plane.stop()
 
 
 @pytest.fixture
-def spawn(tmp_path):
+def spawn(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """spawn(env, handler="generic.py", args=(), python=None) -> WorkerProcess; all killed at teardown."""
-    started = []
+    started: list[WorkerProcess] = []
 
-    def _spawn(env, handler="generic.py", args=(), python=None, cwd=None):
+    def _spawn(
+        env: dict[str, Any],
+        handler: str = "generic.py",
+        args: Sequence[str] = (),
+        python: str | None = None,
+        cwd: str | Path | None = None,
+    ) -> WorkerProcess:
         n = len(started)
         proc = WorkerProcess(
             HANDLERS / handler, env, tmp_path / f"worker-{n}.log", args=args, cwd=cwd, python=python
@@ -32,7 +51,7 @@ def spawn(tmp_path):
         proc.close()
 
 
-def fast(settings):
+def fast(settings: Settings) -> Settings:
     """Shrink the worker's timeouts and backoffs for tests."""
     settings.backoff_initial_s = 0.05
     settings.backoff_max_s = 0.3
@@ -42,7 +61,7 @@ def fast(settings):
     return settings
 
 
-async def until(predicate, timeout=10.0, what="condition"):
+async def until(predicate: Callable[[], T | None | Literal[False]], timeout: float = 10.0, what: str = "condition") -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -54,14 +73,16 @@ async def until(predicate, timeout=10.0, what="condition"):
 
 
 @pytest.fixture
-async def run_worker(stub):
+async def run_worker(stub: StubControlPlane) -> AsyncIterator[RunWorker]:
     """Run a Worker in this event loop against the stub; always shut down at teardown."""
     from worker_sdk.config import Settings
     from worker_sdk.loop import Worker
 
-    running = []
+    running: list[tuple[Worker, asyncio.Future[int]]] = []
 
-    async def _run(config, env=None, **tunables):
+    async def _run(
+        config: dict[str, Any], env: dict[str, str] | None = None, **tunables: float
+    ) -> tuple[Worker, asyncio.Future[int]]:
         settings = fast(Settings(stub.env(**(env or {}))))
         for name, value in tunables.items():
             setattr(settings, name, value)

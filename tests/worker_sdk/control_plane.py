@@ -7,7 +7,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -16,17 +18,24 @@ from tests.worker_sdk.procs import REPO, clean_env, kill_group
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 
 
+def _object(r: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object (AssertionError if it is not one)."""
+    body = r.json()
+    assert isinstance(body, dict), r.text
+    return body
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 class ControlPlane:
-    def __init__(self, data_dir: Path, log_dir: Path, port: int | None = None):
+    def __init__(self, data_dir: Path, log_dir: Path, port: int | None = None) -> None:
         self.data_dir, self.log_dir = data_dir, log_dir
         self.port = port or free_port()
-        self.proc = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.client = httpx.Client(base_url=self.base, timeout=30)
 
@@ -90,40 +99,42 @@ class ControlPlane:
         self.client.close()
 
     # ---- API helpers ------------------------------------------------------------------------------
-    def create_endpoint(self, endpoint_id: str, **fields) -> dict:
+    def create_endpoint(self, endpoint_id: str, **fields: Any) -> dict[str, Any]:
         r = self.client.post(
             "/v1/endpoints",
             json=dict({"name": endpoint_id, "id": endpoint_id, "imageName": "none"}, **fields),
         )
         assert r.status_code == 201, r.text
-        return r.json()
+        return _object(r)
 
-    def register_worker(self, endpoint_id: str) -> dict:
+    def register_worker(self, endpoint_id: str) -> dict[str, Any]:
         r = self.client.post(f"/v1/endpoints/{endpoint_id}/workers")
         assert r.status_code == 201, r.text
-        return r.json()
+        return _object(r)
 
-    def run(self, endpoint_id: str, input, **extra) -> str:
+    def run(self, endpoint_id: str, input: Any, **extra: Any) -> str:
         r = self.client.post(f"/v2/{endpoint_id}/run", json=dict(extra, input=input))
         assert r.status_code == 200, r.text
-        return r.json()["id"]
+        return str(_object(r)["id"])
 
-    def status(self, endpoint_id: str, job_id: str) -> dict:
+    def status(self, endpoint_id: str, job_id: str) -> dict[str, Any]:
         r = self.client.get(f"/v2/{endpoint_id}/status/{job_id}")
         assert r.status_code == 200, r.text
-        return r.json()
+        return _object(r)
 
-    def stream(self, endpoint_id: str, job_id: str) -> dict:
+    def stream(self, endpoint_id: str, job_id: str) -> dict[str, Any]:
         r = self.client.get(f"/v2/{endpoint_id}/stream/{job_id}")
         assert r.status_code == 200, r.text
-        return r.json()
+        return _object(r)
 
-    def cancel(self, endpoint_id: str, job_id: str) -> dict:
+    def cancel(self, endpoint_id: str, job_id: str) -> dict[str, Any]:
         r = self.client.post(f"/v2/{endpoint_id}/cancel/{job_id}")
         assert r.status_code == 200, r.text
-        return r.json()
+        return _object(r)
 
-    def wait_status(self, endpoint_id: str, job_id: str, statuses=TERMINAL, timeout: float = 30.0) -> dict:
+    def wait_status(
+        self, endpoint_id: str, job_id: str, statuses: Collection[str] = TERMINAL, timeout: float = 30.0
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             body = self.status(endpoint_id, job_id)

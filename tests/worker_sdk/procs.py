@@ -7,14 +7,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 HANDLERS = HERE / "handlers"
 REPO = HERE.parents[1]
 
 
-def clean_env(extra: dict) -> dict:
+def clean_env(extra: Mapping[str, object]) -> dict[str, str]:
     """The current environment without RUNPOD_*/WORKER_SDK_* leftovers, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "WORKER_SDK_", "HANDLER_"))}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
@@ -24,8 +26,17 @@ def clean_env(extra: dict) -> dict:
 
 
 class WorkerProcess:
-    def __init__(self, script, env: dict, log_path: Path, args=(), cwd=None, python=None):
+    def __init__(
+        self,
+        script: str | Path,
+        env: Mapping[str, object],
+        log_path: Path,
+        args: Sequence[str] = (),
+        cwd: str | Path | None = None,
+        python: str | None = None,
+    ) -> None:
         self.log_path = log_path
+        self.registration: dict[str, Any] = {}  # set by tests that register the worker first
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             [python or sys.executable, "-u", str(script), *args],
@@ -43,7 +54,7 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def send(self, sig=signal.SIGTERM) -> None:
+    def send(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
 
@@ -68,7 +79,7 @@ class WorkerProcess:
         self._log.close()
 
 
-def kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the process group that ``proc`` leads (it was started with start_new_session=True)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # the group id is the leader's pid; it outlives the leader
@@ -80,11 +91,11 @@ def kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def find_python(version: str):
+def find_python(version: str) -> str | None:
     """An interpreter for ``version`` (e.g. "3.9") if this machine has one, else None."""
     import shutil
 
-    candidates = []
+    candidates: list[tuple[list[str], dict[str, str]]] = []
     exe = shutil.which("python" + version)
     if exe:
         candidates.append(([exe], {}))

@@ -13,7 +13,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, unquote
 
 ROUTE = re.compile(
@@ -21,31 +23,45 @@ ROUTE = re.compile(
     r"/(?P<worker>[^/]+)(?:/(?P<job>[^/]+))?$"
 )
 DROP = "drop"  # fault: close the connection without answering
+T = TypeVar("T")
+# An injected answer: a status code, DROP, or ("delay", seconds).
+Fault = int | str | tuple[str, float]
 
 
 class Request:
-    def __init__(self, method, route, worker, job, query, headers, body):
+    """One request the stub received; ``body`` is the parsed JSON (or the raw bytes if not JSON)."""
+
+    def __init__(
+        self,
+        method: str,
+        route: str,
+        worker: str,
+        job: str | None,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: Any,
+    ) -> None:
         self.t = time.time()
         self.method, self.route, self.worker, self.job = method, route, worker, job
         self.query, self.headers, self.body = query, headers, body
-        self.status = None  # what the stub answered
-        self.done_t = None  # when the answer was decided, just before it was written
+        self.status: int | None = None  # what the stub answered
+        self.done_t: float | None = None  # when the answer was decided, just before it was written
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{self.method} {self.route} job={self.job} q={self.query} body={self.body!r}>"
 
 
 class StubControlPlane:
-    def __init__(self, hold_s: float = 1.0, endpoint: str = "ep", token: str = "tok"):
+    def __init__(self, hold_s: float = 1.0, endpoint: str = "ep", token: str = "tok") -> None:
         self.hold_s, self.endpoint, self.token = hold_s, endpoint, token
         self.cond = threading.Condition()
-        self.queue: list = []  # job dicts waiting
-        self.jobs: dict = {}  # id -> {"job", "state", "worker"}
-        self.stop_signals: dict = {}  # worker -> [job ids]
-        self.faults: dict = {}  # route -> [status | DROP | ("delay", s)]
-        self.requests: list = []
+        self.queue: list[dict[str, Any]] = []  # job dicts waiting
+        self.jobs: dict[str, dict[str, Any]] = {}  # id -> {"job", "state", "worker"}
+        self.stop_signals: dict[str, list[str]] = {}  # worker -> [job ids]
+        self.faults: dict[str, list[Fault]] = {}  # route -> [status | DROP | ("delay", s)]
+        self.requests: list[Request] = []
         self.port = 0
-        self._server = None
+        self._server: ThreadingHTTPServer | None = None
 
     # ---- server lifecycle ---------------------------------------------------------------------
     def start(self, port: int = 0) -> StubControlPlane:
@@ -57,7 +73,7 @@ class StubControlPlane:
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = ThreadingHTTPServer(("127.0.0.1", port or self.port), Handler)
         self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
+        self.port = int(self._server.server_address[1])
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()
@@ -75,7 +91,7 @@ class StubControlPlane:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def env(self, worker_id: str = "w-1", **extra) -> dict:
+    def env(self, worker_id: str = "w-1", **extra: str) -> dict[str, str]:
         b, ep = self.base, self.endpoint
         env = {
             "RUNPOD_WEBHOOK_GET_JOB": f"{b}/v2/{ep}/job-take/$ID?gpu=local",
@@ -93,7 +109,7 @@ class StubControlPlane:
         return env
 
     # ---- test controls ------------------------------------------------------------------------
-    def add_job(self, input=None, job_id=None, **extra) -> str:
+    def add_job(self, input: Any = None, job_id: str | None = None, **extra: Any) -> str:
         job_id = job_id or "job-" + uuid.uuid4().hex[:8]
         job = dict(extra, id=job_id, input=input if input is not None else {})
         with self.cond:
@@ -111,16 +127,16 @@ class StubControlPlane:
             self.queue = [j for j in self.queue if j["id"] != job_id]
             self.cond.notify_all()
 
-    def fault(self, route: str, *answers) -> None:
+    def fault(self, route: str, *answers: Fault) -> None:
         """Answer the next requests on ``route`` with these statuses / DROP / ("delay", seconds)."""
         with self.cond:
             self.faults.setdefault(route, []).extend(answers)
 
     def state(self, job_id: str) -> str:
         with self.cond:
-            return self.jobs[job_id]["state"]
+            return str(self.jobs[job_id]["state"])
 
-    def recorded(self, route=None, job=None) -> list:
+    def recorded(self, route: str | None = None, job: str | None = None) -> list[Request]:
         with self.cond:
             return [
                 r
@@ -128,24 +144,28 @@ class StubControlPlane:
                 if (route is None or r.route == route) and (job is None or r.job == job)
             ]
 
-    def done_posts(self, job_id: str) -> list:
+    def done_posts(self, job_id: str) -> list[Any]:
         return [r.body for r in self.recorded("job-done", job_id)]
 
-    def final(self, job_id: str):
+    def final(self, job_id: str) -> Any:
+        """The job's final job-done body (any JSON), or None if none came yet."""
         for body in self.done_posts(job_id):
             if not (isinstance(body, dict) and body.get("status") == "IN_PROGRESS"):
                 return body
         return None
 
-    def chunks(self, job_id: str) -> list:
+    def chunks(self, job_id: str) -> list[Any]:
         return [r.body for r in self.recorded("job-stream", job_id)]
 
-    def wait_final(self, job_id: str, timeout: float = 10.0):
+    def wait_final(self, job_id: str, timeout: float = 10.0) -> Any:
         wait_until(lambda: self.final(job_id) is not None, timeout, f"final result of {job_id}")
         return self.final(job_id)
 
 
-def wait_until(predicate, timeout: float, what: str = "condition", interval: float = 0.02):
+def wait_until(
+    predicate: Callable[[], T | None | Literal[False]], timeout: float, what: str = "condition", interval: float = 0.02
+) -> T:
+    """Poll ``predicate`` until it returns something truthy and return that; AssertionError after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -160,16 +180,16 @@ class _Handler(BaseHTTPRequestHandler):
     owner: StubControlPlane
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, *args):  # keep test output clean
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
 
-    def do_GET(self):
+    def do_GET(self) -> None:
         self._dispatch("GET")
 
-    def do_POST(self):
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
-    def _dispatch(self, method):
+    def _dispatch(self, method: str) -> None:
         stub = self.owner
         path, _, query = self.path.partition("?")
         if not query and "&" in path:  # a template without "?" produces ".../w-1&job_in_progress=0"
@@ -196,7 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        elif fault is not None:
+        elif isinstance(fault, int):
             return self._send(fault, {"error": f"injected {fault}"})
         if self.headers.get("Authorization") != stub.token:
             return self._send(401, {"error": "bad token"})
@@ -209,7 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             return True
 
-    def _hold(self, stub, ready) -> bool:
+    def _hold(self, stub: StubControlPlane, ready: Callable[[], object]) -> bool:
         """Wait (up to hold_s) until ready() is true; False if the client left or time ran out."""
         deadline = time.monotonic() + stub.hold_s
         with stub.cond:
@@ -222,7 +242,9 @@ class _Handler(BaseHTTPRequestHandler):
                     return False
             return True
 
-    def _job_take(self, stub, worker, job, q, body, batch=False):
+    def _job_take(
+        self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any, batch: bool = False
+    ) -> None:
         size = int(q.get("batch_size", 1)) if batch else 1
         with stub.cond:
             if not self._hold(stub, lambda: stub.queue):
@@ -233,19 +255,19 @@ class _Handler(BaseHTTPRequestHandler):
                 stub.jobs[j["id"]].update(state="IN_PROGRESS", worker=worker)
         self._send(200, taken if batch else taken[0])
 
-    def _job_take_batch(self, stub, worker, job, q, body):
+    def _job_take_batch(self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any) -> None:
         self._job_take(stub, worker, job, q, body, batch=True)
 
-    def _job_stop(self, stub, worker, job, q, body):
+    def _job_stop(self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any) -> None:
         with stub.cond:
             if not self._hold(stub, lambda: stub.stop_signals.get(worker)):
                 return self._send(204, None)
             ids = stub.stop_signals.pop(worker)
         self._send(200, {"jobsToStop": ids})
 
-    def _job_done(self, stub, worker, job, q, body):
+    def _job_done(self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any) -> None:
         with stub.cond:
-            entry = stub.jobs.get(job)
+            entry = stub.jobs.get(job) if job is not None else None
             if entry is None:
                 return self._send(404, {"error": "unknown job"})
             if entry["worker"] != worker or entry["state"] != "IN_PROGRESS":
@@ -255,19 +277,19 @@ class _Handler(BaseHTTPRequestHandler):
             stub.cond.notify_all()
         self._send(200, {})
 
-    def _job_stream(self, stub, worker, job, q, body):
+    def _job_stream(self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any) -> None:
         with stub.cond:
-            entry = stub.jobs.get(job)
+            entry = stub.jobs.get(job) if job is not None else None
             if entry is None:
                 return self._send(404, {"error": "unknown job"})
             if entry["state"] != "IN_PROGRESS":
                 return self._send(409, {"error": "job is {}".format(entry["state"])})
         self._send(200, {})
 
-    def _ping(self, stub, worker, job, q, body):
+    def _ping(self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any) -> None:
         self._send(200, {})
 
-    def _send(self, status, payload):
+    def _send(self, status: int, payload: Any) -> None:
         data = b"" if status == 204 or payload is None else json.dumps(payload).encode()
         record = getattr(self, "_record", None)
         if record is not None:

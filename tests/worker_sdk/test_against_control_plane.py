@@ -5,10 +5,14 @@ import itertools
 import json
 import signal
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.worker_sdk.control_plane import ControlPlane
+from tests.worker_sdk.procs import WorkerProcess
 from tests.worker_sdk.stub_control_plane import wait_until
 
 _COUNTER = itertools.count()
@@ -18,7 +22,7 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def cp(tmp_path_factory):
+def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     root = tmp_path_factory.mktemp("cp")
     (root / "data").mkdir()
     plane = ControlPlane(root / "data", root)
@@ -29,20 +33,21 @@ def cp(tmp_path_factory):
 
 
 @pytest.fixture
-def endpoint(cp, request):
+def endpoint(cp: ControlPlane, request: pytest.FixtureRequest) -> str:
     """A fresh endpoint per test, so jobs and workers of different tests never mix."""
     name = (
         f"t{next(_COUNTER)}-" + request.node.name.replace("[", "-").replace("]", "").replace("_", "-")[5:30]
     )
-    cp.create_endpoint(name.lower())
-    return name.lower()
+    name = str(name).lower()
+    cp.create_endpoint(name)
+    return name
 
 
 @pytest.fixture
-def worker(cp, endpoint, spawn):
+def worker(cp: ControlPlane, endpoint: str, spawn: Callable[..., WorkerProcess]) -> Callable[..., WorkerProcess]:
     """worker(**env) registers an external worker on the endpoint and starts generic.py with its env."""
 
-    def _start(**env):
+    def _start(**env: str) -> WorkerProcess:
         registration = cp.register_worker(endpoint)
         proc = spawn(dict(registration["env"], **env))
         proc.registration = registration
@@ -51,9 +56,12 @@ def worker(cp, endpoint, spawn):
     return _start
 
 
-def stream_all(cp, endpoint, job_id, timeout=30.0):
+def stream_all(
+    cp: ControlPlane, endpoint: str, job_id: str, timeout: float = 30.0
+) -> tuple[list[Any], dict[str, Any]]:
     """Poll /stream until the job is terminal; return (chunks in order, final status body)."""
-    chunks, deadline = [], time.monotonic() + timeout
+    chunks: list[Any] = []
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = cp.stream(endpoint, job_id)
         chunks += [c["output"] for c in body.get("stream", [])]
@@ -65,7 +73,7 @@ def stream_all(cp, endpoint, job_id, timeout=30.0):
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_plain_handler_kinds(cp, endpoint, worker, kind):
+def test_plain_handler_kinds(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess], kind: str) -> None:
     proc = worker(HANDLER_KIND=kind)
     job = cp.run(endpoint, {"echo": {"kind": kind}})
     body = cp.wait_status(endpoint, job)
@@ -75,7 +83,7 @@ def test_plain_handler_kinds(cp, endpoint, worker, kind):
 
 
 @pytest.mark.parametrize("kind", ["gen", "agen"])
-def test_generator_kinds_stream_and_aggregate(cp, endpoint, worker, kind):
+def test_generator_kinds_stream_and_aggregate(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess], kind: str) -> None:
     worker(HANDLER_KIND=kind, AGGREGATE="1")
     items = ["a", {"b": 1}, [2], 3]
     job = cp.run(endpoint, {"items": items, "item_gap": 0.2})
@@ -84,7 +92,7 @@ def test_generator_kinds_stream_and_aggregate(cp, endpoint, worker, kind):
     assert body["status"] == "COMPLETED" and body["output"] == items
 
 
-def test_generator_without_aggregation_streams_only(cp, endpoint, worker):
+def test_generator_without_aggregation_streams_only(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
     worker(HANDLER_KIND="gen")
     job = cp.run(endpoint, {"items": [1, 2]})
     chunks, body = stream_all(cp, endpoint, job)
@@ -92,7 +100,7 @@ def test_generator_without_aggregation_streams_only(cp, endpoint, worker):
 
 
 @pytest.mark.parametrize("kind", ["sync", "agen"])
-def test_handler_error_fails_the_job(cp, endpoint, worker, kind):
+def test_handler_error_fails_the_job(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess], kind: str) -> None:
     worker(HANDLER_KIND=kind)
     job = cp.run(endpoint, {"fail": "kaboom", "items": [1]})
     body = cp.wait_status(endpoint, job)
@@ -102,14 +110,14 @@ def test_handler_error_fails_the_job(cp, endpoint, worker, kind):
     assert set(info) >= {"error_traceback", "hostname", "worker_id"}
 
 
-def test_generator_error_item_fails_the_job(cp, endpoint, worker):
+def test_generator_error_item_fails_the_job(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
     worker(HANDLER_KIND="gen", AGGREGATE="1")
     job = cp.run(endpoint, {"items": [1, 2, 3], "error_at": 1})
     chunks, body = stream_all(cp, endpoint, job)
     assert chunks == [1] and body["status"] == "FAILED" and body["error"] == "bad item 1"
 
 
-def test_sync_handler_concurrency_overlaps(cp, endpoint, worker):
+def test_sync_handler_concurrency_overlaps(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
     worker(HANDLER_KIND="sync", CONCURRENCY="2")
     t0 = time.monotonic()
     jobs = [cp.run(endpoint, {"sleep": 1.5, "echo": i}) for i in range(2)]
@@ -119,12 +127,12 @@ def test_sync_handler_concurrency_overlaps(cp, endpoint, worker):
     assert time.monotonic() - t0 < 2.9
 
 
-def test_progress_is_visible_then_replaced_by_the_result(cp, endpoint, worker):
+def test_progress_is_visible_then_replaced_by_the_result(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
     worker(HANDLER_KIND="sync")
     job = cp.run(endpoint, {"progress": ["step 1", "step 2"], "progress_gap": 1.0, "echo": "final"})
-    seen = set()
+    seen: set[str] = set()
 
-    def progress_seen():
+    def progress_seen() -> bool:
         body = cp.status(endpoint, job)
         if body["status"] == "IN_PROGRESS" and body.get("output") is not None:
             seen.add(json.dumps(body["output"]))
@@ -138,7 +146,7 @@ def test_progress_is_visible_then_replaced_by_the_result(cp, endpoint, worker):
     assert cp.status(endpoint, job)["output"]["echo"] == "final"  # no late progress overwrote it
 
 
-def test_cancel_stops_the_handler_and_posts_nothing(cp, endpoint, worker):
+def test_cancel_stops_the_handler_and_posts_nothing(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
     proc = worker(HANDLER_KIND="async")
     job = cp.run(endpoint, {"sleep": 60})
     cp.wait_status(endpoint, job, ("IN_PROGRESS",), 15)
@@ -150,7 +158,7 @@ def test_cancel_stops_the_handler_and_posts_nothing(cp, endpoint, worker):
     assert cp.wait_status(endpoint, nxt, timeout=20)["output"]["echo"] == "after cancel"
 
 
-def test_cancel_sync_handler_discards_result(cp, endpoint, worker, tmp_path):
+def test_cancel_sync_handler_discards_result(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess], tmp_path: Path) -> None:
     proc = worker(HANDLER_KIND="sync")
     marker = tmp_path / "sync-finished"
     job = cp.run(endpoint, {"sleep": 2, "touch": str(marker)})
@@ -163,7 +171,7 @@ def test_cancel_sync_handler_discards_result(cp, endpoint, worker, tmp_path):
     assert "refused the result" not in proc.log()  # nothing was even attempted
 
 
-def test_execution_timeout(cp, endpoint, worker):
+def test_execution_timeout(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
     proc = worker(HANDLER_KIND="async")
     job = cp.run(endpoint, {"sleep": 60}, policy={"executionTimeout": 5000})
     body = cp.wait_status(endpoint, job, timeout=30)
@@ -173,7 +181,7 @@ def test_execution_timeout(cp, endpoint, worker):
     assert cp.wait_status(endpoint, nxt, timeout=20)["output"]["echo"] == "next"
 
 
-def test_sigterm_drains_and_exits_zero(cp, endpoint, worker):
+def test_sigterm_drains_and_exits_zero(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
     proc = worker(HANDLER_KIND="sync")
     job = cp.run(endpoint, {"sleep": 2, "echo": "drained"})
     cp.wait_status(endpoint, job, ("IN_PROGRESS",), 15)
@@ -183,7 +191,7 @@ def test_sigterm_drains_and_exits_zero(cp, endpoint, worker):
     assert body["status"] == "COMPLETED" and body["output"]["echo"] == "drained"
 
 
-def test_refresh_worker_posts_and_exits(cp, endpoint, worker):
+def test_refresh_worker_posts_and_exits(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
     proc = worker(HANDLER_KIND="sync", REFRESH="1")
     job = cp.run(endpoint, {"echo": "once"})
     assert proc.wait(30) == 0
@@ -191,15 +199,15 @@ def test_refresh_worker_posts_and_exits(cp, endpoint, worker):
     assert body["status"] == "COMPLETED" and body["output"]["echo"] == "once"
 
 
-def test_heartbeat_reaches_the_control_plane(cp, endpoint, worker):
+def test_heartbeat_reaches_the_control_plane(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
     proc = worker(HANDLER_KIND="sync")
     job = cp.run(endpoint, {"sleep": 3})
     cp.wait_status(endpoint, job, ("IN_PROGRESS",), 15)
 
-    def listed():
+    def listed() -> dict[str, Any] | None:
         r = cp.client.get(f"/v1/endpoints/{endpoint}/workers").json()
         me = [w for w in r["workers"] if w["id"] == proc.registration["id"]]
-        return me and me[0]
+        return me[0] if me else None
 
     state = wait_until(listed, 10, "the worker in the worker list")
     assert state["status"] in ("RUNNING", "IDLE"), state
@@ -207,7 +215,7 @@ def test_heartbeat_reaches_the_control_plane(cp, endpoint, worker):
 
 
 @pytest.fixture
-def own_cp(tmp_path):
+def own_cp(tmp_path: Path) -> Iterator[ControlPlane]:
     (tmp_path / "data").mkdir()
     plane = ControlPlane(tmp_path / "data", tmp_path)
     try:
@@ -216,7 +224,7 @@ def own_cp(tmp_path):
         plane.close()
 
 
-def test_control_plane_killed_and_restarted_under_a_running_worker(own_cp, spawn):
+def test_control_plane_killed_and_restarted_under_a_running_worker(own_cp: ControlPlane, spawn: Callable[..., WorkerProcess]) -> None:
     cp = own_cp
     cp.create_endpoint("restart")
     registration = cp.register_worker("restart")

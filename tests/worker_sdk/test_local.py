@@ -3,6 +3,8 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,7 +13,10 @@ from tests.worker_sdk.procs import HANDLERS, clean_env, find_python
 GENERIC = str(HANDLERS / "generic.py")
 
 
-def run_local(kind, *args, cwd, python=None, env=None):
+def run_local(
+    kind: str, *args: str, cwd: str | Path, python: str | None = None, env: dict[str, str] | None = None
+) -> tuple[int, Any, str]:
+    """Run generic.py locally; returns (exit code, the last JSON line printed or None, stdout)."""
     proc = subprocess.run(
         [python or sys.executable, GENERIC, *args],
         cwd=str(cwd),
@@ -25,7 +30,7 @@ def run_local(kind, *args, cwd, python=None, env=None):
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_plain_handlers(tmp_path, kind):
+def test_plain_handlers(tmp_path: Path, kind: str) -> None:
     code, result, out = run_local(
         kind, "--test_input", json.dumps({"input": {"echo": [1, "x"]}}), cwd=tmp_path
     )
@@ -34,14 +39,14 @@ def test_plain_handlers(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", ["gen", "agen"])
-def test_generators_print_the_aggregated_list(tmp_path, kind):
+def test_generators_print_the_aggregated_list(tmp_path: Path, kind: str) -> None:
     code, result, out = run_local(kind, '--test_input={"input": {"items": [1, {"b": 2}]}}', cwd=tmp_path)
     assert code == 0, out
     assert result == {"output": [1, {"b": 2}]}
     assert "stream: 1" in out
 
 
-def test_test_input_json_file(tmp_path):
+def test_test_input_json_file(tmp_path: Path) -> None:
     (tmp_path / "test_input.json").write_text(json.dumps({"input": {"echo": "from file"}, "id": "my-id"}))
     code, result, out = run_local("sync", cwd=tmp_path)
     assert code == 0 and result["output"]["echo"] == "from file"
@@ -58,7 +63,7 @@ def test_test_input_json_file(tmp_path):
         (None, ("--test_input", "[1]"), 'must be a JSON object with an "input" field'),
     ],
 )
-def test_bad_inputs_exit_non_zero(tmp_path, setup, args, message):
+def test_bad_inputs_exit_non_zero(tmp_path: Path, setup: str | None, args: tuple[str, ...], message: str) -> None:
     if setup is not None:
         (tmp_path / "test_input.json").write_text(setup)
     code, result, out = run_local("sync", *args, cwd=tmp_path)
@@ -66,7 +71,7 @@ def test_bad_inputs_exit_non_zero(tmp_path, setup, args, message):
 
 
 @pytest.mark.parametrize("kind", ["sync", "async", "gen", "agen"])
-def test_handler_errors_exit_non_zero(tmp_path, kind):
+def test_handler_errors_exit_non_zero(tmp_path: Path, kind: str) -> None:
     code, result, out = run_local(
         kind, "--test_input", json.dumps({"input": {"fail": "boom", "items": [1]}}), cwd=tmp_path
     )
@@ -74,27 +79,27 @@ def test_handler_errors_exit_non_zero(tmp_path, kind):
     assert json.loads(result["error"])["error_message"] == "boom"
 
 
-def test_generator_error_item_exits_non_zero(tmp_path):
+def test_generator_error_item_exits_non_zero(tmp_path: Path) -> None:
     code, result, _ = run_local(
         "gen", "--test_input", json.dumps({"input": {"items": [1, 2], "error_at": 1}}), cwd=tmp_path
     )
     assert code == 1 and result == {"error": "bad item 1"}
 
 
-def test_test_input_wins_over_a_control_plane_env(tmp_path):
+def test_test_input_wins_over_a_control_plane_env(tmp_path: Path) -> None:
     env = {"RUNPOD_WEBHOOK_GET_JOB": "http://127.0.0.1:9/v2/x/job-take/$ID?gpu=local"}
     code, result, _ = run_local("sync", "--test_input", '{"input": {"echo": 5}}', cwd=tmp_path, env=env)
     assert code == 0 and result["output"]["echo"] == 5
 
 
-def test_progress_update_is_logged_locally(tmp_path):
+def test_progress_update_is_logged_locally(tmp_path: Path) -> None:
     code, result, out = run_local(
         "sync", "--test_input", '{"input": {"progress": ["half"], "progress_gap": 0}}', cwd=tmp_path
     )
     assert code == 0 and "progress: 'half'" in out
 
 
-def test_unknown_arguments_are_left_for_the_handler(tmp_path):
+def test_unknown_arguments_are_left_for_the_handler(tmp_path: Path) -> None:
     code, _, _ = run_local(
         "sync", "--rp_log_level", "ERROR", "--other", "--test_input", '{"input": {}}', cwd=tmp_path
     )
@@ -102,7 +107,7 @@ def test_unknown_arguments_are_left_for_the_handler(tmp_path):
 
 
 @pytest.mark.parametrize("version", ["3.9", "3.12"])
-def test_local_mode_on_other_pythons(tmp_path, version):
+def test_local_mode_on_other_pythons(tmp_path: Path, version: str) -> None:
     python = find_python(version)
     if python is None:
         pytest.skip(f"no Python {version} interpreter on this machine")

@@ -3,14 +3,15 @@
 import re
 import signal
 import time
+from collections.abc import Callable
 
 import pytest
 
-from tests.worker_sdk.procs import find_python
-from tests.worker_sdk.stub_control_plane import wait_until
+from tests.worker_sdk.procs import WorkerProcess, find_python
+from tests.worker_sdk.stub_control_plane import StubControlPlane, wait_until
 
 
-def test_sigterm_drains_in_flight_job_and_exits_zero(stub, spawn):
+def test_sigterm_drains_in_flight_job_and_exits_zero(stub: StubControlPlane, spawn: Callable[..., WorkerProcess]) -> None:
     worker = spawn(stub.env(HANDLER_KIND="sync"))
     job = stub.add_job({"sleep": 1.5, "echo": "drain"})
     wait_until(lambda: stub.state(job) == "IN_PROGRESS", 10, "job taken")
@@ -22,7 +23,7 @@ def test_sigterm_drains_in_flight_job_and_exits_zero(stub, spawn):
     assert "SIGTERM received" in worker.log()
 
 
-def test_sigterm_grace_period_expires(stub, spawn):
+def test_sigterm_grace_period_expires(stub: StubControlPlane, spawn: Callable[..., WorkerProcess]) -> None:
     worker = spawn(stub.env(HANDLER_KIND="async", WORKER_SDK_GRACE_S="0.5"))
     job = stub.add_job({"sleep": 30})
     wait_until(lambda: stub.state(job) == "IN_PROGRESS", 10, "job taken")
@@ -34,7 +35,7 @@ def test_sigterm_grace_period_expires(stub, spawn):
     assert "its result was NOT posted" in worker.log()
 
 
-def test_sigterm_on_idle_worker_exits_promptly(stub, spawn):
+def test_sigterm_on_idle_worker_exits_promptly(stub: StubControlPlane, spawn: Callable[..., WorkerProcess]) -> None:
     worker = spawn(stub.env(HANDLER_KIND="sync"))
     wait_until(lambda: stub.recorded("job-take"), 10, "first job-take")
     t0 = time.monotonic()
@@ -42,7 +43,7 @@ def test_sigterm_on_idle_worker_exits_promptly(stub, spawn):
     assert worker.wait(10) == 0 and time.monotonic() - t0 < 3
 
 
-def test_refresh_worker_exits_after_job(stub, spawn):
+def test_refresh_worker_exits_after_job(stub: StubControlPlane, spawn: Callable[..., WorkerProcess]) -> None:
     worker = spawn(stub.env(HANDLER_KIND="sync", REFRESH="1"))
     job = stub.add_job({"echo": 1})
     assert worker.wait(15) == 0
@@ -50,14 +51,14 @@ def test_refresh_worker_exits_after_job(stub, spawn):
     assert body["stopPod"] is True and body["output"]["echo"] == 1
 
 
-def test_returned_refresh_worker_exits(stub, spawn):
+def test_returned_refresh_worker_exits(stub: StubControlPlane, spawn: Callable[..., WorkerProcess]) -> None:
     worker = spawn(stub.env(HANDLER_KIND="async"))
     job = stub.add_job({"refresh": True})
     assert worker.wait(15) == 0
     assert stub.final(job)["stopPod"] is True
 
 
-def test_heartbeat_survives_a_cpu_bound_sync_handler(stub, spawn):
+def test_heartbeat_survives_a_cpu_bound_sync_handler(stub: StubControlPlane, spawn: Callable[..., WorkerProcess]) -> None:
     worker = spawn(stub.env(HANDLER_KIND="sync"))
     job = stub.add_job({"spin": 3.5})
     wait_until(lambda: stub.state(job) == "IN_PROGRESS", 10, "job taken")
@@ -69,7 +70,7 @@ def test_heartbeat_survives_a_cpu_bound_sync_handler(stub, spawn):
     assert worker.wait(10) == 0
 
 
-def test_log_lines_have_level_job_message(stub, spawn):
+def test_log_lines_have_level_job_message(stub: StubControlPlane, spawn: Callable[..., WorkerProcess]) -> None:
     worker = spawn(stub.env(HANDLER_KIND="sync", RUNPOD_LOG_LEVEL="DEBUG"))
     job = stub.add_job({"echo": 1})
     stub.wait_final(job, 10)
@@ -84,7 +85,7 @@ def test_log_lines_have_level_job_message(stub, spawn):
     assert any(line.startswith("DEBUG") for line in lines)
 
 
-def test_unreachable_control_plane_is_logged_then_recovers(stub, spawn):
+def test_unreachable_control_plane_is_logged_then_recovers(stub: StubControlPlane, spawn: Callable[..., WorkerProcess]) -> None:
     port = stub.port
     stub.stop()
     worker = spawn(stub.env(HANDLER_KIND="sync"))
@@ -98,7 +99,7 @@ def test_unreachable_control_plane_is_logged_then_recovers(stub, spawn):
 
 
 @pytest.mark.parametrize("kind", ["sync", "async", "gen", "agen"])
-def test_every_handler_kind_in_a_process(stub, spawn, kind):
+def test_every_handler_kind_in_a_process(stub: StubControlPlane, spawn: Callable[..., WorkerProcess], kind: str) -> None:
     worker = spawn(stub.env(HANDLER_KIND=kind, AGGREGATE="1"))
     job = stub.add_job({"items": ["a", "b"], "echo": kind})
     body = stub.wait_final(job, 15)
@@ -111,7 +112,7 @@ def test_every_handler_kind_in_a_process(stub, spawn, kind):
 
 
 @pytest.mark.parametrize("version", ["3.9", "3.10", "3.12", "3.13"])
-def test_other_python_versions(stub, spawn, version):
+def test_other_python_versions(stub: StubControlPlane, spawn: Callable[..., WorkerProcess], version: str) -> None:
     python = find_python(version)
     if python is None:
         pytest.skip(f"no Python {version} interpreter on this machine")

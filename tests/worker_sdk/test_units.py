@@ -4,6 +4,8 @@ import asyncio
 import json
 import socket
 import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -24,14 +26,14 @@ ENV = {
 }
 
 
-def test_add_query_handles_question_mark_or_not():
+def test_add_query_handles_question_mark_or_not() -> None:
     assert add_query("http://x/a?gpu=1", "b=2") == "http://x/a?gpu=1&b=2"
     assert add_query("http://x/a", "b=2") == "http://x/a?b=2"
     assert add_query("http://x/a?", "b=2") == "http://x/a?b=2"
     assert add_query("http://x/a?c=1&", "b=2") == "http://x/a?c=1&b=2"
 
 
-def test_urls_from_runpod_env():
+def test_urls_from_runpod_env() -> None:
     s = Settings(ENV)
     assert s.take_url(1, False) == BASE + "/job-take/w-1?gpu=local&job_in_progress=0"
     assert s.take_url(3, True) == BASE + "/job-take-batch/w-1?gpu=local&batch_size=3&job_in_progress=1"
@@ -45,7 +47,7 @@ def test_urls_from_runpod_env():
     assert s.ping_interval_s == 2.5 and s.hostname == "host-1"
 
 
-def test_templates_without_question_mark():
+def test_templates_without_question_mark() -> None:
     env = {k: v.replace("?gpu=local", "") for k, v in ENV.items()}
     s = Settings(env)
     assert s.take_url(1, False) == BASE + "/job-take/w-1?job_in_progress=0"
@@ -53,7 +55,7 @@ def test_templates_without_question_mark():
     assert s.done_url("j", True) == BASE + "/job-done/w-1/j?isStream=true"
 
 
-def test_defaults_and_derivations():
+def test_defaults_and_derivations() -> None:
     s = Settings({"RUNPOD_WEBHOOK_GET_JOB": BASE + "/job-take/$ID?gpu=x", "RUNPOD_PING_INTERVAL": "200"})
     assert s.worker_id  # random uuid when RUNPOD_POD_ID is unset
     assert s.ping_interval_s == 1.0  # floor of one second
@@ -85,17 +87,17 @@ def test_defaults_and_derivations():
         (None, {"output": None}),
     ],
 )
-def test_shape_return(value, expected):
+def test_shape_return(value: Any, expected: dict[str, Any]) -> None:
     assert jobs.shape_return(value) == expected
 
 
-def test_shape_return_does_not_mutate_handler_dict():
+def test_shape_return_does_not_mutate_handler_dict() -> None:
     value = {"error": "x", "a": 1}
     jobs.shape_return(value)
     assert value == {"error": "x", "a": 1}
 
 
-def test_error_payload_fields():
+def test_error_payload_fields() -> None:
     try:
         raise KeyError("missing")
     except KeyError as exc:
@@ -107,21 +109,21 @@ def test_error_payload_fields():
     assert info["hostname"] == "h-9" and info["worker_id"] == "w-9"
 
 
-def test_handler_kind_detection():
-    def s(job):
+def test_handler_kind_detection() -> None:
+    def s(job: dict[str, Any]) -> Any:
         return 1
 
-    async def a(job):
+    async def a(job: dict[str, Any]) -> Any:
         return 1
 
-    def g(job):
+    def g(job: dict[str, Any]) -> Iterator[Any]:
         yield 1
 
-    async def ag(job):
+    async def ag(job: dict[str, Any]) -> AsyncIterator[Any]:
         yield 1
 
     class Callable:
-        async def __call__(self, job):
+        async def __call__(self, job: dict[str, Any]) -> Any:
             return 1
 
     import functools
@@ -132,14 +134,14 @@ def test_handler_kind_detection():
 
 
 # ---- the HTTP client --------------------------------------------------------------------------------
-def _one_shot_server(answer: bytes):
+def _one_shot_server(answer: bytes) -> tuple[int, dict[str, Any]]:
     """Accept one connection, read the request head, write ``answer`` raw, close. Returns (port, seen)."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
-    seen = {}
+    seen: dict[str, Any] = {}  # head (str), body (bytes)
 
-    def serve():
+    def serve() -> None:
         conn, _ = srv.accept()
         data = b""
         while b"\r\n\r\n" not in data:
@@ -159,10 +161,10 @@ def _one_shot_server(answer: bytes):
         srv.close()
 
     threading.Thread(target=serve, daemon=True).start()
-    return srv.getsockname()[1], seen
+    return int(srv.getsockname()[1]), seen
 
 
-async def test_transport_content_length_and_request_shape():
+async def test_transport_content_length_and_request_shape() -> None:
     port, seen = _one_shot_server(
         b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 8\r\n\r\n{"a": 1}'
     )
@@ -178,7 +180,7 @@ async def test_transport_content_length_and_request_shape():
     assert "Authorization: tok" in seen["head"] and seen["body"] == b'{"k":"v"}'
 
 
-async def test_transport_chunked_and_until_eof():
+async def test_transport_chunked_and_until_eof() -> None:
     port, _ = _one_shot_server(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"4\r\n[1, \r\n3;x=y\r\n2, \r\n2\r\n3]\r\n0\r\n\r\n"
@@ -191,7 +193,7 @@ async def test_transport_chunked_and_until_eof():
     assert r.status == 204 and r.json() is None
 
 
-async def test_transport_errors():
+async def test_transport_errors() -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -211,7 +213,7 @@ async def test_transport_errors():
         srv.close()
 
 
-async def test_transport_cancellation_is_clean():
+async def test_transport_cancellation_is_clean() -> None:
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)

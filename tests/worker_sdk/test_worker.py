@@ -6,21 +6,29 @@ import json
 import os
 import threading
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 import worker_sdk
-from tests.worker_sdk.conftest import until
-from tests.worker_sdk.stub_control_plane import DROP
+from tests.worker_sdk.conftest import RunWorker, until
+from tests.worker_sdk.stub_control_plane import DROP, StubControlPlane
+from worker_sdk import loop as sdk_loop
+from worker_sdk.jobs import Execution
 
 
-async def result(stub, job_id, timeout=10.0):
+async def result(stub: StubControlPlane, job_id: str, timeout: float = 10.0) -> Any:
+    """The job's final job-done body (any JSON), once there is one."""
     await until(lambda: stub.final(job_id) is not None, timeout, "final result of " + job_id)
     return stub.final(job_id)
 
 
-async def test_sync_handler_dict_output_and_wire_details(stub, run_worker):
+async def test_sync_handler_dict_output_and_wire_details(stub: StubControlPlane, run_worker: RunWorker) -> None:
     seen_threads = []
 
-    def handler(job):
+    def handler(job: dict[str, Any]) -> Any:
         seen_threads.append(threading.current_thread().name)
         return {"echo": job["input"]["x"], "id": job["id"]}
 
@@ -36,8 +44,8 @@ async def test_sync_handler_dict_output_and_wire_details(stub, run_worker):
     assert stub.state(job) == "COMPLETED"
 
 
-async def test_async_handler_and_return_shapes(stub, run_worker):
-    async def handler(job):
+async def test_async_handler_and_return_shapes(stub: StubControlPlane, run_worker: RunWorker) -> None:
+    async def handler(job: dict[str, Any]) -> Any:
         await asyncio.sleep(0.01)
         return job["input"]["ret"]
 
@@ -55,7 +63,7 @@ async def test_async_handler_and_return_shapes(stub, run_worker):
     assert stub.state(ids["err"]) == "FAILED"
 
 
-async def test_returned_refresh_worker_posts_stop_pod_and_exits(stub, run_worker):
+async def test_returned_refresh_worker_posts_stop_pod_and_exits(stub: StubControlPlane, run_worker: RunWorker) -> None:
     worker, task = await run_worker({"handler": lambda job: {"refresh_worker": True, "a": 1}})
     job = stub.add_job({})
     assert await result(stub, job) == {"output": {"a": 1}, "stopPod": True}
@@ -65,15 +73,15 @@ async def test_returned_refresh_worker_posts_stop_pod_and_exits(stub, run_worker
     assert stub.state(second) == "IN_QUEUE"
 
 
-async def test_config_refresh_worker(stub, run_worker):
+async def test_config_refresh_worker(stub: StubControlPlane, run_worker: RunWorker) -> None:
     worker, task = await run_worker({"handler": lambda job: "x", "refresh_worker": True})
     job = stub.add_job({})
     assert await result(stub, job) == {"output": "x", "stopPod": True}
     assert await asyncio.wait_for(task, 10) == 0
 
 
-async def test_exception_payload(stub, run_worker):
-    def handler(job):
+async def test_exception_payload(stub: StubControlPlane, run_worker: RunWorker) -> None:
+    def handler(job: dict[str, Any]) -> None:
         raise RuntimeError("kaput")
 
     await run_worker({"handler": handler}, env={"RUNPOD_POD_HOSTNAME": "box"})
@@ -86,7 +94,9 @@ async def test_exception_payload(stub, run_worker):
     assert stub.state(job) == "FAILED"
 
 
-async def _stream_case(stub, run_worker, handler, aggregate):
+async def _stream_case(
+    stub: StubControlPlane, run_worker: RunWorker, handler: Callable[..., Any], aggregate: bool
+) -> Any:
     await run_worker({"handler": handler, "return_aggregate_stream": aggregate})
     job = stub.add_job({"n": 4})
     body = await result(stub, job)
@@ -94,19 +104,20 @@ async def _stream_case(stub, run_worker, handler, aggregate):
     assert [r.query["isStream"] for r in stub.recorded("job-stream", job)] == ["false"] * 4
     done = [r for r in stub.recorded("job-done", job)]
     assert done[-1].query["isStream"] == "true"
-    assert max(r.done_t for r in stub.recorded("job-stream", job)) <= done[-1].t
+    chunk_answers = [r.done_t for r in stub.recorded("job-stream", job)]
+    assert None not in chunk_answers and max(t for t in chunk_answers if t is not None) <= done[-1].t
     return body
 
 
-async def test_generator_streams_in_order_and_aggregates(stub, run_worker):
-    def gen(job):
+async def test_generator_streams_in_order_and_aggregates(stub: StubControlPlane, run_worker: RunWorker) -> None:
+    def gen(job: dict[str, Any]) -> Iterator[Any]:
         yield from range(job["input"]["n"])
 
     assert await _stream_case(stub, run_worker, gen, True) == {"output": [0, 1, 2, 3]}
 
 
-async def test_async_generator_without_aggregation(stub, run_worker):
-    async def agen(job):
+async def test_async_generator_without_aggregation(stub: StubControlPlane, run_worker: RunWorker) -> None:
+    async def agen(job: dict[str, Any]) -> AsyncIterator[Any]:
         for i in range(job["input"]["n"]):
             await asyncio.sleep(0.01)
             yield i
@@ -114,8 +125,8 @@ async def test_async_generator_without_aggregation(stub, run_worker):
     assert await _stream_case(stub, run_worker, agen, False) == {"output": []}
 
 
-async def test_generator_error_item_and_exception(stub, run_worker):
-    def gen(job):
+async def test_generator_error_item_and_exception(stub: StubControlPlane, run_worker: RunWorker) -> None:
+    def gen(job: dict[str, Any]) -> Iterator[Any]:
         yield 1
         if job["input"].get("item"):
             yield {"error": "nope", "other": 1}
@@ -131,8 +142,8 @@ async def test_generator_error_item_and_exception(stub, run_worker):
     assert stub.state(a) == stub.state(b) == "FAILED"
 
 
-async def test_sync_handlers_run_concurrently_in_threads_with_batch_take(stub, run_worker):
-    def handler(job):
+async def test_sync_handlers_run_concurrently_in_threads_with_batch_take(stub: StubControlPlane, run_worker: RunWorker) -> None:
+    def handler(job: dict[str, Any]) -> Any:
         start = time.time()
         time.sleep(0.6)
         return {"start": start, "end": time.time(), "thread": threading.current_thread().name}
@@ -148,8 +159,8 @@ async def test_sync_handlers_run_concurrently_in_threads_with_batch_take(stub, r
     assert batch and batch[0].query["batch_size"] == "3"
 
 
-async def test_async_handlers_run_concurrently_and_job_in_progress_flag(stub, run_worker):
-    async def handler(job):
+async def test_async_handlers_run_concurrently_and_job_in_progress_flag(stub: StubControlPlane, run_worker: RunWorker) -> None:
+    async def handler(job: dict[str, Any]) -> Any:
         await asyncio.sleep(0.5)
         return time.time()
 
@@ -163,8 +174,8 @@ async def test_async_handlers_run_concurrently_and_job_in_progress_flag(stub, ru
     assert "1" in flags  # asked for more work while one job was in flight
 
 
-async def test_concurrency_modifier_errors_are_survived(stub, run_worker):
-    def modifier(current):
+async def test_concurrency_modifier_errors_are_survived(stub: StubControlPlane, run_worker: RunWorker) -> None:
+    def modifier(current: int) -> int:
         raise RuntimeError("bad modifier")
 
     await run_worker({"handler": lambda job: 1, "concurrency_modifier": modifier})
@@ -172,10 +183,10 @@ async def test_concurrency_modifier_errors_are_survived(stub, run_worker):
     assert await result(stub, job) == {"output": 1}
 
 
-async def test_progress_goes_before_final_and_never_after(stub, run_worker):
+async def test_progress_goes_before_final_and_never_after(stub: StubControlPlane, run_worker: RunWorker) -> None:
     gate = threading.Event()
 
-    def handler(job):
+    def handler(job: dict[str, Any]) -> Any:
         worker_sdk.progress_update(job, {"pct": 10})
         time.sleep(0.3)
         worker_sdk.progress_update(job, {"pct": 50})
@@ -204,14 +215,14 @@ async def test_progress_goes_before_final_and_never_after(stub, run_worker):
     final_post = [p for p in posts if p.body == {"output": "done"}][0]
     for p in posts:
         if p is not final_post:
-            assert p.done_t <= final_post.t and p.status == 200
+            assert p.done_t is not None and p.done_t <= final_post.t and p.status == 200
     assert posts[-1] is final_post
 
 
-async def test_progress_after_job_end_is_dropped(stub, run_worker):
+async def test_progress_after_job_end_is_dropped(stub: StubControlPlane, run_worker: RunWorker) -> None:
     kept = {}
 
-    def handler(job):
+    def handler(job: dict[str, Any]) -> Any:
         kept["job"] = job
         return "ok"
 
@@ -223,10 +234,10 @@ async def test_progress_after_job_end_is_dropped(stub, run_worker):
     assert len(stub.recorded("job-done", job)) == 1
 
 
-async def test_cancel_async_job_posts_nothing_and_frees_the_slot(stub, run_worker):
+async def test_cancel_async_job_posts_nothing_and_frees_the_slot(stub: StubControlPlane, run_worker: RunWorker) -> None:
     cancelled = asyncio.Event()
 
-    async def handler(job):
+    async def handler(job: dict[str, Any]) -> Any:
         if job["input"].get("long"):
             try:
                 await asyncio.sleep(30)
@@ -248,10 +259,10 @@ async def test_cancel_async_job_posts_nothing_and_frees_the_slot(stub, run_worke
     assert stops and stops[0].query["job_in_progress"] == "1"
 
 
-async def test_cancel_sync_job_discards_its_result(stub, run_worker, tmp_path):
+async def test_cancel_sync_job_discards_its_result(stub: StubControlPlane, run_worker: RunWorker, tmp_path: Path) -> None:
     marker = tmp_path / "finished"
 
-    def handler(job):
+    def handler(job: dict[str, Any]) -> Any:
         time.sleep(1.0)
         marker.write_text("x")
         return "should not be posted"
@@ -266,8 +277,8 @@ async def test_cancel_sync_job_discards_its_result(stub, run_worker, tmp_path):
     assert stub.recorded("job-done", job) == []
 
 
-async def test_cancel_generator_stops_between_items(stub, run_worker):
-    def gen(job):
+async def test_cancel_generator_stops_between_items(stub: StubControlPlane, run_worker: RunWorker) -> None:
+    def gen(job: dict[str, Any]) -> Iterator[Any]:
         for i in range(100):
             time.sleep(0.05)
             yield i
@@ -282,7 +293,7 @@ async def test_cancel_generator_stops_between_items(stub, run_worker):
     assert len(stub.chunks(job)) == n < 100 and stub.recorded("job-done", job) == []
 
 
-async def test_result_retried_through_errors_until_it_lands(stub, run_worker):
+async def test_result_retried_through_errors_until_it_lands(stub: StubControlPlane, run_worker: RunWorker) -> None:
     stub.fault("job-done", 500, DROP, 503, ("delay", 0.1))
     await run_worker({"handler": lambda job: "ok"})
     job = stub.add_job({})
@@ -291,7 +302,7 @@ async def test_result_retried_through_errors_until_it_lands(stub, run_worker):
     assert [r.status for r in stub.recorded("job-done", job)][:3] == [500, None, 503]
 
 
-async def test_result_not_retried_when_job_is_gone(stub, run_worker, capsys):
+async def test_result_not_retried_when_job_is_gone(stub: StubControlPlane, run_worker: RunWorker, capsys: pytest.CaptureFixture[str]) -> None:
     stub.fault("job-done", 409)
     await run_worker({"handler": lambda job: "ok"})
     job = stub.add_job({})
@@ -301,7 +312,7 @@ async def test_result_not_retried_when_job_is_gone(stub, run_worker, capsys):
     assert "refused the result with HTTP 409" in capsys.readouterr().out
 
 
-async def test_rejected_result_is_replaced_by_an_error(stub, run_worker):
+async def test_rejected_result_is_replaced_by_an_error(stub: StubControlPlane, run_worker: RunWorker) -> None:
     stub.fault("job-done", 413)
     await run_worker({"handler": lambda job: "x" * 100})
     job = stub.add_job({})
@@ -310,25 +321,26 @@ async def test_rejected_result_is_replaced_by_an_error(stub, run_worker):
     assert "413" in info["error_message"]
 
 
-async def test_unserializable_output_becomes_an_error(stub, run_worker):
+async def test_unserializable_output_becomes_an_error(stub: StubControlPlane, run_worker: RunWorker) -> None:
     await run_worker({"handler": lambda job: {"obj": object()}})
     job = stub.add_job({})
     body = await result(stub, job)
     assert "not JSON serializable" in json.loads(body["error"])["error_message"]
 
 
-async def test_job_take_errors_and_429_back_off(stub, run_worker):
+async def test_job_take_errors_and_429_back_off(stub: StubControlPlane, run_worker: RunWorker) -> None:
     stub.fault("job-take", 500, DROP, 429)
     await run_worker({"handler": lambda job: "ok"}, too_many_requests_s=0.6)
     job = stub.add_job({})
     assert await result(stub, job) == {"output": "ok"}
     takes = stub.recorded("job-take")
     i = [r.status for r in takes].index(429)
-    assert takes[i + 1].t - takes[i].done_t >= 0.55
+    answered_429_at = takes[i].done_t
+    assert answered_429_at is not None and takes[i + 1].t - answered_429_at >= 0.55
 
 
-async def test_stream_chunk_gone_stops_the_job(stub, run_worker):
-    def gen(job):
+async def test_stream_chunk_gone_stops_the_job(stub: StubControlPlane, run_worker: RunWorker) -> None:
+    def gen(job: dict[str, Any]) -> Iterator[Any]:
         for i in range(50):
             time.sleep(0.02)
             yield i
@@ -341,8 +353,12 @@ async def test_stream_chunk_gone_stops_the_job(stub, run_worker):
     assert len(stub.recorded("job-stream", job)) == 2 and stub.recorded("job-done", job) == []
 
 
-async def test_control_plane_restart_under_a_running_job(stub, run_worker):
-    await run_worker({"handler": lambda job: time.sleep(0.5) or "survived"})
+async def test_control_plane_restart_under_a_running_job(stub: StubControlPlane, run_worker: RunWorker) -> None:
+    def handler(job: dict[str, Any]) -> str:
+        time.sleep(0.5)
+        return "survived"
+
+    await run_worker({"handler": handler})
     job = stub.add_job({})
     await until(lambda: stub.state(job) == "IN_PROGRESS")
     port = stub.port
@@ -354,8 +370,8 @@ async def test_control_plane_restart_under_a_running_job(stub, run_worker):
     assert await result(stub, nxt, 10) == {"output": "survived"}
 
 
-async def test_heartbeat_lists_in_flight_jobs(stub, run_worker):
-    async def handler(job):
+async def test_heartbeat_lists_in_flight_jobs(stub: StubControlPlane, run_worker: RunWorker) -> None:
+    async def handler(job: dict[str, Any]) -> Any:
         await asyncio.sleep(2.5)
         return 1
 
@@ -370,8 +386,12 @@ async def test_heartbeat_lists_in_flight_jobs(stub, run_worker):
     assert "job_id" not in pings[0].query and pings[0].headers["Authorization"] == "tok"
 
 
-async def test_shutdown_drains_in_flight_job(stub, run_worker):
-    worker, task = await run_worker({"handler": lambda job: time.sleep(0.8) or "drained"})
+async def test_shutdown_drains_in_flight_job(stub: StubControlPlane, run_worker: RunWorker) -> None:
+    def handler(job: dict[str, Any]) -> str:
+        time.sleep(0.8)
+        return "drained"
+
+    worker, task = await run_worker({"handler": handler})
     job = stub.add_job({})
     await until(lambda: stub.state(job) == "IN_PROGRESS")
     worker.request_shutdown("test")
@@ -382,8 +402,8 @@ async def test_shutdown_drains_in_flight_job(stub, run_worker):
     assert stub.state(later) == "IN_QUEUE"
 
 
-async def test_shutdown_grace_expiry_abandons_job(stub, run_worker):
-    async def handler(job):
+async def test_shutdown_grace_expiry_abandons_job(stub: StubControlPlane, run_worker: RunWorker) -> None:
+    async def handler(job: dict[str, Any]) -> None:
         await asyncio.sleep(30)
 
     worker, task = await run_worker({"handler": handler}, grace_s=0.4)
@@ -395,7 +415,7 @@ async def test_shutdown_grace_expiry_abandons_job(stub, run_worker):
     assert time.monotonic() - t0 < 3 and stub.recorded("job-done", job) == []
 
 
-async def test_templates_without_question_mark(stub, run_worker):
+async def test_templates_without_question_mark(stub: StubControlPlane, run_worker: RunWorker) -> None:
     env = {k: v.replace("?gpu=local", "") for k, v in stub.env().items() if k.startswith("RUNPOD_WEBHOOK")}
     await run_worker({"handler": lambda job: 7}, env=env)
     job = stub.add_job({})
@@ -403,7 +423,7 @@ async def test_templates_without_question_mark(stub, run_worker):
     assert stub.recorded("job-take")[0].query == {"job_in_progress": "0"}
 
 
-async def test_batch_answer_runs_every_job(stub, run_worker):
+async def test_batch_answer_runs_every_job(stub: StubControlPlane, run_worker: RunWorker) -> None:
     await run_worker({"handler": lambda job: job["input"], "concurrency_modifier": lambda c: 4})
     ids = [stub.add_job(i) for i in range(4)]
     for i, job in enumerate(ids):
@@ -411,14 +431,12 @@ async def test_batch_answer_runs_every_job(stub, run_worker):
     assert os.environ.get("RUNPOD_WEBHOOK_GET_JOB") is None  # nothing leaked into this process
 
 
-async def test_internal_error_still_reports_a_failed_job(stub, run_worker, monkeypatch):
-    import worker_sdk.loop
-
-    class Broken(worker_sdk.loop.Execution):
-        async def run(self):
+async def test_internal_error_still_reports_a_failed_job(stub: StubControlPlane, run_worker: RunWorker, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken(Execution):  # the class worker_sdk.loop uses
+        async def run(self) -> tuple[dict[str, Any], bool]:
             raise RuntimeError("sdk bug")
 
-    monkeypatch.setattr(worker_sdk.loop, "Execution", Broken)
+    monkeypatch.setattr(sdk_loop, "Execution", Broken)
     await run_worker({"handler": lambda job: 1})
     job = stub.add_job({})
     body = await result(stub, job)

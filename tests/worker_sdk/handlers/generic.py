@@ -8,11 +8,15 @@ which a generator yields {"error": ...}), return (value returned as is), touch (
 handler body ends), refresh (return {"refresh_worker": True, ...}).
 """
 
+from __future__ import annotations  # this file also runs on the oldest Python worker_sdk supports
+
 import asyncio
 import os
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 sys.path.insert(
     0, os.environ.get("WORKER_SDK_PATH", os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -23,12 +27,12 @@ import worker_sdk  # noqa: E402
 KIND = os.environ.get("HANDLER_KIND", "sync")
 
 
-def _before(job):
+def _before(job: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     inp = job["input"] if isinstance(job.get("input"), dict) else {}
     return inp, {"started": time.time(), "thread": threading.current_thread().name, "pid": os.getpid()}
 
 
-def _finish(inp, info):
+def _finish(inp: dict[str, Any], info: dict[str, Any]) -> Any:
     if inp.get("touch"):
         with open(inp["touch"], "w") as fh:
             fh.write("done")
@@ -43,7 +47,7 @@ def _finish(inp, info):
     return info
 
 
-def sync_handler(job):
+def sync_handler(job: dict[str, Any]) -> Any:
     inp, info = _before(job)
     for value in inp.get("progress", []):
         worker_sdk.progress_update(job, value)
@@ -55,7 +59,7 @@ def sync_handler(job):
     return _finish(inp, info)
 
 
-async def async_handler(job):
+async def async_handler(job: dict[str, Any]) -> Any:
     inp, info = _before(job)
     for value in inp.get("progress", []):
         worker_sdk.progress_update(job, value)
@@ -64,7 +68,7 @@ async def async_handler(job):
     return _finish(inp, info)
 
 
-def gen_handler(job):
+def gen_handler(job: dict[str, Any]) -> Iterator[Any]:
     inp, _ = _before(job)
     for i, item in enumerate(inp.get("items", [])):
         if i == inp.get("error_at"):
@@ -78,7 +82,7 @@ def gen_handler(job):
             fh.write("done")
 
 
-async def agen_handler(job):
+async def agen_handler(job: dict[str, Any]) -> AsyncIterator[Any]:
     inp, _ = _before(job)
     for i, item in enumerate(inp.get("items", [])):
         if i == inp.get("error_at"):
@@ -89,10 +93,10 @@ async def agen_handler(job):
         raise ValueError(inp["fail"])
 
 
-HANDLERS = {"sync": sync_handler, "async": async_handler, "gen": gen_handler, "agen": agen_handler}
+HANDLERS: dict[str, Any] = {"sync": sync_handler, "async": async_handler, "gen": gen_handler, "agen": agen_handler}
 
 if __name__ == "__main__":
-    config = {"handler": HANDLERS[KIND]}
+    config: dict[str, Any] = {"handler": HANDLERS[KIND]}
     if os.environ.get("CONCURRENCY"):
         config["concurrency_modifier"] = lambda current: int(os.environ["CONCURRENCY"])
     if os.environ.get("AGGREGATE") == "1":
