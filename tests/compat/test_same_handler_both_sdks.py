@@ -4,16 +4,22 @@ Twice: against the real control plane (client-visible /status and /stream), and 
 control plane (the exact bodies each SDK puts on the wire).
 """
 
+from __future__ import annotations
+
 import importlib.util
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.worker_sdk.control_plane import ControlPlane
 from tests.worker_sdk.procs import WorkerProcess
 from tests.worker_sdk.stub_control_plane import StubControlPlane, wait_until
+
+Start = Callable[[dict[str, str], str], WorkerProcess]  # processes(env, name)
 
 HANDLER = Path(__file__).resolve().parent / "handlers" / "compat_handler.py"
 SKIP_CHECKS = {"RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true", "RUNPOD_SKIP_GPU_CHECK": "true"}
@@ -22,7 +28,7 @@ needs_cp = pytest.mark.skipif(
     importlib.util.find_spec("emulator") is None, reason="control plane not available"
 )
 
-CASES = {
+CASES: dict[str, list[dict[str, Any]]] = {
     "sync": [
         {"numbers": [1, 2, 3], "text": "héllo"},
         {"value": [1, "two", None]},
@@ -38,7 +44,7 @@ CASES = {
 }
 
 
-def normalise_error(error):
+def normalise_error(error: Any) -> Any:
     """Uncaught-exception errors carry a traceback and SDK versions: keep type and message."""
     try:
         info = json.loads(error)
@@ -50,10 +56,10 @@ def normalise_error(error):
 
 
 @pytest.fixture
-def processes(tmp_path):
-    started = []
+def processes(tmp_path: Path) -> Iterator[Start]:
+    started: list[WorkerProcess] = []
 
-    def _start(env, name):
+    def _start(env: dict[str, str], name: str) -> WorkerProcess:
         proc = WorkerProcess(HANDLER, dict(env, **SKIP_CHECKS), tmp_path / f"{name}.log")
         started.append(proc)
         return proc
@@ -65,7 +71,7 @@ def processes(tmp_path):
 
 # ---- against the real control plane ------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def cp(tmp_path_factory):
+def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     root = tmp_path_factory.mktemp("compat-cp")
     (root / "data").mkdir()
     plane = ControlPlane(root / "data", root)
@@ -75,16 +81,16 @@ def cp(tmp_path_factory):
         plane.close()
 
 
-def run_cases_on_cp(cp, processes, sdk, kind):
+def run_cases_on_cp(cp: ControlPlane, processes: Start, sdk: str, kind: str) -> list[dict[str, Any]]:
     endpoint = f"compat-{sdk.replace('_', '-')}-{kind}"
     cp.create_endpoint(endpoint)
     registration = cp.register_worker(endpoint)
     proc = processes(dict(registration["env"], SDK=sdk, COMPAT_KIND=kind), f"{sdk}-{kind}")
-    results = []
+    results: list[dict[str, Any]] = []
     for case in CASES[kind]:
         job = cp.run(endpoint, case)
         progress = None
-        chunks = []
+        chunks: list[Any] = []
         deadline = time.monotonic() + 60
         while True:
             assert time.monotonic() < deadline and proc.proc.poll() is None, (case, proc.log())
@@ -113,7 +119,7 @@ def run_cases_on_cp(cp, processes, sdk, kind):
 @needs_runpod
 @needs_cp
 @pytest.mark.parametrize("kind", ["sync", "async", "gen"])
-def test_same_results_through_the_control_plane(cp, processes, kind):
+def test_same_results_through_the_control_plane(cp: ControlPlane, processes: Start, kind: str) -> None:
     runpod_results = run_cases_on_cp(cp, processes, "runpod", kind)
     ours = run_cases_on_cp(cp, processes, "worker_sdk", kind)
     assert ours == runpod_results
@@ -136,16 +142,18 @@ def test_same_results_through_the_control_plane(cp, processes, kind):
 
 
 # ---- against the stub: the raw wire bodies ---------------------------------------------------------------
-def run_cases_on_stub(processes, sdk, kind):
+def run_cases_on_stub(processes: Start, sdk: str, kind: str) -> list[dict[str, Any]]:
     stub = StubControlPlane(hold_s=1.0).start()
     try:
         proc = processes(stub.env(worker_id=f"{sdk}-w", SDK=sdk, COMPAT_KIND=kind), f"stub-{sdk}-{kind}")
-        wire = []
+        wire: list[dict[str, Any]] = []
         for case in CASES[kind]:
             job = stub.add_job(case)
-            wait_until(
-                lambda job=job: stub.final(job) is not None, 60, f"{sdk} result for {case}: {proc.log()}"
-            )
+
+            def has_final(job: str = job) -> bool:
+                return stub.final(job) is not None
+
+            wait_until(has_final, 60, f"{sdk} result for {case}: {proc.log()}")
             time.sleep(0.2)
             done = stub.recorded("job-done", job)
             final = stub.final(job)
@@ -173,7 +181,7 @@ def run_cases_on_stub(processes, sdk, kind):
 
 @needs_runpod
 @pytest.mark.parametrize("kind", ["sync", "async", "gen"])
-def test_same_wire_bodies_against_the_stub(processes, kind):
+def test_same_wire_bodies_against_the_stub(processes: Start, kind: str) -> None:
     cases = CASES[kind]
     if kind == "gen":  # RunPod formats generator exceptions differently; not compared here
         cases = [c for c in cases if "fail" not in c]

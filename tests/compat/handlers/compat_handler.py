@@ -4,9 +4,13 @@ SDK=runpod | worker_sdk picks the runtime (the only line that differs is the imp
 COMPAT_KIND=sync | async | gen picks the handler.
 """
 
+from __future__ import annotations
+
 import asyncio
 import os
 import time
+from collections.abc import Iterator
+from typing import Any
 
 if os.environ.get("SDK", "worker_sdk") == "runpod":
     from runpod import serverless
@@ -14,7 +18,7 @@ else:
     from worker_sdk import serverless
 
 
-def compute(job):
+def compute(job: dict[str, Any]) -> Any:
     inp = job["input"]
     if inp.get("fail"):
         raise ValueError(inp["fail"])
@@ -32,16 +36,16 @@ def compute(job):
     }
 
 
-def handler(job):
+def handler(job: dict[str, Any]) -> Any:
     return compute(job)
 
 
-async def async_handler(job):
+async def async_handler(job: dict[str, Any]) -> Any:
     await asyncio.sleep(0.05)
     return compute(job)
 
 
-def gen_handler(job):
+def gen_handler(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for i, word in enumerate(job["input"].get("text", "").split()):
         if word == "ERROR":
             yield {"error": f"found ERROR at {i}"}
@@ -51,7 +55,7 @@ def gen_handler(job):
 KIND = os.environ.get("COMPAT_KIND", "sync")
 
 if __name__ == "__main__":
-    config = {"handler": {"sync": handler, "async": async_handler, "gen": gen_handler}[KIND]}
+    config: dict[str, Any] = {"handler": {"sync": handler, "async": async_handler, "gen": gen_handler}[KIND]}
     if KIND == "gen":
         config["return_aggregate_stream"] = True
     serverless.start(config)
