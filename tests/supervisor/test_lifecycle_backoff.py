@@ -60,8 +60,10 @@ async def test_the_default_schedule_restarts_at_once_then_doubles_from_1s_to_5_m
     public = wire.worker_public(w, 1, world.clock.now())
     assert public["status"] == "UNHEALTHY" and public["restarts"] == 12
     assert public["nextRetryAt"] == pytest.approx(world.clock.now() + 300)
-    assert "exited with code 2" in public["reason"] and "restart 13 in 300.0s" in public["reason"]
-    assert "RuntimeError: CUDA not found" in public["reason"]
+    reason = public["reason"]
+    assert reason is not None
+    assert "exited with code 2" in reason and "restart 13 in 300.0s" in reason
+    assert "RuntimeError: CUDA not found" in reason
     assert world.job(job.id).status == JobStatus.IN_QUEUE and world.job(job.id).worker_id is None
 
 
