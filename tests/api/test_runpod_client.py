@@ -42,7 +42,9 @@ class EchoWorker(threading.Thread):
 
 
 @pytest.fixture
-def rp_endpoint(plane: BackgroundControlPlane, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[runpod.Endpoint]:
+def rp_endpoint(
+    plane: BackgroundControlPlane, endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[runpod.Endpoint]:
     monkeypatch.setattr(runpod, "endpoint_url_base", f"{plane.client_url}/v2")
     monkeypatch.setattr(runpod, "api_key", "local-key")
     worker = EchoWorker(ProtocolWorker(plane.client_url, endpoint))
@@ -66,7 +68,9 @@ def test_stream(rp_endpoint: runpod.Endpoint) -> None:
     assert list(job.stream()) == ["part-0", "part-1", "part-2"]
 
 
-def test_cancel_health_purge(rp_endpoint: runpod.Endpoint, plane: BackgroundControlPlane, endpoint: str) -> None:
+def test_cancel_health_purge(
+    rp_endpoint: runpod.Endpoint, plane: BackgroundControlPlane, endpoint: str
+) -> None:
     job = rp_endpoint.run({"input": {"hold": True}})
     wait_for(lambda: job.status() == "IN_PROGRESS", what="the job to start")
     assert job.cancel()["status"] == "CANCELLED"

@@ -131,7 +131,10 @@ def docker_settings(inst: Instance, **overrides: Any) -> Settings:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T | None | Literal[False]]], what: str, timeout_s: float = 60.0, every_s: float = 0.1
+    probe: Callable[[], Awaitable[T | None | Literal[False]]],
+    what: str,
+    timeout_s: float = 60.0,
+    every_s: float = 0.1,
 ) -> T:
     """Poll ``probe`` until it returns something truthy, with a deadline; returns that (never None/False)."""
     deadline = time.monotonic() + timeout_s

@@ -85,7 +85,9 @@ def test_one_line_format_with_options_and_comments() -> None:
 
 
 @pytest.mark.parametrize("text, parse", [(DEB822, parse_deb822), (ONE_LINE, parse_one_line)])
-def test_the_mirror_is_the_main_archive_not_security(text: str, parse: Callable[[str], list[AptSource]]) -> None:
+def test_the_mirror_is_the_main_archive_not_security(
+    text: str, parse: Callable[[str], list[AptSource]]
+) -> None:
     mirror = pick_debian_mirror(parse(text))
     assert mirror is not None
     assert mirror.uri == "http://mirror.example/debian"

@@ -61,7 +61,9 @@ def fast(settings: Settings) -> Settings:
     return settings
 
 
-async def until(predicate: Callable[[], T | None | Literal[False]], timeout: float = 10.0, what: str = "condition") -> T:
+async def until(
+    predicate: Callable[[], T | None | Literal[False]], timeout: float = 10.0, what: str = "condition"
+) -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -163,7 +163,10 @@ class StubControlPlane:
 
 
 def wait_until(
-    predicate: Callable[[], T | None | Literal[False]], timeout: float, what: str = "condition", interval: float = 0.02
+    predicate: Callable[[], T | None | Literal[False]],
+    timeout: float,
+    what: str = "condition",
+    interval: float = 0.02,
 ) -> T:
     """Poll ``predicate`` until it returns something truthy and return that; AssertionError after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -243,7 +246,13 @@ class _Handler(BaseHTTPRequestHandler):
             return True
 
     def _job_take(
-        self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any, batch: bool = False
+        self,
+        stub: StubControlPlane,
+        worker: str,
+        job: str | None,
+        q: dict[str, str],
+        body: Any,
+        batch: bool = False,
     ) -> None:
         size = int(q.get("batch_size", 1)) if batch else 1
         with stub.cond:
@@ -255,17 +264,23 @@ class _Handler(BaseHTTPRequestHandler):
                 stub.jobs[j["id"]].update(state="IN_PROGRESS", worker=worker)
         self._send(200, taken if batch else taken[0])
 
-    def _job_take_batch(self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any) -> None:
+    def _job_take_batch(
+        self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any
+    ) -> None:
         self._job_take(stub, worker, job, q, body, batch=True)
 
-    def _job_stop(self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any) -> None:
+    def _job_stop(
+        self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any
+    ) -> None:
         with stub.cond:
             if not self._hold(stub, lambda: stub.stop_signals.get(worker)):
                 return self._send(204, None)
             ids = stub.stop_signals.pop(worker)
         self._send(200, {"jobsToStop": ids})
 
-    def _job_done(self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any) -> None:
+    def _job_done(
+        self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any
+    ) -> None:
         with stub.cond:
             entry = stub.jobs.get(job) if job is not None else None
             if entry is None:
@@ -277,7 +292,9 @@ class _Handler(BaseHTTPRequestHandler):
             stub.cond.notify_all()
         self._send(200, {})
 
-    def _job_stream(self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any) -> None:
+    def _job_stream(
+        self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any
+    ) -> None:
         with stub.cond:
             entry = stub.jobs.get(job) if job is not None else None
             if entry is None:
@@ -286,7 +303,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(409, {"error": "job is {}".format(entry["state"])})
         self._send(200, {})
 
-    def _ping(self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any) -> None:
+    def _ping(
+        self, stub: StubControlPlane, worker: str, job: str | None, q: dict[str, str], body: Any
+    ) -> None:
         self._send(200, {})
 
     def _send(self, status: int, payload: Any) -> None:

@@ -44,7 +44,9 @@ def endpoint(cp: ControlPlane, request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def worker(cp: ControlPlane, endpoint: str, spawn: Callable[..., WorkerProcess]) -> Callable[..., WorkerProcess]:
+def worker(
+    cp: ControlPlane, endpoint: str, spawn: Callable[..., WorkerProcess]
+) -> Callable[..., WorkerProcess]:
     """worker(**env) registers an external worker on the endpoint and starts generic.py with its env."""
 
     def _start(**env: str) -> WorkerProcess:
@@ -73,7 +75,9 @@ def stream_all(
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_plain_handler_kinds(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess], kind: str) -> None:
+def test_plain_handler_kinds(
+    cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess], kind: str
+) -> None:
     proc = worker(HANDLER_KIND=kind)
     job = cp.run(endpoint, {"echo": {"kind": kind}})
     body = cp.wait_status(endpoint, job)
@@ -83,7 +87,9 @@ def test_plain_handler_kinds(cp: ControlPlane, endpoint: str, worker: Callable[.
 
 
 @pytest.mark.parametrize("kind", ["gen", "agen"])
-def test_generator_kinds_stream_and_aggregate(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess], kind: str) -> None:
+def test_generator_kinds_stream_and_aggregate(
+    cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess], kind: str
+) -> None:
     worker(HANDLER_KIND=kind, AGGREGATE="1")
     items = ["a", {"b": 1}, [2], 3]
     job = cp.run(endpoint, {"items": items, "item_gap": 0.2})
@@ -92,7 +98,9 @@ def test_generator_kinds_stream_and_aggregate(cp: ControlPlane, endpoint: str, w
     assert body["status"] == "COMPLETED" and body["output"] == items
 
 
-def test_generator_without_aggregation_streams_only(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
+def test_generator_without_aggregation_streams_only(
+    cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]
+) -> None:
     worker(HANDLER_KIND="gen")
     job = cp.run(endpoint, {"items": [1, 2]})
     chunks, body = stream_all(cp, endpoint, job)
@@ -100,7 +108,9 @@ def test_generator_without_aggregation_streams_only(cp: ControlPlane, endpoint: 
 
 
 @pytest.mark.parametrize("kind", ["sync", "agen"])
-def test_handler_error_fails_the_job(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess], kind: str) -> None:
+def test_handler_error_fails_the_job(
+    cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess], kind: str
+) -> None:
     worker(HANDLER_KIND=kind)
     job = cp.run(endpoint, {"fail": "kaboom", "items": [1]})
     body = cp.wait_status(endpoint, job)
@@ -110,14 +120,18 @@ def test_handler_error_fails_the_job(cp: ControlPlane, endpoint: str, worker: Ca
     assert set(info) >= {"error_traceback", "hostname", "worker_id"}
 
 
-def test_generator_error_item_fails_the_job(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
+def test_generator_error_item_fails_the_job(
+    cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]
+) -> None:
     worker(HANDLER_KIND="gen", AGGREGATE="1")
     job = cp.run(endpoint, {"items": [1, 2, 3], "error_at": 1})
     chunks, body = stream_all(cp, endpoint, job)
     assert chunks == [1] and body["status"] == "FAILED" and body["error"] == "bad item 1"
 
 
-def test_sync_handler_concurrency_overlaps(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
+def test_sync_handler_concurrency_overlaps(
+    cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]
+) -> None:
     worker(HANDLER_KIND="sync", CONCURRENCY="2")
     t0 = time.monotonic()
     jobs = [cp.run(endpoint, {"sleep": 1.5, "echo": i}) for i in range(2)]
@@ -127,7 +141,9 @@ def test_sync_handler_concurrency_overlaps(cp: ControlPlane, endpoint: str, work
     assert time.monotonic() - t0 < 2.9
 
 
-def test_progress_is_visible_then_replaced_by_the_result(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
+def test_progress_is_visible_then_replaced_by_the_result(
+    cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]
+) -> None:
     worker(HANDLER_KIND="sync")
     job = cp.run(endpoint, {"progress": ["step 1", "step 2"], "progress_gap": 1.0, "echo": "final"})
     seen: set[str] = set()
@@ -146,7 +162,9 @@ def test_progress_is_visible_then_replaced_by_the_result(cp: ControlPlane, endpo
     assert cp.status(endpoint, job)["output"]["echo"] == "final"  # no late progress overwrote it
 
 
-def test_cancel_stops_the_handler_and_posts_nothing(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
+def test_cancel_stops_the_handler_and_posts_nothing(
+    cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]
+) -> None:
     proc = worker(HANDLER_KIND="async")
     job = cp.run(endpoint, {"sleep": 60})
     cp.wait_status(endpoint, job, ("IN_PROGRESS",), 15)
@@ -158,7 +176,9 @@ def test_cancel_stops_the_handler_and_posts_nothing(cp: ControlPlane, endpoint: 
     assert cp.wait_status(endpoint, nxt, timeout=20)["output"]["echo"] == "after cancel"
 
 
-def test_cancel_sync_handler_discards_result(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess], tmp_path: Path) -> None:
+def test_cancel_sync_handler_discards_result(
+    cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
     proc = worker(HANDLER_KIND="sync")
     marker = tmp_path / "sync-finished"
     job = cp.run(endpoint, {"sleep": 2, "touch": str(marker)})
@@ -181,7 +201,9 @@ def test_execution_timeout(cp: ControlPlane, endpoint: str, worker: Callable[...
     assert cp.wait_status(endpoint, nxt, timeout=20)["output"]["echo"] == "next"
 
 
-def test_sigterm_drains_and_exits_zero(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
+def test_sigterm_drains_and_exits_zero(
+    cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]
+) -> None:
     proc = worker(HANDLER_KIND="sync")
     job = cp.run(endpoint, {"sleep": 2, "echo": "drained"})
     cp.wait_status(endpoint, job, ("IN_PROGRESS",), 15)
@@ -191,7 +213,9 @@ def test_sigterm_drains_and_exits_zero(cp: ControlPlane, endpoint: str, worker: 
     assert body["status"] == "COMPLETED" and body["output"]["echo"] == "drained"
 
 
-def test_refresh_worker_posts_and_exits(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
+def test_refresh_worker_posts_and_exits(
+    cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]
+) -> None:
     proc = worker(HANDLER_KIND="sync", REFRESH="1")
     job = cp.run(endpoint, {"echo": "once"})
     assert proc.wait(30) == 0
@@ -199,7 +223,9 @@ def test_refresh_worker_posts_and_exits(cp: ControlPlane, endpoint: str, worker:
     assert body["status"] == "COMPLETED" and body["output"]["echo"] == "once"
 
 
-def test_heartbeat_reaches_the_control_plane(cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]) -> None:
+def test_heartbeat_reaches_the_control_plane(
+    cp: ControlPlane, endpoint: str, worker: Callable[..., WorkerProcess]
+) -> None:
     proc = worker(HANDLER_KIND="sync")
     job = cp.run(endpoint, {"sleep": 3})
     cp.wait_status(endpoint, job, ("IN_PROGRESS",), 15)
@@ -224,7 +250,9 @@ def own_cp(tmp_path: Path) -> Iterator[ControlPlane]:
         plane.close()
 
 
-def test_control_plane_killed_and_restarted_under_a_running_worker(own_cp: ControlPlane, spawn: Callable[..., WorkerProcess]) -> None:
+def test_control_plane_killed_and_restarted_under_a_running_worker(
+    own_cp: ControlPlane, spawn: Callable[..., WorkerProcess]
+) -> None:
     cp = own_cp
     cp.create_endpoint("restart")
     registration = cp.register_worker("restart")

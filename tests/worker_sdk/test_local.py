@@ -63,7 +63,9 @@ def test_test_input_json_file(tmp_path: Path) -> None:
         (None, ("--test_input", "[1]"), 'must be a JSON object with an "input" field'),
     ],
 )
-def test_bad_inputs_exit_non_zero(tmp_path: Path, setup: str | None, args: tuple[str, ...], message: str) -> None:
+def test_bad_inputs_exit_non_zero(
+    tmp_path: Path, setup: str | None, args: tuple[str, ...], message: str
+) -> None:
     if setup is not None:
         (tmp_path / "test_input.json").write_text(setup)
     code, result, out = run_local("sync", *args, cwd=tmp_path)

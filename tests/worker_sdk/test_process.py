@@ -11,7 +11,9 @@ from tests.worker_sdk.procs import WorkerProcess, find_python
 from tests.worker_sdk.stub_control_plane import StubControlPlane, wait_until
 
 
-def test_sigterm_drains_in_flight_job_and_exits_zero(stub: StubControlPlane, spawn: Callable[..., WorkerProcess]) -> None:
+def test_sigterm_drains_in_flight_job_and_exits_zero(
+    stub: StubControlPlane, spawn: Callable[..., WorkerProcess]
+) -> None:
     worker = spawn(stub.env(HANDLER_KIND="sync"))
     job = stub.add_job({"sleep": 1.5, "echo": "drain"})
     wait_until(lambda: stub.state(job) == "IN_PROGRESS", 10, "job taken")
@@ -35,7 +37,9 @@ def test_sigterm_grace_period_expires(stub: StubControlPlane, spawn: Callable[..
     assert "its result was NOT posted" in worker.log()
 
 
-def test_sigterm_on_idle_worker_exits_promptly(stub: StubControlPlane, spawn: Callable[..., WorkerProcess]) -> None:
+def test_sigterm_on_idle_worker_exits_promptly(
+    stub: StubControlPlane, spawn: Callable[..., WorkerProcess]
+) -> None:
     worker = spawn(stub.env(HANDLER_KIND="sync"))
     wait_until(lambda: stub.recorded("job-take"), 10, "first job-take")
     t0 = time.monotonic()
@@ -58,7 +62,9 @@ def test_returned_refresh_worker_exits(stub: StubControlPlane, spawn: Callable[.
     assert stub.final(job)["stopPod"] is True
 
 
-def test_heartbeat_survives_a_cpu_bound_sync_handler(stub: StubControlPlane, spawn: Callable[..., WorkerProcess]) -> None:
+def test_heartbeat_survives_a_cpu_bound_sync_handler(
+    stub: StubControlPlane, spawn: Callable[..., WorkerProcess]
+) -> None:
     worker = spawn(stub.env(HANDLER_KIND="sync"))
     job = stub.add_job({"spin": 3.5})
     wait_until(lambda: stub.state(job) == "IN_PROGRESS", 10, "job taken")
@@ -70,7 +76,9 @@ def test_heartbeat_survives_a_cpu_bound_sync_handler(stub: StubControlPlane, spa
     assert worker.wait(10) == 0
 
 
-def test_log_lines_have_level_job_message(stub: StubControlPlane, spawn: Callable[..., WorkerProcess]) -> None:
+def test_log_lines_have_level_job_message(
+    stub: StubControlPlane, spawn: Callable[..., WorkerProcess]
+) -> None:
     worker = spawn(stub.env(HANDLER_KIND="sync", RUNPOD_LOG_LEVEL="DEBUG"))
     job = stub.add_job({"echo": 1})
     stub.wait_final(job, 10)
@@ -85,7 +93,9 @@ def test_log_lines_have_level_job_message(stub: StubControlPlane, spawn: Callabl
     assert any(line.startswith("DEBUG") for line in lines)
 
 
-def test_unreachable_control_plane_is_logged_then_recovers(stub: StubControlPlane, spawn: Callable[..., WorkerProcess]) -> None:
+def test_unreachable_control_plane_is_logged_then_recovers(
+    stub: StubControlPlane, spawn: Callable[..., WorkerProcess]
+) -> None:
     port = stub.port
     stub.stop()
     worker = spawn(stub.env(HANDLER_KIND="sync"))
@@ -99,7 +109,9 @@ def test_unreachable_control_plane_is_logged_then_recovers(stub: StubControlPlan
 
 
 @pytest.mark.parametrize("kind", ["sync", "async", "gen", "agen"])
-def test_every_handler_kind_in_a_process(stub: StubControlPlane, spawn: Callable[..., WorkerProcess], kind: str) -> None:
+def test_every_handler_kind_in_a_process(
+    stub: StubControlPlane, spawn: Callable[..., WorkerProcess], kind: str
+) -> None:
     worker = spawn(stub.env(HANDLER_KIND=kind, AGGREGATE="1"))
     job = stub.add_job({"items": ["a", "b"], "echo": kind})
     body = stub.wait_final(job, 15)
@@ -112,7 +124,9 @@ def test_every_handler_kind_in_a_process(stub: StubControlPlane, spawn: Callable
 
 
 @pytest.mark.parametrize("version", ["3.9", "3.10", "3.12", "3.13"])
-def test_other_python_versions(stub: StubControlPlane, spawn: Callable[..., WorkerProcess], version: str) -> None:
+def test_other_python_versions(
+    stub: StubControlPlane, spawn: Callable[..., WorkerProcess], version: str
+) -> None:
     python = find_python(version)
     if python is None:
         pytest.skip(f"no Python {version} interpreter on this machine")

@@ -25,7 +25,9 @@ async def result(stub: StubControlPlane, job_id: str, timeout: float = 10.0) -> 
     return stub.final(job_id)
 
 
-async def test_sync_handler_dict_output_and_wire_details(stub: StubControlPlane, run_worker: RunWorker) -> None:
+async def test_sync_handler_dict_output_and_wire_details(
+    stub: StubControlPlane, run_worker: RunWorker
+) -> None:
     seen_threads = []
 
     def handler(job: dict[str, Any]) -> Any:
@@ -63,7 +65,9 @@ async def test_async_handler_and_return_shapes(stub: StubControlPlane, run_worke
     assert stub.state(ids["err"]) == "FAILED"
 
 
-async def test_returned_refresh_worker_posts_stop_pod_and_exits(stub: StubControlPlane, run_worker: RunWorker) -> None:
+async def test_returned_refresh_worker_posts_stop_pod_and_exits(
+    stub: StubControlPlane, run_worker: RunWorker
+) -> None:
     worker, task = await run_worker({"handler": lambda job: {"refresh_worker": True, "a": 1}})
     job = stub.add_job({})
     assert await result(stub, job) == {"output": {"a": 1}, "stopPod": True}
@@ -109,7 +113,9 @@ async def _stream_case(
     return body
 
 
-async def test_generator_streams_in_order_and_aggregates(stub: StubControlPlane, run_worker: RunWorker) -> None:
+async def test_generator_streams_in_order_and_aggregates(
+    stub: StubControlPlane, run_worker: RunWorker
+) -> None:
     def gen(job: dict[str, Any]) -> Iterator[Any]:
         yield from range(job["input"]["n"])
 
@@ -142,7 +148,9 @@ async def test_generator_error_item_and_exception(stub: StubControlPlane, run_wo
     assert stub.state(a) == stub.state(b) == "FAILED"
 
 
-async def test_sync_handlers_run_concurrently_in_threads_with_batch_take(stub: StubControlPlane, run_worker: RunWorker) -> None:
+async def test_sync_handlers_run_concurrently_in_threads_with_batch_take(
+    stub: StubControlPlane, run_worker: RunWorker
+) -> None:
     def handler(job: dict[str, Any]) -> Any:
         start = time.time()
         time.sleep(0.6)
@@ -159,7 +167,9 @@ async def test_sync_handlers_run_concurrently_in_threads_with_batch_take(stub: S
     assert batch and batch[0].query["batch_size"] == "3"
 
 
-async def test_async_handlers_run_concurrently_and_job_in_progress_flag(stub: StubControlPlane, run_worker: RunWorker) -> None:
+async def test_async_handlers_run_concurrently_and_job_in_progress_flag(
+    stub: StubControlPlane, run_worker: RunWorker
+) -> None:
     async def handler(job: dict[str, Any]) -> Any:
         await asyncio.sleep(0.5)
         return time.time()
@@ -174,7 +184,9 @@ async def test_async_handlers_run_concurrently_and_job_in_progress_flag(stub: St
     assert "1" in flags  # asked for more work while one job was in flight
 
 
-async def test_concurrency_modifier_errors_are_survived(stub: StubControlPlane, run_worker: RunWorker) -> None:
+async def test_concurrency_modifier_errors_are_survived(
+    stub: StubControlPlane, run_worker: RunWorker
+) -> None:
     def modifier(current: int) -> int:
         raise RuntimeError("bad modifier")
 
@@ -183,7 +195,9 @@ async def test_concurrency_modifier_errors_are_survived(stub: StubControlPlane, 
     assert await result(stub, job) == {"output": 1}
 
 
-async def test_progress_goes_before_final_and_never_after(stub: StubControlPlane, run_worker: RunWorker) -> None:
+async def test_progress_goes_before_final_and_never_after(
+    stub: StubControlPlane, run_worker: RunWorker
+) -> None:
     gate = threading.Event()
 
     def handler(job: dict[str, Any]) -> Any:
@@ -234,7 +248,9 @@ async def test_progress_after_job_end_is_dropped(stub: StubControlPlane, run_wor
     assert len(stub.recorded("job-done", job)) == 1
 
 
-async def test_cancel_async_job_posts_nothing_and_frees_the_slot(stub: StubControlPlane, run_worker: RunWorker) -> None:
+async def test_cancel_async_job_posts_nothing_and_frees_the_slot(
+    stub: StubControlPlane, run_worker: RunWorker
+) -> None:
     cancelled = asyncio.Event()
 
     async def handler(job: dict[str, Any]) -> Any:
@@ -259,7 +275,9 @@ async def test_cancel_async_job_posts_nothing_and_frees_the_slot(stub: StubContr
     assert stops and stops[0].query["job_in_progress"] == "1"
 
 
-async def test_cancel_sync_job_discards_its_result(stub: StubControlPlane, run_worker: RunWorker, tmp_path: Path) -> None:
+async def test_cancel_sync_job_discards_its_result(
+    stub: StubControlPlane, run_worker: RunWorker, tmp_path: Path
+) -> None:
     marker = tmp_path / "finished"
 
     def handler(job: dict[str, Any]) -> Any:
@@ -293,7 +311,9 @@ async def test_cancel_generator_stops_between_items(stub: StubControlPlane, run_
     assert len(stub.chunks(job)) == n < 100 and stub.recorded("job-done", job) == []
 
 
-async def test_result_retried_through_errors_until_it_lands(stub: StubControlPlane, run_worker: RunWorker) -> None:
+async def test_result_retried_through_errors_until_it_lands(
+    stub: StubControlPlane, run_worker: RunWorker
+) -> None:
     stub.fault("job-done", 500, DROP, 503, ("delay", 0.1))
     await run_worker({"handler": lambda job: "ok"})
     job = stub.add_job({})
@@ -302,7 +322,9 @@ async def test_result_retried_through_errors_until_it_lands(stub: StubControlPla
     assert [r.status for r in stub.recorded("job-done", job)][:3] == [500, None, 503]
 
 
-async def test_result_not_retried_when_job_is_gone(stub: StubControlPlane, run_worker: RunWorker, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_result_not_retried_when_job_is_gone(
+    stub: StubControlPlane, run_worker: RunWorker, capsys: pytest.CaptureFixture[str]
+) -> None:
     stub.fault("job-done", 409)
     await run_worker({"handler": lambda job: "ok"})
     job = stub.add_job({})
@@ -353,7 +375,9 @@ async def test_stream_chunk_gone_stops_the_job(stub: StubControlPlane, run_worke
     assert len(stub.recorded("job-stream", job)) == 2 and stub.recorded("job-done", job) == []
 
 
-async def test_control_plane_restart_under_a_running_job(stub: StubControlPlane, run_worker: RunWorker) -> None:
+async def test_control_plane_restart_under_a_running_job(
+    stub: StubControlPlane, run_worker: RunWorker
+) -> None:
     def handler(job: dict[str, Any]) -> str:
         time.sleep(0.5)
         return "survived"
@@ -431,7 +455,9 @@ async def test_batch_answer_runs_every_job(stub: StubControlPlane, run_worker: R
     assert os.environ.get("RUNPOD_WEBHOOK_GET_JOB") is None  # nothing leaked into this process
 
 
-async def test_internal_error_still_reports_a_failed_job(stub: StubControlPlane, run_worker: RunWorker, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_internal_error_still_reports_a_failed_job(
+    stub: StubControlPlane, run_worker: RunWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class Broken(Execution):  # the class worker_sdk.loop uses
         async def run(self) -> tuple[dict[str, Any], bool]:
             raise RuntimeError("sdk bug")

@@ -93,7 +93,12 @@ async def agen_handler(job: dict[str, Any]) -> AsyncIterator[Any]:
         raise ValueError(inp["fail"])
 
 
-HANDLERS: dict[str, Any] = {"sync": sync_handler, "async": async_handler, "gen": gen_handler, "agen": agen_handler}
+HANDLERS: dict[str, Any] = {
+    "sync": sync_handler,
+    "async": async_handler,
+    "gen": gen_handler,
+    "agen": agen_handler,
+}
 
 if __name__ == "__main__":
     config: dict[str, Any] = {"handler": HANDLERS[KIND]}
