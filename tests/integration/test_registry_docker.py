@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,7 @@ async def test_wrong_password_and_missing_tag_are_unhealthy_with_the_reason(
     assert registry.password not in repr(logged) and "not-the-password" not in repr(logged)
 
 
-async def _failing_pulls(api: httpx.AsyncClient, registry: Registry, source: str) -> list[dict[str, Any]]:
+async def _failing_pulls(api: httpx.AsyncClient, registry: Registry, source: str) -> list[MutableMapping[str, Any]]:
     with structlog.testing.capture_logs() as logged:
         wrong = await _credential(api, "wrong", registry.username, "not-the-password")
         right = await _credential(api, "right", registry.username, registry.password)
