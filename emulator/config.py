@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     webhook_attempts: int = 3
     webhook_interval_s: float = 10.0
     webhook_timeout_s: float = 10.0
+    # /v2/{id}/openai/*: how long a call waits for its job's end, or (streamed) for each next chunk
+    openai_wait_s: float = 600.0
 
     # --- worker protocol -------------------------------------------------------------------
     job_take_hold_s: float = 30.0  # how long an empty job-take long poll is held before 204

@@ -147,6 +147,19 @@ class WorkerPull(TypedDict):
     digest: str | None
 
 
+class OpenAICall(TypedDict):
+    """A job made by ``/v2/{id}/openai/*`` (an emulator addition): its route, whether it was streamed
+    and, streamed, ``chunks``, ``ttftMs`` (request to first chunk written), ``chunksPerS`` (after the
+    first; None under two chunks) and ``streamMs`` (request to last chunk); see service/openai.py."""
+
+    route: str
+    stream: bool
+    chunks: NotRequired[int]
+    ttftMs: NotRequired[float | None]
+    chunksPerS: NotRequired[float | None]
+    streamMs: NotRequired[float | None]
+
+
 class JobDetail(StatusBody):
     """GET /v1/endpoints/{id}/jobs/{job}: the status body and everything the emulator knows of the job."""
 
@@ -160,12 +173,15 @@ class JobDetail(StatusBody):
     lowPriority: bool
     executionTimeoutMs: int
     ttlMs: int
+    openai: NotRequired[OpenAICall]
 
 
 class RecentJob(StatusBody):
-    """One row of GET /v1/endpoints/{id}/jobs: the status body and when the job was created."""
+    """One row of GET /v1/endpoints/{id}/jobs (and the dashboard's recent jobs): the status body, when
+    the job was created and, for an OpenAI-compatible call, its ``openai`` figures."""
 
     createdAt: float
+    openai: NotRequired[OpenAICall]
 
 
 # --- jobs ---------------------------------------------------------------------------------------------
@@ -231,11 +247,15 @@ def job_for_worker(job: JobRecord) -> JobForWorker:
 
 
 def recent_job(job: JobRecord, now: float) -> RecentJob:
-    return {**status_body(job, now), "createdAt": job.created_at}
+    # cast: mypy wants a key that only the target declares (``openai``) in the ``**`` item
+    row = cast(RecentJob, {**status_body(job, now), "createdAt": job.created_at})
+    if job.openai:
+        row["openai"] = cast(OpenAICall, job.openai)
+    return row
 
 
 def job_detail(job: JobRecord, now: float, webhook_attempts: list[dict[str, Any]]) -> JobDetail:
-    return {
+    detail = cast(JobDetail, {
         **status_body(job, now),
         "input": job.input,
         "webhook": job.webhook,
@@ -247,7 +267,10 @@ def job_detail(job: JobRecord, now: float, webhook_attempts: list[dict[str, Any]
         "lowPriority": job.low_priority,
         "executionTimeoutMs": job.execution_timeout_ms,
         "ttlMs": job.ttl_ms,
-    }
+    })
+    if job.openai:
+        detail["openai"] = cast(OpenAICall, job.openai)
+    return detail
 
 
 # --- health and workers ---------------------------------------------------------------------------------

@@ -38,6 +38,9 @@ _ATTR = "_prometheus_metrics"
 # from a few ms (a warm worker) to the default execution timeout (10 minutes)
 TIME_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 START_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+# streamed OpenAI calls: time to first chunk (from the request) and chunks per second
+TTFT_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+RATE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 FINAL_STATUSES = ("completed", "failed", "timed_out", "cancelled")
 
 
@@ -100,6 +103,20 @@ class Metrics:
             ["endpoint", "from_state", "to_state"],
             registry=r,
         )
+        self.openai_ttft = Histogram(
+            "emulator_openai_ttft_seconds",
+            "Streamed /openai/* calls: time from the request to the first chunk written to the client",
+            ["endpoint"],
+            buckets=TTFT_BUCKETS_S,
+            registry=r,
+        )
+        self.openai_rate = Histogram(
+            "emulator_openai_stream_chunks_per_second",
+            "Streamed /openai/* calls: chunks per second after the first (calls with two chunks or more)",
+            ["endpoint"],
+            buckets=RATE_BUCKETS,
+            registry=r,
+        )
         r.register(_StateCollector(core))
         core.workers.subscribe(self._on_worker)
 
@@ -115,6 +132,13 @@ class Metrics:
             wait_ms = job.breakdown.get("queueWaitMs")
             if isinstance(wait_ms, int | float):
                 self.cold_start.labels(job.endpoint_id).observe(wait_ms / 1000.0)
+
+    def openai_stream(self, endpoint_id: str, ttft_ms: float | None, chunks_per_s: float | None) -> None:
+        """A streamed OpenAI call ended: its time to first chunk (ms) and chunk rate, when known."""
+        if ttft_ms is not None:
+            self.openai_ttft.labels(endpoint_id).observe(ttft_ms / 1000.0)
+        if chunks_per_s is not None:
+            self.openai_rate.labels(endpoint_id).observe(chunks_per_s)
 
     def container_started(self, endpoint_id: str, seconds: float | None = None) -> None:
         """A worker container was created and started; ``seconds`` is how long that took."""
@@ -231,3 +255,9 @@ def worker_restarted(core: Core, endpoint_id: str) -> None:
     m = of(core)
     if m is not None:
         m.worker_restarted(endpoint_id)
+
+
+def openai_stream(core: Core, endpoint_id: str, ttft_ms: float | None, chunks_per_s: float | None) -> None:
+    m = of(core)
+    if m is not None:
+        m.openai_stream(endpoint_id, ttft_ms, chunks_per_s)

@@ -84,6 +84,8 @@ MIGRATIONS: list[str] = [
         body TEXT NOT NULL
     );
     """,
+    # 2: the OpenAI passthrough's route and stream figures per job (the "openai" object of a status body)
+    "ALTER TABLE jobs ADD COLUMN openai TEXT",
 ]
 
 

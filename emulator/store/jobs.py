@@ -12,7 +12,7 @@ from typing import Any
 
 from emulator.models import JobStatus
 from emulator.store.db import transaction
-from emulator.store.records import JobRecord, dumps
+from emulator.store.records import JobRecord, dumps, loads
 
 _ACTIVE = ("IN_QUEUE", "IN_PROGRESS")
 
@@ -153,6 +153,14 @@ class JobStore:
 
     def set_breakdown(self, job_id: str, breakdown: dict[str, Any]) -> None:
         self.conn.execute("UPDATE jobs SET breakdown = ? WHERE id = ?", (dumps(breakdown), job_id))
+
+    def set_openai(self, job_id: str, figures: dict[str, Any]) -> None:
+        """Merge ``figures`` into the job's ``openai`` object (route, stream, TTFT; see service/openai.py)."""
+        with transaction(self.conn):
+            row = self.conn.execute("SELECT openai FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is not None:
+                merged = (loads(row[0]) or {}) | figures
+                self.conn.execute("UPDATE jobs SET openai = ? WHERE id = ?", (dumps(merged), job_id))
 
     def set_progress(self, job_id: str, progress: Any) -> bool:
         """Record an IN_PROGRESS payload; ignored (False) once the job is no longer in progress."""

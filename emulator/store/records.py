@@ -46,6 +46,7 @@ class JobRecord:
     breakdown: dict[str, Any] = field(default_factory=dict)
     webhook_state: str | None = None
     seq: int = 0
+    openai: dict[str, Any] | None = None  # OpenAI passthrough calls: route, stream, TTFT, chunks/s
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> JobRecord:
@@ -76,6 +77,7 @@ class JobRecord:
             breakdown=loads(row["breakdown"]) or {},
             webhook_state=row["webhook_state"],
             seq=row["seq"],
+            openai=loads(row["openai"]),
         )
 
     @property
