@@ -386,6 +386,13 @@
       cold += `<span class="cold-parts">queue wait ${fmtMs(cs.queueWaitMs)}</span>`;
     }
     const err = j.error ? `<span class="job-error" title="${esc(j.error)}">${esc(j.error)}</span>` : "";
+    const oa = j.openai;  // an /openai/* call: its route and, streamed, time to first chunk and chunk rate
+    const oaLine = oa
+      ? `<div class="ttext oa-line" title="OpenAI-compatible call${oa.stream ? " (streamed)" : ""}"><span class="mono">${esc(oa.route || "")}</span>${
+          oa.ttftMs != null ? ` · TTFT <b>${fmtMs(oa.ttftMs)}</b>` : ""}${
+          oa.chunksPerS != null ? ` · <b>${oa.chunksPerS}</b> chunks/s` : ""}${
+          oa.chunks != null ? ` · ${oa.chunks} chunk${oa.chunks === 1 ? "" : "s"}` : ""}</div>`
+      : "";
     return `<tr data-job="${esc(j.id)}" data-status="${esc(j.status)}">
       <td class="job-id-cell">
         <span class="mono nowrap" title="${esc(j.id)}">${esc(shortId(j.id, 13))}</span>${j.retries ? `<span class="flag flag-info" title="put back in the queue ${j.retries} time(s): a retry or a lost worker">retried ×${j.retries}</span>` : ""}
@@ -394,7 +401,7 @@
       <td><span class="badge small j-${esc(j.status)}">${esc(j.status.replace("_", " "))}</span></td>
       <td class="timing">
         <div class="ttext"><b>${fmtMs(delay)}</b> delay · <b>${j.status === "IN_QUEUE" ? "—" : fmtMs(exec)}</b> run</div>
-        <div class="tbar"><span class="${isCold ? "t-cold" : "t-wait"}" style="width:${wPct}%"></span><span class="t-exec" style="width:${ePct}%"></span></div>
+        <div class="tbar"><span class="${isCold ? "t-cold" : "t-wait"}" style="width:${wPct}%"></span><span class="t-exec" style="width:${ePct}%"></span></div>${oaLine}
       </td>
       <td class="cold">${cold}</td>
     </tr>`;

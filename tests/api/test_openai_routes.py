@@ -127,6 +127,9 @@ def test_stream_first_chunk_is_read_before_the_last_is_produced(plane, api, endp
                        job_detail(api, endpoint, job["id"])["openai"], what="stream figures")
     assert figures["route"] == "/v1/chat/completions" and figures["stream"] is True
     assert figures["ttftMs"] > 0 and figures["chunksPerS"] > 0 and figures["streamMs"] >= figures["ttftMs"]
+    dashboard = api.get("/v1/dashboard").json()
+    row = next(j for e in dashboard["endpoints"] for j in e["jobs"] if j["id"] == job["id"])
+    assert row["openai"] == figures  # the dashboard's recent jobs show them
     metrics = api.get("/metrics").text
     assert f'emulator_openai_ttft_seconds_count{{endpoint="{endpoint}"}} 1.0' in metrics
     assert f'emulator_openai_stream_chunks_per_second_count{{endpoint="{endpoint}"}} 1.0' in metrics
