@@ -78,6 +78,9 @@ ADDED |= {  # images (#14): RunPod REST v1 templates, registry credentials, POST
     ("client", "DELETE", "/v1/containerregistryauth/{auth_id}"),
     ("client", "POST", "/graphql"),
 }
+ADDED |= {  # openai (#15): the OpenAI-compatible passthrough, any method
+    ("client", m, "/v2/{endpoint_id}/openai/{path:path}") for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+}
 
 
 def route_table(plane: BackgroundControlPlane) -> set[tuple[str, str, str]]:
