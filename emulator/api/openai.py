@@ -138,6 +138,9 @@ async def _stream(
     if not start.chunks and start.status.terminal and start.status.value != "COMPLETED":
         service.record(endpoint_id, job_id, stats)
         return error_response(job_error(start.status.value, start.error))
+    if not start.chunks and not start.status.terminal:  # nothing within the wait, or shutting down
+        service.record(endpoint_id, job_id, stats)
+        return error_response(service.give_up(endpoint_id, job_id, f"no stream chunk within {service.wait_s:g} s"))
     events = service.events(endpoint_id, job_id, StreamStart(start.status, start.chunks, start.error), stats)
     return StreamingResponse(_closing(events), media_type="text/event-stream", headers=SSE_HEADERS)
 

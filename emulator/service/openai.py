@@ -78,14 +78,16 @@ class OpenAIPassthrough:
         504; a job purged or deleted meanwhile raises ``NotFound``."""
         job = await self.jobs.wait_terminal(endpoint_id, job_id, self.wait_s)
         if not job.status.terminal:
-            return self._unfinished(endpoint_id, job_id, f"no answer within {self.wait_s:g} s")
+            return self.give_up(endpoint_id, job_id, f"no answer within {self.wait_s:g} s")
         if job.status != JobStatus.COMPLETED:
             return job_error(job.status.value, job.error)
         chunks = self.core.streams.all_chunks(job.id) if job.output is None else []
         body = response_body(job.output, chunks)
         return error_in_output(body) or body
 
-    def _unfinished(self, endpoint_id: str, job_id: str, why: str) -> OpenAIError:
+    def give_up(self, endpoint_id: str, job_id: str, why: str) -> OpenAIError:
+        """The error for a call that waited ``wait_s`` in vain (its job is cancelled), or 503 when the
+        emulator is shutting down."""
         if self.core.hub.closing:
             return OpenAIError(503, "the emulator is shutting down", "server_error", "shutting_down")
         self.cancel(endpoint_id, job_id, why)
@@ -130,7 +132,7 @@ class OpenAIPassthrough:
                         yield tail
                     return
                 if not current.chunks:  # waited wait_s for nothing, or the emulator is closing
-                    error = self._unfinished(endpoint_id, job_id, f"no stream chunk within {self.wait_s:g} s")
+                    error = self.give_up(endpoint_id, job_id, f"no stream chunk within {self.wait_s:g} s")
                     ended = True
                     yield error.frame()
                     return

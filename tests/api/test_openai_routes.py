@@ -138,24 +138,28 @@ def test_stream_first_chunk_is_read_before_the_last_is_produced(plane, api, endp
 def test_stream_framing_verbatim_sse_text_objects_and_done(plane, api, endpoint, worker) -> None:
     """Raw SSE text (worker-vllm's default) goes out as it is; objects become data events; a stream
     whose worker sent no [DONE] gets one."""
-    for raw in (True, False):
+    for kind in ("raw", "objects", "whole"):
         body = {"model": "m", "prompt": "p", "stream": True}
         call = Call(lambda b=body: httpx.post(f"{plane.client_url}/v2/{endpoint}/openai/v1/completions", json=b, timeout=30))
         job = worker.take_job()
         assert job["input"] == {"openai_route": "/v1/completions", "openai_input": body}
-        if raw:
+        if kind == "raw":
             worker.stream(job["id"], 'data: {"a":1}\n\ndata: {"a":2}\n\n')
             worker.stream(job["id"], "data: [DONE]\n\n")
-        else:
+            worker.done(job["id"], {"output": None})
+        elif kind == "objects":
             worker.stream(job["id"], {"a": 1})
             worker.stream(job["id"], [{"a": 2}, {"a": 3}])
-        worker.done(job["id"], {"output": None})
+            worker.done(job["id"], {"output": None})
+        else:  # a worker that answers in one piece although asked to stream
+            worker.done(job["id"], {"output": [{"a": 1}]})
         r = call.result()
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        if raw:
-            assert r.text == 'data: {"a":1}\n\ndata: {"a":2}\n\ndata: [DONE]\n\n'
-        else:
-            assert r.text == 'data: {"a":1}\n\ndata: {"a":2}\n\ndata: {"a":3}\n\ndata: [DONE]\n\n'
+        assert r.text == {
+            "raw": 'data: {"a":1}\n\ndata: {"a":2}\n\ndata: [DONE]\n\n',
+            "objects": 'data: {"a":1}\n\ndata: {"a":2}\n\ndata: {"a":3}\n\ndata: [DONE]\n\n',
+            "whole": 'data: {"a":1}\n\ndata: [DONE]\n\n',
+        }[kind]
 
 
 def test_failing_handler_is_an_api_status_error_with_its_message(plane, api, endpoint, worker) -> None:
@@ -235,6 +239,18 @@ def test_client_going_away_cancels_the_job(plane, api, endpoint, worker, streame
     wait_for(lambda: api.get(f"/v2/{endpoint}/status/{job['id']}").json()["status"] == "CANCELLED",
              what="the job cancelled")
     assert job["id"] in worker.stops().json()["jobsToStop"]  # and its worker is told to stop it
+
+
+def test_no_answer_within_the_wait_is_a_504_and_the_job_is_cancelled(tmp_path: Path) -> None:
+    settings = default_settings_for_tests(tmp_path / "data", openai_wait_s=1.0)
+    with BackgroundControlPlane(settings) as cp:
+        assert httpx.post(f"{cp.client_url}/v1/endpoints", json={"name": "w", "id": "w", "imageName": "x"}).status_code == 201
+        for stream in (False, True):
+            r = httpx.post(f"{cp.client_url}/v2/w/openai/v1/completions", json={"prompt": "p", "stream": stream}, timeout=30)
+            assert r.status_code == 504 and r.json()["error"]["code"] == "no_answer", r.text
+            assert r.headers["x-should-retry"] == "false"
+        jobs = httpx.get(f"{cp.client_url}/v1/endpoints/w/jobs").json()["jobs"]
+        assert [j["status"] for j in jobs] == ["CANCELLED", "CANCELLED"]
 
 
 def test_bad_requests_get_openai_shaped_4xx(plane, api, endpoint) -> None:
