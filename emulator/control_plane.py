@@ -46,7 +46,10 @@ class _Server(uvicorn.Server):
 
 def bind(host: str, port: int, what: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP
+    # (base_events._set_nodelay); without it every answer on a kept-alive connection after the first
+    # waited ~40 ms for the client's delayed ACK (Nagle), a streamed chunk too
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
