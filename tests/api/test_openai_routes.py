@@ -8,6 +8,7 @@ import json
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -113,9 +114,12 @@ def test_stream_first_chunk_is_read_before_the_last_is_produced(plane, api, endp
     job = worker.take_job()
     assert job["input"]["openai_input"]["stream"] is True
     pieces = ["Hel", "lo", " wor", "ld"]
+    hop_ms = []  # from the worker posting a chunk to the client holding its delta (figures, not checked)
     for i, piece in enumerate(pieces):
+        posted = time.perf_counter()
         assert worker.stream(job["id"], chunk(piece, first=i == 0)).status_code == 200
         part = received.get(timeout=20)  # this chunk reached the client; the next one does not exist yet
+        hop_ms.append(round((time.perf_counter() - posted) * 1000, 1))
         assert part is not None and part.choices[0].delta.content == piece
         assert api.get(f"/v2/{endpoint}/status/{job['id']}").json()["status"] == "IN_PROGRESS"
     worker.stream(job["id"], chunk("", finish="stop"))
@@ -123,6 +127,7 @@ def test_stream_first_chunk_is_read_before_the_last_is_produced(plane, api, endp
     worker.done(job["id"], {"output": None})
     assert received.get(timeout=20) is None
     assert call.result() == "ended"
+    print(f"\nworker chunk POST to client delta: {hop_ms} ms")
     figures = wait_for(lambda: job_detail(api, endpoint, job["id"]).get("openai", {}).get("chunks") == 5 and
                        job_detail(api, endpoint, job["id"])["openai"], what="stream figures")
     assert figures["route"] == "/v1/chat/completions" and figures["stream"] is True
