@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from emulator.api.deps import EndpointId, check_id, context, read_json, require_api_key
+from emulator.api.bodies import read_json
+from emulator.api.deps import EndpointId, check_id, context, require_api_key
 from emulator.api.errors import status_for
 from emulator.errors import EmulatorError
 from emulator.service.openai import OpenAIPassthrough, StreamStart
