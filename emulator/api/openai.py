@@ -24,8 +24,8 @@ from emulator.api.bodies import read_json
 from emulator.api.deps import EndpointId, check_id, context, require_api_key
 from emulator.api.errors import status_for
 from emulator.errors import EmulatorError
-from emulator.service.openai import OpenAIPassthrough, StreamStart
-from emulator.service.openai_frames import OpenAIError, StreamStats, job_error, wants_stream
+from emulator.service.openai import OpenAIPassthrough
+from emulator.service.openai_frames import OpenAIError, StreamStats, wants_stream
 
 T = TypeVar("T")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -128,21 +128,16 @@ async def passthrough(endpoint_id: EndpointId, path: str, request: Request) -> R
 async def _stream(
     request: Request, service: OpenAIPassthrough, endpoint_id: str, job_id: str, stats: StreamStats, route: str
 ) -> Response:
-    """The status line waits for the first chunk (or the job's end), so that a job failing before it
-    answers with an HTTP error the client raises, not a 200 with an error event."""
+    """The status line waits for the first chunk (or the job's end): see ``OpenAIPassthrough.open_stream``."""
     stats.extra.update(route=route, stream=True)
-    connected, start = await _unless_disconnected(request, service.next_chunks(endpoint_id, job_id))
+    connected, start = await _unless_disconnected(request, service.open_stream(endpoint_id, job_id, stats))
     if not connected or start is None:
         service.cancel(endpoint_id, job_id, "the client went away")
         service.record(endpoint_id, job_id, stats)
         return Response(status_code=499)
-    if not start.chunks and start.status.terminal and start.status.value != "COMPLETED":
-        service.record(endpoint_id, job_id, stats)
-        return error_response(job_error(start.status.value, start.error))
-    if not start.chunks and not start.status.terminal:  # nothing within the wait, or shutting down
-        service.record(endpoint_id, job_id, stats)
-        return error_response(service.give_up(endpoint_id, job_id, f"no stream chunk within {service.wait_s:g} s"))
-    events = service.events(endpoint_id, job_id, StreamStart(start.status, start.chunks, start.error), stats)
+    if isinstance(start, OpenAIError):
+        return error_response(start)
+    events = service.events(endpoint_id, job_id, start, stats)
     return StreamingResponse(_closing(events), media_type="text/event-stream", headers=SSE_HEADERS)
 
 

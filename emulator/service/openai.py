@@ -109,6 +109,20 @@ class OpenAIPassthrough:
         job, chunks = await self.jobs.stream(endpoint_id, job_id, self.wait_s)
         return StreamStart(job.status, chunks, job.error)
 
+    async def open_stream(self, endpoint_id: str, job_id: str, stats: StreamStats) -> StreamStart | OpenAIError:
+        """What a streamed call answers before its status line: its first chunks (the stream goes on
+        with ``events``), or the HTTP error when the job ended without a chunk (FAILED, TIMED_OUT,
+        CANCELLED) or none came within ``wait_s`` (the job is cancelled). Waiting for the first chunk
+        means a job failing early is an error the client raises, not a 200 with an error event.
+        Raises ``NotFound`` when the job is purged meanwhile."""
+        start = await self.next_chunks(endpoint_id, job_id)
+        if start.chunks or start.status == JobStatus.COMPLETED:
+            return start
+        self.record(endpoint_id, job_id, stats)
+        if start.status.terminal:
+            return job_error(start.status.value, start.error)
+        return self.give_up(endpoint_id, job_id, f"no stream chunk within {self.wait_s:g} s")
+
     async def events(
         self, endpoint_id: str, job_id: str, start: StreamStart, stats: StreamStats
     ) -> AsyncIterator[bytes]:
