@@ -84,7 +84,7 @@ MIGRATIONS: list[str] = [
         body TEXT NOT NULL
     );
     """,
-    # 2: the OpenAI passthrough's route and stream figures per job (the "openai" object of a status body)
+    # 2: the OpenAI passthrough's route and stream figures per job ("openai" in the /v1 job views)
     "ALTER TABLE jobs ADD COLUMN openai TEXT",
 ]
 
