@@ -74,7 +74,7 @@ def chunk(text: str, first: bool = False, finish: str | None = None) -> dict[str
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
 
-def test_models_list_is_a_job_with_only_the_route(plane, endpoint, worker) -> None:
+def test_models_list_is_a_job_with_only_the_route(plane: BackgroundControlPlane, endpoint: str, worker: ProtocolWorker) -> None:
     client = client_for(plane, endpoint)
     call = Call(lambda: client.models.list())
     job = worker.take_job()
@@ -85,7 +85,7 @@ def test_models_list_is_a_job_with_only_the_route(plane, endpoint, worker) -> No
     assert [m.id for m in call.result()] == ["emu-1"]
 
 
-def test_chat_completion_plain_carries_the_body_and_answers_the_output(plane, api, endpoint, worker) -> None:
+def test_chat_completion_plain_carries_the_body_and_answers_the_output(plane: BackgroundControlPlane, api: httpx.Client, endpoint: str, worker: ProtocolWorker) -> None:
     client = client_for(plane, endpoint)
     messages = [{"role": "user", "content": "héllo"}]
     call = Call(lambda: client.chat.completions.create(model="m", messages=messages, max_tokens=5))  # type: ignore[arg-type]
@@ -99,7 +99,7 @@ def test_chat_completion_plain_carries_the_body_and_answers_the_output(plane, ap
     assert detail["status"] == "COMPLETED" and detail["openai"] == {"route": "/v1/chat/completions", "stream": False}
 
 
-def test_stream_first_chunk_is_read_before_the_last_is_produced(plane, api, endpoint, worker) -> None:
+def test_stream_first_chunk_is_read_before_the_last_is_produced(plane: BackgroundControlPlane, api: httpx.Client, endpoint: str, worker: ProtocolWorker) -> None:
     client = client_for(plane, endpoint)
     received: queue.Queue[Any] = queue.Queue()
 
@@ -140,12 +140,15 @@ def test_stream_first_chunk_is_read_before_the_last_is_produced(plane, api, endp
     assert f'emulator_openai_stream_chunks_per_second_count{{endpoint="{endpoint}"}} 1.0' in metrics
 
 
-def test_stream_framing_verbatim_sse_text_objects_and_done(plane, api, endpoint, worker) -> None:
+def test_stream_framing_verbatim_sse_text_objects_and_done(plane: BackgroundControlPlane, api: httpx.Client, endpoint: str, worker: ProtocolWorker) -> None:
     """Raw SSE text (worker-vllm's default) goes out as it is; objects become data events; a stream
     whose worker sent no [DONE] gets one."""
     for kind in ("raw", "objects", "whole"):
         body = {"model": "m", "prompt": "p", "stream": True}
-        call = Call(lambda b=body: httpx.post(f"{plane.client_url}/v2/{endpoint}/openai/v1/completions", json=b, timeout=30))
+        def post(sent: dict[str, Any] = body) -> httpx.Response:
+            return httpx.post(f"{plane.client_url}/v2/{endpoint}/openai/v1/completions", json=sent, timeout=30)
+
+        call = Call(post)
         job = worker.take_job()
         assert job["input"] == {"openai_route": "/v1/completions", "openai_input": body}
         if kind == "raw":
@@ -167,7 +170,7 @@ def test_stream_framing_verbatim_sse_text_objects_and_done(plane, api, endpoint,
         }[kind]
 
 
-def test_failing_handler_is_an_api_status_error_with_its_message(plane, api, endpoint, worker) -> None:
+def test_failing_handler_is_an_api_status_error_with_its_message(plane: BackgroundControlPlane, api: httpx.Client, endpoint: str, worker: ProtocolWorker) -> None:
     client = client_for(plane, endpoint)
     call = Call(lambda: client.completions.create(model="m", prompt="p"))
     job = worker.take_job()
@@ -184,7 +187,7 @@ def test_failing_handler_is_an_api_status_error_with_its_message(plane, api, end
     assert [j["id"] for j in jobs] == [job["id"]]
 
 
-def test_an_error_object_in_the_output_sets_the_status(plane, endpoint, worker) -> None:
+def test_an_error_object_in_the_output_sets_the_status(plane: BackgroundControlPlane, endpoint: str, worker: ProtocolWorker) -> None:
     client = client_for(plane, endpoint)
     call = Call(lambda: client.embeddings.create(model="nope", input="x"))
     job = worker.take_job()
@@ -195,7 +198,7 @@ def test_an_error_object_in_the_output_sets_the_status(plane, endpoint, worker) 
     assert caught.value.body == {"message": "model nope does not exist", "type": "NotFoundError", "code": 404}
 
 
-def test_failure_after_the_first_chunk_is_an_error_event(plane, endpoint, worker) -> None:
+def test_failure_after_the_first_chunk_is_an_error_event(plane: BackgroundControlPlane, endpoint: str, worker: ProtocolWorker) -> None:
     client = client_for(plane, endpoint)
     got: list[str] = []
 
@@ -212,7 +215,7 @@ def test_failure_after_the_first_chunk_is_an_error_event(plane, endpoint, worker
         call.result()
 
 
-def test_failure_before_the_first_chunk_is_an_http_error(plane, endpoint, worker) -> None:
+def test_failure_before_the_first_chunk_is_an_http_error(plane: BackgroundControlPlane, endpoint: str, worker: ProtocolWorker) -> None:
     client = client_for(plane, endpoint)
     call = Call(lambda: list(client.chat.completions.create(model="m", messages=[], stream=True)))
     job = worker.take_job()
@@ -223,7 +226,7 @@ def test_failure_before_the_first_chunk_is_an_http_error(plane, endpoint, worker
 
 
 @pytest.mark.parametrize("streamed", [True, False])
-def test_client_going_away_cancels_the_job(plane, api, endpoint, worker, streamed) -> None:
+def test_client_going_away_cancels_the_job(plane: BackgroundControlPlane, api: httpx.Client, endpoint: str, worker: ProtocolWorker, streamed: bool) -> None:
     body = json.dumps({"model": "m", "messages": [], "stream": streamed}).encode()
     url = httpx.URL(plane.client_url)
     sock = socket.create_connection((url.host, url.port), timeout=30)
@@ -258,7 +261,7 @@ def test_no_answer_within_the_wait_is_a_504_and_the_job_is_cancelled(tmp_path: P
         assert [j["status"] for j in jobs] == ["CANCELLED", "CANCELLED"]
 
 
-def test_bad_requests_get_openai_shaped_4xx(plane, api, endpoint) -> None:
+def test_bad_requests_get_openai_shaped_4xx(plane: BackgroundControlPlane, api: httpx.Client, endpoint: str) -> None:
     base = f"/v2/{endpoint}/openai/v1/chat/completions"
     r = api.post(base, content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"

@@ -126,8 +126,11 @@ def test_time_to_first_chunk_through_the_emulator(plane: BackgroundControlPlane,
         rest = [p.choices[0].delta.content for p in parts]
         assert first.choices[0].delta.content == "echo: " and [t for t in rest if t] == ["one ", "two ", "three"]
         overheads_ms.append((ttft_s - first_delay_s) * 1000)
-        figures = wait_for(lambda j=job_id: api.get(f"/v1/endpoints/openai-compatible/jobs/{j}").json().get("openai", {}).get("ttftMs"),
-                           what="the recorded TTFT")
+        def recorded(job: str = job_id) -> float | None:
+            figures: dict[str, Any] = api.get(f"/v1/endpoints/openai-compatible/jobs/{job}").json().get("openai", {})
+            return figures.get("ttftMs")
+
+        figures = wait_for(recorded, what="the recorded TTFT")
         recorded_ms.append(figures)
     median = statistics.median(overheads_ms)
     record_property("ttft_overhead_ms_median", round(median, 1))
