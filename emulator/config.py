@@ -76,6 +76,17 @@ class Settings(BaseSettings):
     worker_cpu_budget: float | None = None
     flashboot_pause_s: float = 600.0
 
+    # --- load-balancing endpoints (type LB; RunPod's limits) ----------------------------------------------
+    lb_wait_for_worker_s: float = 120.0  # a request waits this long for a worker, then "no workers available"
+    lb_request_timeout_s: float = 330.0  # 5.5 minutes per request, then 524
+    lb_max_body_mb: int = 30  # request and answer bodies
+    lb_health_interval_s: float = 1.0  # how often a ready worker's health path is asked
+    lb_health_fast_interval_s: float = 0.1  # how often a starting worker's is
+    lb_health_timeout_s: float = 2.0
+    lb_unhealthy_after_s: float = 10.0  # failed health checks for this long: UNHEALTHY
+    lb_affinity_wait_s: float = 300.0  # strict affinity waits this long for its worker
+    lb_requests_kept: int = 500  # per-request rows kept for the dashboard
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "emulator.db"

@@ -19,10 +19,11 @@ from fastapi import FastAPI
 
 from emulator.api.app import create_client_app, create_worker_app
 from emulator.api.dashboard import install as install_dashboard
-from emulator.api.deps import AppContext
+from emulator.api.deps import AppContext, require_api_key
 from emulator.clock import Clock
 from emulator.config import Settings
 from emulator.errors import PortInUse
+from emulator.loadbalancer.service import LoadBalancer
 from emulator.service.core import Core, build_core
 from emulator.service.endpoints import EndpointService
 from emulator.service.jobs import JobService
@@ -71,6 +72,7 @@ class ControlPlane:
         self.core: Core | None = None
         self.ctx: AppContext | None = None
         self.supervisor: Any = None
+        self.lb: LoadBalancer | None = None
         self._servers: list[_Server] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
@@ -89,6 +91,8 @@ class ControlPlane:
         )
         ctx = self.ctx = AppContext(core=core, jobs=jobs, protocol=WorkerProtocol(core, jobs), endpoints=endpoints)
         install_dashboard(ctx, self._stop)  # dashboard, event stream, /metrics
+        lb = self.lb = LoadBalancer(core, s)  # load-balancing endpoints: proxy, health, scaling numbers
+        ctx.client_routers.append(lb.router(require_api_key))
         client_sock = bind(s.host, s.port, "client API")
         self.client_url = f"http://{_url_host(s.host)}:{client_sock.getsockname()[1]}"
 
@@ -113,7 +117,7 @@ class ControlPlane:
         self.worker_app = create_worker_app(ctx)
         self.client_app = create_client_app(ctx)
         worker_server = self._server(self.worker_app)
-        client_server = self._server(self.client_app)
+        client_server = self._server(lb.wrap(self.client_app))  # load-balancing requests go to the proxy
         self._tasks.append(asyncio.create_task(worker_server.serve(sockets=[worker_sock]), name="worker-api"))
         self._tasks.append(asyncio.create_task(client_server.serve(sockets=[client_sock]), name="client-api"))
         for server in self._servers:
@@ -121,6 +125,7 @@ class ControlPlane:
                 await asyncio.sleep(0.005)
         if self.supervisor is not None:
             await self.supervisor.start()
+            lb.attach(self.supervisor)
         log.info("control plane ready", client_url=self.client_url, worker_url=self.worker_url, runtime=s.runtime,
                  data_dir=str(s.data_dir))
         return self
@@ -155,12 +160,16 @@ class ControlPlane:
 
     async def stop(self) -> None:
         """Drain and remove workers (unless keep_workers), then close the listeners and the store."""
+        if self.lb is not None:
+            await self.lb.stop_health()
         if self.supervisor is not None:
             try:
                 await self.supervisor.stop()
             except Exception:
                 log.exception("supervisor shutdown failed")
         self._stop.set()
+        if self.lb is not None:
+            await self.lb.close()
         if self.core is not None:
             self.core.hub.close()  # held long polls answer now instead of holding shutdown up
         for server in self._servers:

@@ -59,7 +59,20 @@ class BackoffPolicy(BaseModel):
 
 StartCmd = list[str] | str | None
 # Fields whose change alters what a worker runs: a change bumps the endpoint's version.
-VERSIONED_FIELDS = ("imageName", "env", "gpuCount", "dockerStartCmd", "memoryInMb", "networkVolumeId")
+VERSIONED_FIELDS = ("imageName", "env", "gpuCount", "dockerStartCmd", "memoryInMb", "networkVolumeId", "type")
+
+# RunPod's endpoint types: queue-based (GraphQL "QB", REST "QUEUE") and load-balancing ("LB",
+# "LOAD_BALANCER"; docs serverless/load-balancing/overview). Stored and answered as QB / LB.
+EndpointType = Literal["QB", "LB"]
+_TYPE_SPELLINGS = {"QB": "QB", "QUEUE": "QB", "LB": "LB", "LOAD_BALANCER": "LB"}
+
+
+def endpoint_type(value: object) -> object:
+    """``QB``/``QUEUE`` -> ``QB``, ``LB``/``LOAD_BALANCER`` -> ``LB`` (any case); anything else unchanged
+    (the Literal then refuses it with a message naming the field)."""
+    if isinstance(value, str):
+        return _TYPE_SPELLINGS.get(value.strip().upper(), value)
+    return value
 
 
 class _EndpointFields(BaseModel):
@@ -74,6 +87,11 @@ class _EndpointFields(BaseModel):
             if not key or "=" in key or "\x00" in key:
                 raise ValueError(f"invalid environment variable name {key!r}")
         return v
+
+    @field_validator("type", mode="before", check_fields=False)
+    @classmethod
+    def _type(cls, v: object) -> object:
+        return endpoint_type(v)
 
     @field_validator("dockerStartCmd", check_fields=False)
     @classmethod
@@ -147,6 +165,7 @@ class EndpointSpec(_EndpointFields, _RestFields):
     memoryInMb: int | None = Field(None, ge=6, le=1024 * 1024)
     networkVolumeId: str | None = Field(None, pattern=ID_PATTERN)
     backoff: BackoffPolicy = Field(default_factory=lambda: BackoffPolicy())
+    type: EndpointType = "QB"
 
     @model_validator(mode="after")
     def _bounds(self) -> EndpointSpec:
@@ -156,6 +175,13 @@ class EndpointSpec(_EndpointFields, _RestFields):
             raise ValueError("imageName or templateId is required")
         if "gpuCount" not in self.model_fields_set and (self.computeType == "GPU" or self.gpuTypeIds):
             self.gpuCount = 1  # RunPod's default for a GPU endpoint
+        if self.type == "LB" and self.scalerType != "REQUEST_COUNT":
+            if "scalerType" in self.model_fields_set:
+                raise ValueError(
+                    "a load-balancing endpoint (type LB) scales on requests in flight only: "
+                    "scalerType must be REQUEST_COUNT"
+                )
+            self.scalerType = "REQUEST_COUNT"
         return self
 
     @field_serializer("idleTimeout", "scalerValue")
@@ -182,6 +208,7 @@ class EndpointPatch(_EndpointFields, _RestFields):
     memoryInMb: int | None = Field(None, ge=6, le=1024 * 1024)
     networkVolumeId: str | None = Field(None, pattern=ID_PATTERN)
     backoff: BackoffPolicy | None = None
+    type: EndpointType | None = None
 
 
 class Endpoint(EndpointSpec):
@@ -208,6 +235,8 @@ class Endpoint(EndpointSpec):
             merged[key] = value
         if bump:
             merged["version"] = self.version + 1
+        if merged.get("type") == "LB" and "scalerType" not in changes:
+            merged["scalerType"] = "REQUEST_COUNT"  # the only scaler of a load-balancing endpoint
         updated = Endpoint.model_validate(merged)
         return updated, bump
 

@@ -46,6 +46,7 @@ class ContainerInfo:
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None  # the engine's own error text, when it recorded one
+    ip_address: str | None = None  # on its network, while running (load-balancing workers are reached there)
 
 
 @dataclass(frozen=True)

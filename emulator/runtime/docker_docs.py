@@ -44,7 +44,18 @@ def container_info(data: dict[str, Any]) -> ContainerInfo:
         started_at=parse_docker_time(state.get("StartedAt")),
         finished_at=parse_docker_time(state.get("FinishedAt")) if ended else None,
         error=state.get("Error") or None,
+        ip_address=_ip_address(data),
     )
+
+
+def _ip_address(data: dict[str, Any]) -> str | None:
+    """The container's address on the first network that gave it one (workers join one network)."""
+    networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
+    for name in sorted(networks):
+        address = (networks[name] or {}).get("IPAddress")
+        if address:
+            return str(address)
+    return None
 
 
 def label_filter(labels: dict[str, str]) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ from emulator.errors import EmulatorError, RuntimeUnavailable
 from emulator.models import Endpoint
 from emulator.runtime.base import ContainerInfo, Runtime
 from emulator.service.core import Core
+from emulator.store.jobs import QueueStats
 from emulator.supervisor import capacity, rollout
 from emulator.supervisor.actions import Action, Observed, Remove, SetRollout
 from emulator.supervisor.actuator import Actuator
@@ -55,6 +57,8 @@ class ReconcileLoop:
         self._containers: list[ContainerInfo] = []
         self._listed_at = float("-inf")
         self._containers_changed = True
+        # load-balancing endpoints scale on requests waiting and in flight (emulator.loadbalancer)
+        self.lb_stats: Callable[[Endpoint, float], QueueStats | None] = lambda endpoint, now: None
         actuator.ops.on_done = self.poke
 
     # --- one tick ------------------------------------------------------------------------------
@@ -83,7 +87,7 @@ class ReconcileLoop:
                     for w in self.core.workers.for_endpoint(endpoint.id)
                     if w.kind == "container"
                 ]
-                stats = self.core.jobs.stats(endpoint.id, now)
+                stats = self.lb_stats(endpoint, now) or self.core.jobs.stats(endpoint.id, now)
                 actions = plan(endpoint, observed, stats, now, self.settings)
                 wanted = rollout.status(endpoint, [o for o in observed if not o.worker.standby])
                 if wanted != endpoint.rollout:

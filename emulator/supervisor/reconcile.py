@@ -78,10 +78,11 @@ def _health(o: Observed, now: float, settings: Settings) -> Fail | None:
     if w.state == S.INITIALIZING and w.ready_at is None and w.started_at is not None:
         waited = now - w.started_at
         if waited > settings.startup_timeout_s:
+            contact = "no contact with the control plane" if w.health is None else "its health check never answered 200"
+            answer = "" if w.health is None else f"; last health check: {w.health}"
             return Fail(
                 w.id,
-                f"start-up timed out: no contact with the control plane within "
-                f"{settings.startup_timeout_s:g}s (startup_timeout_s)",
+                f"start-up timed out: {contact} within {settings.startup_timeout_s:g}s (startup_timeout_s){answer}",
                 kill=True,
             )
     if w.state in (S.IDLE, S.RUNNING) and not w.paused:

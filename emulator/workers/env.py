@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from emulator.config import Settings
 from emulator.models import Endpoint
+from emulator.workers import ports
 from emulator.workers.records import WorkerRecord
 
 
@@ -28,6 +29,9 @@ def worker_env(settings: Settings, worker_url: str, endpoint: Endpoint, worker: 
             "RUNPOD_DC_ID": "local",
         }
     )
+    if endpoint.type == "LB":  # load-balancing: where to serve; the endpoint's env wins
+        for key, value in ports.defaults(endpoint.env).items():
+            env.setdefault(key, value)
     if worker.gpu_ids:
         env["NVIDIA_VISIBLE_DEVICES"] = ",".join(worker.gpu_ids)
     elif endpoint.gpuCount == 0:

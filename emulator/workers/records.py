@@ -37,6 +37,7 @@ class WorkerRecord:
     refresh_requested: bool = False  # the worker asked to be recycled (stopPod)
     timings: dict[str, float] = field(default_factory=dict)  # cold-start breakdown of the current start
     pull: dict[str, Any] | None = None  # while its image is pulled: supervisor.pulls' progress
+    health: str | None = None  # load-balancing workers: the last health check's answer, in words
 
     def to_json(self) -> dict[str, Any]:
         # Not dataclasses.asdict: its recursive deep copy was most of the cost of saving a worker,
