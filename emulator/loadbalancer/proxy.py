@@ -88,7 +88,7 @@ class HttpExchange:
             endpoint, where = self.lb.admit(self.scope, endpoint_id)
             self._check_declared_size()
             wanted = self.lb.affinity(self.scope)
-            lease = await self.lb.pool.acquire(endpoint, wanted, self.lb.settings.lb_wait_for_worker_s)
+            lease = await self.lb.pool.acquire(endpoint, wanted, self.lb.wait_s(wanted))
             await self._forward(lease, where.port, path)
         except Refused as exc:
             await self._error(exc.status, exc.body, lease)

@@ -172,6 +172,12 @@ class LoadBalancer:
         except ValueError as exc:
             raise Refused(400, {"error": str(exc)}) from exc
 
+    def wait_s(self, wanted: rules.Affinity) -> float:
+        """How long a request waits for its worker: ~5 min for strict affinity, else 2 min (RunPod's)."""
+        if wanted.mode in ("strict", "strict-resume"):
+            return self.settings.lb_affinity_wait_s
+        return self.settings.lb_wait_for_worker_s
+
     def served(
         self, scope: Scope, endpoint_id: str, path: str, status: int, lease: Lease | None, seconds: float
     ) -> None:

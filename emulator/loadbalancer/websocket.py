@@ -42,7 +42,7 @@ async def relay(lb: LoadBalancer, scope: Scope, receive: Receive, send: Send, en
     try:
         endpoint, where = lb.admit(scope, endpoint_id)
         wanted = lb.affinity(scope)
-        lease = await lb.pool.acquire(endpoint, wanted, lb.settings.lb_wait_for_worker_s)
+        lease = await lb.pool.acquire(endpoint, wanted, lb.wait_s(wanted))
         query = scope.get("query_string", b"").decode("latin-1")
         url = f"ws://{lease.address}:{where.port}{path}" + (f"?{query}" if query else "")
         headers = rules.request_headers(scope["headers"], _client_ip(scope), "ws", websocket=True)
