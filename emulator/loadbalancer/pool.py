@@ -123,20 +123,23 @@ class Pool:
         return rules.stats(len(waiting), in_flight, oldest)
 
     # --- what the proxy asks ----------------------------------------------------------------------------
-    def candidates(self, endpoint: Endpoint) -> tuple[list[rules.Candidate], int]:
-        """The endpoint's workers for ``rules.choose``, and how many are starting."""
+    def candidates(self, endpoint: Endpoint) -> tuple[list[rules.Candidate], bool]:
+        """The endpoint's workers for ``rules.choose``, and whether another worker is coming (one is
+        starting, or the endpoint is below ``workersMax`` so the scaler may add one)."""
         out: list[rules.Candidate] = []
-        starting = 0
+        starting = serving = 0
         for w in self.workers.for_endpoint(endpoint.id):
             if w.standby or w.kind != "container":
                 continue
             slot = self.slots.get(w.id) or Slot()
             takes = self.workers.may_take(w) and w.version >= endpoint.version
             alive = not w.stopping and w.state != WorkerState.OUTDATED
-            if alive and w.state in (WorkerState.INITIALIZING, WorkerState.THROTTLED) or (
-                alive and w.state == WorkerState.UNHEALTHY and w.next_retry_at is not None
-            ):
-                starting += 1
+            if alive:
+                serving += 1
+                if w.state in (WorkerState.INITIALIZING, WorkerState.THROTTLED) or (
+                    w.state == WorkerState.UNHEALTHY and w.next_retry_at is not None
+                ):
+                    starting += 1
             out.append(
                 rules.Candidate(
                     w.id,
@@ -147,7 +150,7 @@ class Pool:
                     paused=w.paused,
                 )
             )
-        return out, starting
+        return out, starting > 0 or serving < endpoint.workersMax
 
     async def acquire(self, endpoint: Endpoint, wanted: rules.Affinity, wait_s: float) -> Lease:
         """A worker for one request, waiting up to ``wait_s`` for one (the supervisor is told, so a
@@ -160,9 +163,11 @@ class Pool:
         try:
             while True:
                 endpoint = self._fresh(endpoint)
-                candidates, starting = self.candidates(endpoint)
+                candidates, coming = self.candidates(endpoint)
                 cap = rules.per_worker(endpoint.scalerValue)
-                choice = rules.choose(candidates, wanted, cap, starting)
+                remaining = deadline - self.clock.monotonic()
+                # out of time: a busy worker rather than none (there is no queue to hold the request)
+                choice = rules.choose(candidates, wanted, cap, coming and remaining > 0)
                 if choice.action == "gone":
                     raise AffinityGone(choice.worker_id)
                 if choice.action == "route":
@@ -174,7 +179,6 @@ class Pool:
                     registered = True
                     self._waiting.setdefault(endpoint.id, {})[request_id] = began
                     self.on_wait(endpoint.id)
-                remaining = deadline - self.clock.monotonic()
                 if remaining <= 0:
                     if wanted.mode in ("strict", "strict-resume"):
                         raise AffinityTimeout(wanted.worker_id)

@@ -143,15 +143,16 @@ def per_worker(scaler_value: float) -> int:
     return max(1, math.ceil(scaler_value))
 
 
-def choose(candidates: Sequence[Candidate], wanted: Affinity, per_worker_cap: int, starting: int) -> Choice:
+def choose(candidates: Sequence[Candidate], wanted: Affinity, per_worker_cap: int, coming: bool) -> Choice:
     """Which worker serves a request now, or wait.
 
     Normal routing takes the routable worker with the fewest requests in flight (the least recently
     used on a tie) among those under ``per_worker_cap``; when every routable worker is at the cap, the
-    request waits while ``starting`` workers are on their way, else goes to the least loaded one
-    (there is no queue to hold it). Soft affinity prefers its worker when it is routable and under the
-    cap; strict forms route only to theirs (waiting while it is busy or not ready), ``gone`` when the
-    endpoint has no such worker any more."""
+    request waits while another worker is ``coming`` (starting, or the endpoint may still grow: the
+    scaler counts the waiting request), else goes to the least loaded one (there is no queue to hold
+    it). Soft affinity prefers its worker when it is routable and under the cap; strict forms route
+    only to theirs (waiting while it is busy or not ready), ``gone`` when the endpoint has no such
+    worker any more."""
     if wanted.mode in ("strict", "strict-resume"):
         target = next((c for c in candidates if c.worker_id == wanted.worker_id), None)
         if target is None or not target.alive:
@@ -165,7 +166,7 @@ def choose(candidates: Sequence[Candidate], wanted: Affinity, per_worker_cap: in
         if target is not None and target.in_flight < per_worker_cap:
             return Choice("route", target.worker_id)
     under = [c for c in ready if c.in_flight < per_worker_cap]
-    pool = under or (ready if starting == 0 else [])
+    pool = under or ([] if coming else ready)
     if not pool:
         return Choice("wait")
     best = min(pool, key=lambda c: (c.in_flight, c.last_pick, c.worker_id))

@@ -103,34 +103,34 @@ def c(wid: str, routable: bool = True, in_flight: int = 0, last_pick: int = 0, *
 
 
 def test_choose_least_loaded_then_least_recently_used() -> None:
-    assert rules.choose([c("a", in_flight=2), c("b", in_flight=1)], Affinity(), 4, 0).worker_id == "b"
-    assert rules.choose([c("a", last_pick=5), c("b", last_pick=3)], Affinity(), 4, 0).worker_id == "b"
-    assert rules.choose([c("a", routable=False), c("b", in_flight=3)], Affinity(), 4, 0).worker_id == "b"
+    assert rules.choose([c("a", in_flight=2), c("b", in_flight=1)], Affinity(), 4, False).worker_id == "b"
+    assert rules.choose([c("a", last_pick=5), c("b", last_pick=3)], Affinity(), 4, False).worker_id == "b"
+    assert rules.choose([c("a", routable=False), c("b", in_flight=3)], Affinity(), 4, False).worker_id == "b"
 
 
 def test_choose_waits_for_a_starting_worker_when_all_are_at_the_cap() -> None:
     busy = [c("a", in_flight=1), c("b", in_flight=1)]
-    assert rules.choose(busy, Affinity(), 1, starting=1).action == "wait"
-    # nobody coming: the least loaded takes it (no queue to hold it)
-    assert rules.choose([c("a", in_flight=2), c("b", in_flight=1)], Affinity(), 1, starting=0).worker_id == "b"
-    assert rules.choose([], Affinity(), 1, starting=0).action == "wait"
+    assert rules.choose(busy, Affinity(), 1, coming=True).action == "wait"
+    # nobody coming (workersMax reached, none starting): the least loaded takes it (no queue to hold it)
+    assert rules.choose([c("a", in_flight=2), c("b", in_flight=1)], Affinity(), 1, coming=False).worker_id == "b"
+    assert rules.choose([], Affinity(), 1, coming=False).action == "wait"
 
 
 def test_soft_affinity_prefers_its_worker_and_falls_back() -> None:
     pool = [c("a", in_flight=0), c("b", in_flight=2)]
-    assert rules.choose(pool, Affinity("soft", "b"), 4, 0).worker_id == "b"
-    assert rules.choose(pool, Affinity("soft", "b"), 2, 0).worker_id == "a"  # b at its cap
-    assert rules.choose(pool, Affinity("soft", "gone"), 4, 0).worker_id == "a"
+    assert rules.choose(pool, Affinity("soft", "b"), 4, False).worker_id == "b"
+    assert rules.choose(pool, Affinity("soft", "b"), 2, False).worker_id == "a"  # b at its cap
+    assert rules.choose(pool, Affinity("soft", "gone"), 4, False).worker_id == "a"
 
 
 def test_strict_affinity_routes_waits_or_is_gone() -> None:
     pool = [c("a"), c("b", routable=False, paused=True), c("old", alive=False)]
-    assert rules.choose(pool, Affinity("strict", "a"), 4, 0) == rules.Choice("route", "a")
-    assert rules.choose(pool, Affinity("strict", "b"), 4, 0) == rules.Choice("wait", "b", resume=False)
-    assert rules.choose(pool, Affinity("strict-resume", "b"), 4, 0) == rules.Choice("wait", "b", resume=True)
-    assert rules.choose(pool, Affinity("strict", "old"), 4, 0).action == "gone"
-    assert rules.choose(pool, Affinity("strict", "nobody"), 4, 0).action == "gone"
-    assert rules.choose([c("a", in_flight=4)], Affinity("strict", "a"), 4, 0).action == "wait"
+    assert rules.choose(pool, Affinity("strict", "a"), 4, False) == rules.Choice("route", "a")
+    assert rules.choose(pool, Affinity("strict", "b"), 4, False) == rules.Choice("wait", "b", resume=False)
+    assert rules.choose(pool, Affinity("strict-resume", "b"), 4, False) == rules.Choice("wait", "b", resume=True)
+    assert rules.choose(pool, Affinity("strict", "old"), 4, False).action == "gone"
+    assert rules.choose(pool, Affinity("strict", "nobody"), 4, False).action == "gone"
+    assert rules.choose([c("a", in_flight=4)], Affinity("strict", "a"), 4, False).action == "wait"
 
 
 def test_per_worker_cap_and_stats() -> None:
