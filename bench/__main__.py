@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import coldstart, dockerx, imports, latency, procs, report, scale, throughput
+from bench import coldstart, dockerx, imports, latency, lbproxy, procs, report, scale, throughput
 from bench.context import MODES, Run
 from bench.procs import HANDLER, runpod_version
 
@@ -31,6 +31,7 @@ SECTIONS: list[tuple[str, str, Callable[[Run, report.Section], None], list[tuple
     ("flashboot", "FlashBoot resume", coldstart.run_flashboot, coldstart.FLASH_ROWS),
     ("scale", "Scale: 10,000 jobs", scale.run, scale.ROWS),
     ("imports", "Import time (bench/bench_import.py)", imports.run, imports.ROWS),
+    ("lbproxy", "Load-balancing proxy latency", lbproxy.run, lbproxy.ROWS),
 ]
 
 
