@@ -55,10 +55,15 @@ def run(ctx: Run, section: Section) -> None:
         urls = {"direct": f"http://{address}:80{PATH}", "proxy": f"{cp.url}/lb/lbp{PATH}"}
         samples: dict[str, list[float]] = {k: [] for k in urls}
         per_round = max(1, c.latency_jobs // c.latency_rounds)
+        cpu_s, proxied = 0.0, 0
         for r in range(c.latency_rounds):
             for name, url in urls.items():
                 warm = c.latency_warmup if r == 0 else 3
+                before = cp.cpu_s()
                 samples[name] += asyncio.run(_sequential(url, per_round, warm))
+                if name == "proxy":
+                    cpu_s += cp.cpu_s() - before
+                    proxied += per_round + warm
     finally:
         ctx.stop_plane(cp)
     proxy, direct = samples["proxy"], samples["direct"]
@@ -71,7 +76,8 @@ def run(ctx: Run, section: Section) -> None:
         f"{len(proxy)} requests per target in {c.latency_rounds} alternating rounds after {c.latency_warmup} "
         f"warm-up requests; one aiohttp client on a keep-alive connection; GET {PATH} of the load-balancer sample "
         "(FastAPI + uvicorn in a container).",
-        f"Through the proxy: p99 {ms(pct(proxy, 99))}, median {ms(median(proxy))}; direct: p99 {ms(pct(direct, 99))}.",
+        f"Through the proxy: p99 {ms(pct(proxy, 99))}, median {ms(median(proxy))}; direct: p99 {ms(pct(direct, 99))}. "
+        f"Control-plane CPU per proxied request: {ms(cpu_s / max(1, proxied) * 1000)} (utime+stime of its process).",
         "Proxy path: client -> control plane (host, ASGI layer, worker picked from the pool, request counted on "
         "the worker record) -> httpx keep-alive connection -> worker container on the Docker bridge network; "
         "direct: client -> the worker's IP and PORT on the same bridge.",

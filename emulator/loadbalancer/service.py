@@ -21,7 +21,7 @@ from emulator.config import Settings
 from emulator.errors import NotFound
 from emulator.loadbalancer import rules
 from emulator.loadbalancer.health import HealthPoller
-from emulator.loadbalancer.pool import Lease, Pool
+from emulator.loadbalancer.pool import IN_FLIGHT, Lease, Pool
 from emulator.models import Endpoint
 from emulator.service import metrics
 from emulator.service.core import Core
@@ -120,7 +120,7 @@ class LoadBalancer:
     def _clear_stale_requests(self) -> None:
         """Requests in flight when a previous run stopped are gone: their workers hold nothing."""
         for worker in self.core.workers.all():
-            stale = [j for j in worker.job_ids if j.startswith("req-")]
+            stale = [j for j in worker.job_ids if j == IN_FLIGHT]
             for request_id in stale:
                 self.core.workers.job_released(worker, request_id)
 

@@ -204,8 +204,12 @@ async def test_requests_in_flight_make_the_worker_running(setup: Setup) -> None:
         if record.state == WorkerState.RUNNING:
             break
         await asyncio.sleep(0.005)
-    assert record.state == WorkerState.RUNNING and len(record.job_ids) == 1
+    assert record.state == WorkerState.RUNNING and record.job_ids == ["http-requests"]
     assert (await pending).status_code == 200
+    for _ in range(200):  # IDLE once no request has been in flight for a moment (pool.LINGER_S)
+        if record.state == WorkerState.IDLE:
+            break
+        await asyncio.sleep(0.005)
     assert record.state == WorkerState.IDLE and record.job_ids == []
     rows = (await setup.api.get("/v1/endpoints/lb/requests")).json()["requests"]
     assert rows[0]["method"] == "GET" and rows[0]["path"] == "/slow" and rows[0]["status"] == 200
