@@ -57,6 +57,10 @@ class ProxyApp:
             return
         target = self.lb.target(scope)
         if target is None:
+            refusal = self.lb.job_route_refusal(scope)
+            if refusal is not None:
+                await HttpExchange(self.lb, scope, receive, send).refuse(refusal)
+                return
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
@@ -108,6 +112,9 @@ class HttpExchange:
             if lease is not None:
                 self.lb.pool.release(lease)
             self.lb.served(self.scope, endpoint_id, path, self.status, lease, clock.monotonic() - began)
+
+    async def refuse(self, refusal: Refused) -> None:
+        await self._error(refusal.status, refusal.body, None)
 
     def _check_declared_size(self) -> None:
         declared = _header(self.scope, b"content-length")

@@ -141,12 +141,32 @@ class LoadBalancer:
                 return split[0], raw_split[1]
         return split
 
+    def job_route_refusal(self, scope: Scope) -> Refused | None:
+        """``/v2/{id}/run`` or ``/runsync`` on a load-balancing endpoint: a job no worker would ever take."""
+        if scope["type"] != "http" or not scope["path"].startswith("/v2/"):
+            return None
+        parts = scope["path"].split("/")
+        if len(parts) != 4 or parts[3] not in ("run", "runsync"):
+            return None
+        endpoint = self.core.endpoints.get(parts[2])
+        if endpoint is None or endpoint.type != "LB":
+            return None
+        key = self.settings.api_key
+        if key and not rules.has_token(_header(scope, b"authorization"), key):
+            return None  # the client app answers 401 as for any /v2 route
+        return Refused(
+            400,
+            {
+                "error": f"endpoint {endpoint.id!r} is load-balancing (type LB): it has no job queue; send "
+                f"HTTP requests to /lb/{endpoint.id}/<path> (or http://{endpoint.id}.localhost:<port>/<path>)"
+            },
+        )
+
     def admit(self, scope: Scope, endpoint_id: str) -> tuple[Endpoint, Ports]:
         """The endpoint and its ports, or Refused (401, 404, 400) with RunPod-like error bodies."""
         key = self.settings.api_key
         if key:
-            given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
-            if not rules.has_token(given, key):
+            if not rules.has_token(_header(scope, b"authorization"), key):
                 raise Refused(401, {"error": "missing or wrong API key: send 'Authorization: Bearer <key>'"})
         endpoint = self.core.endpoints.get(endpoint_id)
         if endpoint is None:
@@ -166,9 +186,8 @@ class LoadBalancer:
         return endpoint, where
 
     def affinity(self, scope: Scope) -> rules.Affinity:
-        value = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-runpod-worker-id"), None)
         try:
-            return rules.affinity(value)
+            return rules.affinity(_header(scope, b"x-runpod-worker-id"))
         except ValueError as exc:
             raise Refused(400, {"error": str(exc)}) from exc
 
@@ -222,3 +241,11 @@ class LoadBalancer:
             }
 
         return router
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """A request header's value (``name`` in lower case), or None."""
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None

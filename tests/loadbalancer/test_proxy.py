@@ -221,6 +221,10 @@ async def test_wrong_endpoints(setup: Setup) -> None:
     assert r.status_code == 400 and "queue-based" in r.json()["error"]
     r = await setup.api.get("/lb/missing/x")
     assert r.status_code == 404
+    r = await setup.api.post("/v2/lb/runsync", json={"input": {}})
+    assert r.status_code == 400 and "/lb/lb/" in r.json()["error"]
+    r = await setup.api.post("/v2/queue/run", json={"input": {}})  # queue-based: the job API as before
+    assert r.status_code == 200 and r.json()["status"] == "IN_QUEUE"
     r = await setup.api.get("/v1/endpoints/lb")
     assert r.json()["type"] == "LB" and r.json()["scalerType"] == "REQUEST_COUNT"
     assert (await setup.api.get("/v1/endpoints/queue")).json()["type"] == "QB"
