@@ -236,10 +236,13 @@ def test_build_context_is_the_repo_root_for_samples(tmp_path: Path) -> None:
 
 def test_every_sample_folder_is_complete() -> None:
     names = [d.name for d in images.sample_dirs()]
-    assert {"echo", "stream", "slow", "crashy", "gpu-info", "runpod-sdk"} <= set(names)
+    assert {"echo", "stream", "slow", "crashy", "gpu-info", "runpod-sdk", "load-balancer"} <= set(names)
     for folder in images.sample_dirs():
         dockerfile = (folder / "Dockerfile").read_text()
         assert "ARG BASE_IMAGE=python:3.12-slim" in dockerfile and "FROM ${BASE_IMAGE}" in dockerfile
+        if folder.name == "load-balancer":  # a load-balancing worker: an HTTP app, no job handler or job input
+            assert (folder / "app.py").is_file() and 'CMD ["python3", "-u", "app.py"]' in dockerfile
+            continue
         assert (folder / "handler.py").is_file() and (folder / "test_input.json").is_file()
 
 
