@@ -93,6 +93,7 @@ class ControlPlane:
         install_dashboard(ctx, self._stop)  # dashboard, event stream, /metrics
         lb = self.lb = LoadBalancer(core, s)  # load-balancing endpoints: proxy, health, scaling numbers
         ctx.client_routers.append(lb.router(require_api_key))
+        ctx.load_balancer = lb  # the dashboard's per-request rows
         client_sock = bind(s.host, s.port, "client API")
         self.client_url = f"http://{_url_host(s.host)}:{client_sock.getsockname()[1]}"
 

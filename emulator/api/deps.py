@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Path, Request
 
@@ -26,6 +26,14 @@ WorkerId = Annotated[str, Path(description="Worker id", json_schema_extra={"patt
 JobId = Annotated[str, Path(description="Job id", json_schema_extra={"pattern": JOB_ID_PATTERN})]
 
 
+class LoadBalancerView(Protocol):
+    """What the dashboard reads of the load balancer (``emulator.loadbalancer.service.LoadBalancer``)."""
+
+    def view(self, endpoint_id: str, limit: int) -> tuple[int, int, list[dict[str, Any]]]:
+        """(requests waiting for a worker, requests in flight, the last ``limit`` request rows, newest first)."""
+        ...
+
+
 @dataclass
 class AppContext:
     """What the routes of one control plane use, built by ``ControlPlane.start`` (the composition root).
@@ -44,6 +52,7 @@ class AppContext:
     events: EventLog | None = None
     stop: asyncio.Event | None = None
     client_routers: list[APIRouter] = field(default_factory=list)
+    load_balancer: LoadBalancerView | None = None  # load-balancing endpoints' requests, for the dashboard
 
 
 def context(request: Request) -> AppContext:

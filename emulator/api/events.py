@@ -178,6 +178,13 @@ def endpoint_snapshot(ctx: AppContext, endpoint: Endpoint, jobs_limit: int = REC
     core = ctx.core
     now = core.clock.now()
     stats = core.jobs.stats(endpoint.id, now)
+    requests: list[dict[str, Any]] = []
+    lb = ctx.load_balancer
+    if lb is not None and endpoint.type == "LB":  # load-balancing: requests waiting and in flight, its rows
+        in_queue, in_progress, requests = lb.view(endpoint.id, jobs_limit)
+        oldest_s = 0.0
+    else:
+        in_queue, in_progress, oldest_s = stats.in_queue, stats.in_progress, stats.oldest_scaling_wait_s
     counters = core.jobs.counter(endpoint.id)
     jobs = [
         _job_row(wire.recent_job(j, now))
@@ -201,9 +208,9 @@ def endpoint_snapshot(ctx: AppContext, endpoint: Endpoint, jobs_limit: int = REC
         "createdAt": endpoint.createdAt,
         "workers": workers_body(ctx, endpoint),
         "queue": {
-            "inQueue": stats.in_queue,
-            "inProgress": stats.in_progress,
-            "oldestWaitS": round(stats.oldest_scaling_wait_s, 3),
+            "inQueue": in_queue,
+            "inProgress": in_progress,
+            "oldestWaitS": round(oldest_s, 3),
             "takers": core.hub.takers(endpoint.id),
         },
         # counters count since the endpoint was created (kept across restarts); "jobs" are the newest
@@ -219,6 +226,8 @@ def endpoint_snapshot(ctx: AppContext, endpoint: Endpoint, jobs_limit: int = REC
             "retried": counters.get("retried", 0),
         },
         "jobs": jobs,
+        "type": endpoint.type,
+        "requests": requests,
     }
 
 

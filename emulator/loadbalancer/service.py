@@ -213,11 +213,17 @@ class LoadBalancer:
             "coldStart": lease.cold_start or None if lease is not None else None,
         }
         self.pool.record(row)
+        self.core.hub.changed()  # the dashboard's snapshot (rate-limited there)
         if self._requests is not None and self._latency is not None:
             self._requests.labels(endpoint_id, str(status)).inc()
             self._latency.labels(endpoint_id).observe(seconds)
         log.debug("load-balancing request", endpoint=endpoint_id, worker=row["workerId"], method=row["method"],
                   path=path, status=status, ms=row["ms"])
+
+    def view(self, endpoint_id: str, limit: int) -> tuple[int, int, list[dict[str, Any]]]:
+        """The dashboard's numbers: (requests waiting, requests in flight, the last ``limit`` rows)."""
+        stats = self.pool.stats(endpoint_id)
+        return stats.in_queue, stats.in_progress, self.pool.recent(endpoint_id, limit)
 
     # --- management ------------------------------------------------------------------------------------------
     def router(self, auth: Any) -> APIRouter:

@@ -237,12 +237,13 @@
 
   function endpointView(ep) {
     return [header(ep), rolloutBanner(ep), kpis(ep), workersCard(ep),
-      `<div class="grid2">${jobsCard(ep)}${timelineCard(ep)}</div>`].join("");
+      `<div class="grid2">${ep.type === "LB" ? requestsCard(ep) : jobsCard(ep)}${timelineCard(ep)}</div>`].join("");
   }
 
   function header(ep) {
     const chip = (label, value) => `<span class="chip">${label} <b>${esc(value)}</b></span>`;
     const chips = [
+      ep.type === "LB" ? chip("type", "load-balancing") : "",
       chip("workers", `${ep.workersMin}–${ep.workersMax}`),
       chip("extra", ep.extraWorkers),
       chip(ep.scalerType === "QUEUE_DELAY" ? "queue delay" : "request count", ep.scalerValue + (ep.scalerType === "QUEUE_DELAY" ? " s" : "")),
@@ -366,6 +367,43 @@
     if (!r) return "newest first";
     return `the newest ${r.limit} still kept (results stay ${fmtDuration(r.runRetentionS)} after /run, ` +
       `${fmtDuration(r.syncRetentionS)} after /runsync), newest first`;
+  }
+
+  // load-balancing endpoints: no queue; the last requests the proxy served
+  function requestsCard(ep) {
+    const reqs = ep.requests || [];
+    const rows = reqs.length
+      ? reqs.map(requestRow).join("")
+      : `<tr class="empty-row"><td colspan="5">No requests yet. Send one to <span class="mono">/lb/${esc(ep.id)}/…</span>.</td></tr>`;
+    const q = ep.queue;
+    return `<section class="card" id="requests-card">
+      <div class="card-head"><div class="card-title">Recent requests <span class="count">${reqs.length}</span></div>
+        <div class="card-note">newest first</div></div>
+      <div class="queue-line">
+        <span><b>${q.inQueue}</b> waiting for a worker</span><span><b>${q.inProgress}</b> in flight</span>
+      </div>
+      <div class="table-wrap"><table class="jobs requests">
+        <thead><tr><th>Request</th><th>Status</th><th>Worker</th><th>Time</th><th>Cold start</th></tr></thead>
+        <tbody>${rows}</tbody>
+      </table></div>
+    </section>`;
+  }
+
+  function requestRow(r) {
+    const ok = r.status >= 200 && r.status < 400;
+    const cs = r.coldStart;
+    const cold = cs
+      ? `<span class="cold-tag cold-yes">cold</span><span class="cold-parts">${[["create", cs.createS], ["start", cs.startS], ["ready", cs.readyS]]
+          .filter(([, v]) => v != null).map(([k, v]) => `${k} ${fmtMs(v * 1000)}`).join(" · ")}</span>`
+      : '<span class="muted">—</span>';
+    return `<tr data-request-status="${esc(r.status)}">
+      <td class="job-id-cell"><span class="mono nowrap">${esc(r.method)} ${esc(shortId(r.path, 40))}</span>
+        <span class="job-sub"><span data-ago="${r.at ?? ""}">${ago(r.at)}</span></span></td>
+      <td><span class="badge small ${ok ? "j-COMPLETED" : "j-FAILED"}">${esc(r.status)}</span></td>
+      <td>${r.workerId ? `<span class="mono">${esc(r.workerId)}</span>` : '<span class="muted">—</span>'}</td>
+      <td class="timing"><div class="ttext"><b>${fmtMs(r.ms)}</b>${r.waitMs ? ` · waited ${fmtMs(r.waitMs)}` : ""}</div></td>
+      <td class="cold">${cold}</td>
+    </tr>`;
   }
 
   function jobRow(j, longest) {

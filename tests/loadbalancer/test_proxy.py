@@ -214,6 +214,10 @@ async def test_requests_in_flight_make_the_worker_running(setup: Setup) -> None:
     rows = (await setup.api.get("/v1/endpoints/lb/requests")).json()["requests"]
     assert rows[0]["method"] == "GET" and rows[0]["path"] == "/slow" and rows[0]["status"] == 200
     assert rows[0]["workerId"] == worker and rows[0]["ms"] >= 500
+    # the dashboard's snapshot has the same rows, and the queue line counts requests
+    (ep,) = [e for e in (await setup.api.get("/v1/dashboard")).json()["endpoints"] if e["id"] == "lb"]
+    assert ep["type"] == "LB" and ep["requests"][0] == rows[0]
+    assert ep["queue"]["inQueue"] == 0 and ep["queue"]["inProgress"] == 0
 
 
 async def test_wrong_endpoints(setup: Setup) -> None:
