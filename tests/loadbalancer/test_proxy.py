@@ -246,3 +246,29 @@ async def test_websocket_echo(setup: Setup) -> None:
     with pytest.raises(websockets.exceptions.InvalidStatus):
         async with websockets.connect(url):  # no key: refused before the upgrade
             pass
+
+
+async def test_a_client_hanging_up_mid_stream_frees_the_worker(setup: Setup) -> None:
+    assert setup.cp.lb is not None
+    worker = setup.add_worker("lb")
+    slot = setup.cp.lb.pool.slots[worker]
+    async with setup.api.stream("GET", "/lb/lb/stream", params={"count": 1000, "delay": 0.05}) as r:
+        async for line in r.aiter_lines():
+            assert line.startswith("chunk 0")
+            break
+        assert slot.in_flight == 1
+    for _ in range(400):  # the proxy notices the hang-up and lets go of the worker
+        if slot.in_flight == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert slot.in_flight == 0
+    row = (await setup.api.get("/v1/endpoints/lb/requests")).json()["requests"][0]
+    assert row["path"] == "/stream" and row["workerId"] == worker
+
+
+async def test_a_request_past_the_time_limit_gets_524(setup: Setup) -> None:
+    assert setup.cp.lb is not None
+    setup.add_worker("lb")
+    setup.cp.lb.settings.lb_request_timeout_s = 0.3  # the settings object is the control plane's own
+    r = await setup.api.get("/lb/lb/slow", params={"seconds": 3})
+    assert r.status_code == 524 and "0.3s" in r.json()["error"]
