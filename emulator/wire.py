@@ -133,6 +133,7 @@ class WorkerPublic(TypedDict):
     standby: bool
     stopping: bool
     pull: WorkerPull | None
+    health: str | None  # load-balancing workers: the last health check's answer, in words
 
 
 class WorkerPull(TypedDict):
@@ -323,6 +324,7 @@ def worker_public(w: WorkerRecord, endpoint_version: int, now: float) -> WorkerP
         "standby": w.standby,
         "stopping": w.stopping,
         "pull": None if w.pull is None else cast(WorkerPull, dict(w.pull)),
+        "health": w.health,
     }
 
 

@@ -81,6 +81,10 @@ ADDED |= {  # images (#14): RunPod REST v1 templates, registry credentials, POST
 ADDED |= {  # openai (#15): the OpenAI-compatible passthrough, any method
     ("client", m, "/v2/{endpoint_id}/openai/{path:path}") for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
 }
+ADDED |= {  # lb (#16): load-balancing endpoints' last requests (the proxy itself, /lb/{id}/... and
+    # {id}.localhost, is an ASGI layer in front of the client app, not a route: tests/loadbalancer)
+    ("client", "GET", "/v1/endpoints/{endpoint_id}/requests"),
+}
 
 
 def route_table(plane: BackgroundControlPlane) -> set[tuple[str, str, str]]:
