@@ -199,3 +199,23 @@ async def _has(api: httpx.AsyncClient, endpoint: str, check: Any) -> Any:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_flashboot_pauses_an_idle_worker_and_strict_resume_brings_it_back(instance: Instance) -> None:
+    async with (
+        ControlPlane(settings(instance)) as cp,
+        httpx.AsyncClient(base_url=cp.client_url, timeout=120) as api,
+    ):
+        await create(api, id="lbf", workersMax=1, idleTimeout=1, flashboot=True, env={"WARMUP_S": "0"})
+        r = await api.get("/lb/lbf/stats")
+        assert r.status_code == 200
+        worker = r.headers["x-runpod-worker-id"]
+        await eventually(
+            lambda: _has(api, "lbf", lambda ws: ws and ws[0]["paused"] and ws), "the idle worker paused", 30
+        )
+        r = await api.get("/lb/lbf/stats", headers={"X-Runpod-Worker-Id": f"strict-resume {worker}"})
+        assert r.status_code == 200 and r.headers["x-runpod-worker-id"] == worker
+        row = (await api.get("/v1/endpoints/lbf/requests")).json()["requests"][0]
+        assert row["coldStart"] is not None and "resumeS" in row["coldStart"]  # resumed, not started anew
+        (w,) = await workers(api, "lbf")
+        assert w["id"] == worker and not w["paused"]
