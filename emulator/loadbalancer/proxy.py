@@ -108,6 +108,14 @@ class HttpExchange:
                 {"error": "worker_timeout", "message": f"timed out waiting for worker {exc.args[0]}"},
                 lease,
             )
+        except (TooLarge, ConnectionAbortedError, httpx.HTTPError) as exc:
+            # the answer was under way (the worker died mid-answer, or it passed the body limit): the
+            # head went out, so only the connection can end; the client sees a cut answer
+            worker = lease.worker_id if lease is not None else None
+            if not self.started:
+                await self._error(502, {"error": f"worker {worker} failed the request: {_why(exc)}"}, lease)
+            else:
+                log.warning("load-balancing answer cut", endpoint=endpoint_id, worker=worker, error=_why(exc))
         finally:
             if lease is not None:
                 self.lb.pool.release(lease)

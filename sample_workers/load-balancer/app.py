@@ -2,7 +2,8 @@
 
 Routes: GET /ping (204 for the first WARMUP_S seconds, then 200), POST /generate (like RunPod's
 worker-load-balancing template), any method on /echo (what arrived: method, path, query, headers,
-body size and digest), GET /stream (``count`` lines, ``delay`` seconds apart), GET /slow (sleeps
+body size and digest), GET /stream (``count`` lines, ``delay`` seconds apart), GET /bytes (``n``
+bytes in 64 KB chunks), GET /slow (sleeps
 ``seconds``), GET /stats, and a WebSocket echo at /ws. ``LISTEN_PORT`` overrides the port it listens
 on (tests use it to make a worker that does not listen on $PORT).
 """
@@ -72,6 +73,18 @@ async def stream(count: int = 5, delay: float = 0.5) -> StreamingResponse:
                 await asyncio.sleep(delay)
 
     return StreamingResponse(lines(), media_type="text/plain")
+
+
+@app.get("/bytes")
+async def some_bytes(n: int = 1024) -> StreamingResponse:
+    async def chunks():  # type: ignore[no-untyped-def]
+        left = n
+        while left > 0:
+            size = min(left, 65536)
+            left -= size
+            yield b"b" * size
+
+    return StreamingResponse(chunks(), media_type="application/octet-stream")
 
 
 @app.get("/slow")

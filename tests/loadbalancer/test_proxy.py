@@ -272,3 +272,17 @@ async def test_a_request_past_the_time_limit_gets_524(setup: Setup) -> None:
     setup.cp.lb.settings.lb_request_timeout_s = 0.3  # the settings object is the control plane's own
     r = await setup.api.get("/lb/lb/slow", params={"seconds": 3})
     assert r.status_code == 524 and "0.3s" in r.json()["error"]
+
+
+async def test_an_answer_past_the_body_limit_is_cut(setup: Setup) -> None:
+    assert setup.cp.lb is not None
+    worker = setup.add_worker("lb")
+    setup.cp.lb.settings.lb_max_body_mb = 1  # the settings object is the control plane's own
+    received = 0
+    with pytest.raises(httpx.RemoteProtocolError):  # the head went out: only the connection can end
+        async with setup.api.stream("GET", "/lb/lb/bytes", params={"n": 3 * 1024 * 1024}) as r:
+            assert r.status_code == 200 and r.headers["x-runpod-worker-id"] == worker
+            async for chunk in r.aiter_raw():
+                received += len(chunk)
+    assert 0 < received <= 1024 * 1024
+    assert setup.cp.lb.pool.slots[worker].in_flight == 0
