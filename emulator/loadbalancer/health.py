@@ -138,7 +138,13 @@ class HealthPoller:
             return
         answer = rules.verdict(status)
         step = rules.health_step(
-            answer, detail, ready_before, slot.bad_since, clock.monotonic(), self.settings.lb_unhealthy_after_s
+            answer,
+            detail,
+            ready_before,
+            slot.bad_since,
+            clock.monotonic(),
+            self.settings.lb_unhealthy_after_s,
+            busy=slot.in_flight > 0,
         )
         slot.bad_since = step.bad_since
         if worker.health != detail:

@@ -202,8 +202,12 @@ class Pool:
                     self._waiting.pop(endpoint.id, None)
 
     def _fresh(self, endpoint: Endpoint) -> Endpoint:
-        """The endpoint as stored now (a PATCH while a request waits changes its version or scaler)."""
-        return self.lookup(endpoint.id) or endpoint
+        """The endpoint as stored now (a PATCH while a request waits changes its version or scaler);
+        NoWorker when it was deleted meanwhile."""
+        fresh = self.lookup(endpoint.id)
+        if fresh is None:
+            raise NoWorker(endpoint.id)
+        return fresh
 
     def _take(self, worker_id: str, request_id: str, waited_s: float) -> Lease:
         slot = self.slots[worker_id]

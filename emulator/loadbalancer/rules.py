@@ -72,18 +72,27 @@ class HealthStep:
 
 
 def health_step(
-    answer: Verdict, detail: str, ready_before: bool, bad_since: float | None, now: float, unhealthy_after_s: float
+    answer: Verdict,
+    detail: str,
+    ready_before: bool,
+    bad_since: float | None,
+    now: float,
+    unhealthy_after_s: float,
+    busy: bool = False,
 ) -> HealthStep:
     """The effect of one health answer.
 
     ``ready_before``: the worker answered 200 since its container started. A worker that answers
     something other than 200 or 204 for ``unhealthy_after_s`` (or, once ready, stops answering for
     as long) fails; a starting worker that does not answer at all is left to the start-up timeout
-    (a server that is still loading does not listen yet)."""
+    (a server that is still loading does not listen yet). A ``busy`` worker (requests in flight) that
+    does not answer is serving, not lost: it takes no new request until it answers 200 again."""
     if answer == "ready":
         return HealthStep(True, True, None, None)
     if answer == "initializing":
         return HealthStep(False, False, None, None)
+    if answer == "silent" and busy and ready_before:
+        return HealthStep(False, True, None, None)
     since = now if bad_since is None else bad_since
     counts = answer == "bad" or ready_before
     if counts and now - since >= unhealthy_after_s:

@@ -286,3 +286,16 @@ async def test_an_answer_past_the_body_limit_is_cut(setup: Setup) -> None:
                 received += len(chunk)
     assert 0 < received <= 1024 * 1024
     assert setup.cp.lb.pool.slots[worker].in_flight == 0
+
+
+async def test_a_waiting_request_ends_when_its_endpoint_is_deleted(setup: Setup) -> None:
+    assert setup.cp.lb is not None
+    setup.cp.lb.settings.lb_wait_for_worker_s = 60.0
+    pending = asyncio.create_task(setup.api.get("/lb/empty/x"))
+    for _ in range(200):
+        if setup.cp.lb.pool.stats("empty").in_queue == 1:
+            break
+        await asyncio.sleep(0.005)
+    assert (await setup.api.delete("/v1/endpoints/empty")).status_code in (200, 204)
+    r = await asyncio.wait_for(pending, timeout=10)  # not the 60 s wait: it looks again within RECHECK_S
+    assert (r.status_code, r.json()) == (400, {"error": "no workers available"})

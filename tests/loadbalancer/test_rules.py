@@ -85,6 +85,10 @@ def test_health_steps() -> None:
     assert rules.health_step("silent", "refused", False, 0.0, 100.0, 3.0).fail is None
     # a ready worker that stops answering fails like one that answers wrong
     assert rules.health_step("silent", "refused", True, 0.0, 100.0, 3.0).fail is not None
+    # ... unless it is serving requests (a one-thread server busy with a long one): alive, not routable
+    busy = rules.health_step("silent", "no answer within 2s", True, None, 100.0, 3.0, busy=True)
+    assert (busy.routable, busy.contact, busy.bad_since, busy.fail) == (False, True, None, None)
+    assert rules.health_step("bad", "answered 500", True, 0.0, 100.0, 3.0, busy=True).fail is not None
 
 
 # --- affinity and routing -------------------------------------------------------------------------------
