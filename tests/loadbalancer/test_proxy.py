@@ -200,17 +200,22 @@ async def test_requests_in_flight_make_the_worker_running(setup: Setup) -> None:
     pending = asyncio.create_task(setup.api.get("/lb/lb/slow", params={"seconds": 0.5}))
     record = setup.cp.core.workers.get(worker)
     assert record is not None
+
+    def state() -> WorkerState:  # read afresh each time (the record changes under the test)
+        assert record is not None
+        return record.state
+
     for _ in range(200):
-        if record.state == WorkerState.RUNNING:
+        if state() == WorkerState.RUNNING:
             break
         await asyncio.sleep(0.005)
-    assert record.state == WorkerState.RUNNING and record.job_ids == ["http-requests"]
+    assert state() == WorkerState.RUNNING and record.job_ids == ["http-requests"]
     assert (await pending).status_code == 200
     for _ in range(200):  # IDLE once no request has been in flight for a moment (pool.LINGER_S)
-        if record.state == WorkerState.IDLE:
+        if state() == WorkerState.IDLE:
             break
         await asyncio.sleep(0.005)
-    assert record.state == WorkerState.IDLE and record.job_ids == []
+    assert state() == WorkerState.IDLE and record.job_ids == []
     rows = (await setup.api.get("/v1/endpoints/lb/requests")).json()["requests"]
     assert rows[0]["method"] == "GET" and rows[0]["path"] == "/slow" and rows[0]["status"] == 200
     assert rows[0]["workerId"] == worker and rows[0]["ms"] >= 500

@@ -3,6 +3,8 @@ and the endpoint type's spellings and scaler rule."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -56,8 +58,8 @@ def test_ports_defaults_and_overrides() -> None:
             ports.ports(bad)
 
 
-def test_load_balancing_workers_get_runpods_port_variables_endpoint_env_wins(tmp_path: object) -> None:
-    settings = Settings(data_dir="/tmp/unused")  # type: ignore[arg-type]
+def test_load_balancing_workers_get_runpods_port_variables_endpoint_env_wins(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
     worker = WorkerRecord(id="w1", endpoint_id="e", token="t", version=1)
     lb = Endpoint.model_validate({"name": "e", "id": "e", "imageName": "i", "type": "LB", "env": {"PORT": "5000"}})
     env = worker_env(settings, "http://cp:1", lb, worker)
