@@ -151,7 +151,7 @@ async def _save_endpoint(ctx: AppContext, given: dict[str, Any]) -> Endpoint:
         "allowedCudaVersions": _csv(given.get("allowedCudaVersions")),
         "flashboot": given.get("flashBootType") == "FLASHBOOT",
     }
-    for key in ("idleTimeout", "scalerType", "scalerValue", "workersMin", "workersMax", "gpuCount"):
+    for key in ("idleTimeout", "scalerType", "scalerValue", "workersMin", "workersMax", "gpuCount", "type"):
         if given.get(key) is not None:
             fields[key] = given[key]
     if given.get("id"):
@@ -173,7 +173,7 @@ def _endpoint_doc(ctx: AppContext, e: Endpoint) -> dict[str, Any]:
         "allowedCudaVersions": ",".join(e.allowedCudaVersions or []),
         "networkVolumeId": e.networkVolumeId or "",
         "flashBootType": "FLASHBOOT" if e.flashboot else "OFF",
-        "type": "QB",
+        "type": e.type,  # QB or LB (saveEndpoint's type)
         "userId": "emulator",
         "aiKey": None,
         "workersStandby": e.extraWorkers,

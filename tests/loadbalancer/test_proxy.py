@@ -304,3 +304,17 @@ async def test_a_waiting_request_ends_when_its_endpoint_is_deleted(setup: Setup)
     assert (await setup.api.delete("/v1/endpoints/empty")).status_code in (200, 204)
     r = await asyncio.wait_for(pending, timeout=10)  # not the 60 s wait: it looks again within RECHECK_S
     assert (r.status_code, r.json()) == (400, {"error": "no workers available"})
+
+
+async def test_graphql_save_endpoint_takes_the_type(setup: Setup) -> None:
+    r = await setup.api.post("/v1/templates", json={"name": "lb-t", "imageName": "unused", "isServerless": True})
+    assert r.status_code in (200, 201), r.text
+    query = (
+        'mutation { saveEndpoint(input: {name: "lb-gql", templateId: "%s", type: "LB", scalerType: "REQUEST_COUNT", '
+        "scalerValue: 2, workersMax: 1}) { id type scalerType } }" % r.json()["id"]
+    )
+    saved = (await setup.api.post("/graphql", json={"query": query})).json()["data"]["saveEndpoint"]
+    assert (saved["type"], saved["scalerType"]) == ("LB", "REQUEST_COUNT")
+    assert (await setup.api.get(f"/v1/endpoints/{saved['id']}")).json()["type"] == "LB"
+    listed = (await setup.api.post("/graphql", json={"query": "query { myself { endpoints { id type } } }"})).json()
+    assert {"id": saved["id"], "type": "LB"} in listed["data"]["myself"]["endpoints"]
