@@ -309,10 +309,8 @@ async def test_a_waiting_request_ends_when_its_endpoint_is_deleted(setup: Setup)
 async def test_graphql_save_endpoint_takes_the_type(setup: Setup) -> None:
     r = await setup.api.post("/v1/templates", json={"name": "lb-t", "imageName": "unused", "isServerless": True})
     assert r.status_code in (200, 201), r.text
-    query = (
-        'mutation { saveEndpoint(input: {name: "lb-gql", templateId: "%s", type: "LB", scalerType: "REQUEST_COUNT", '
-        "scalerValue: 2, workersMax: 1}) { id type scalerType } }" % r.json()["id"]
-    )
+    fields = f'name: "lb-gql", templateId: "{r.json()["id"]}", type: "LB", scalerType: "REQUEST_COUNT", workersMax: 1'
+    query = "mutation { saveEndpoint(input: {" + fields + "}) { id type scalerType } }"
     saved = (await setup.api.post("/graphql", json={"query": query})).json()["data"]["saveEndpoint"]
     assert (saved["type"], saved["scalerType"]) == ("LB", "REQUEST_COUNT")
     assert (await setup.api.get(f"/v1/endpoints/{saved['id']}")).json()["type"] == "LB"
