@@ -33,3 +33,13 @@ def test_compose_up_wait_shape() -> None:
     assert "/ping" in " ".join(check["test"]) and check["test"][0] == "CMD"
     grace_s = _seconds(emulator["stop_grace_period"])
     assert grace_s > Settings().stop_grace_s + 5  # the emulator's own drain fits in Compose's grace
+
+
+def test_every_image_of_the_example_endpoints_is_built_by_compose() -> None:
+    """Compose's emulator serves examples/endpoints.toml: each image it names needs a build service."""
+    import tomllib
+
+    endpoints = tomllib.loads((COMPOSE.parent / "examples" / "endpoints.toml").read_text())["endpoints"]
+    wanted = {e["imageName"] for e in endpoints if "imageName" in e}
+    built = {spec.get("image") for spec in yaml.safe_load(COMPOSE.read_text())["services"].values()}
+    assert wanted - built == set(), f"images of examples/endpoints.toml with no compose service: {wanted - built}"
