@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     ping_interval_ms: int = 2000  # RUNPOD_PING_INTERVAL given to workers (the SDK floors to seconds)
     worker_lost_after_s: float = 15.0  # no ping or poll for this long: the worker is gone
     janitor_interval_s: float = 0.5
+    # an answer given before the body was read (413, 404, 401): the rest of the body is read and
+    # discarded first, up to this much, so clients that send the whole body first get the answer
+    drain_body_max_mb: int = 64
+    drain_body_max_s: float = 30.0
 
     # --- supervisor ------------------------------------------------------------------------
     reconcile_interval_s: float = 0.25

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from emulator.api.app import create_client_app, create_worker_app
 from emulator.api.dashboard import install as install_dashboard
 from emulator.api.deps import AppContext, require_api_key
+from emulator.api.drain import DrainUnreadBody
 from emulator.clock import Clock
 from emulator.config import Settings
 from emulator.errors import PortInUse
@@ -147,7 +148,7 @@ class ControlPlane:
 
     def _server(self, app: Any) -> _Server:
         config = uvicorn.Config(
-            app,
+            DrainUnreadBody(app, self.settings.drain_body_max_mb * 1024 * 1024, self.settings.drain_body_max_s),
             log_level="warning",
             log_config=None,  # uvicorn logs through the root logger (emulator.logs formats it)
             access_log=False,
