@@ -160,3 +160,13 @@ def test_a_fresh_ci_runner_without_a_base_image_builds_on_python_slim(
     r = runner.invoke(app, ["test", str(tmp_path)])
     assert seen == [images.UPSTREAM_BASE_IMAGE]
     assert r.exit_code == 2 and "docker build stopped here by the test" in r.stderr
+
+
+@pytest.mark.docker
+def test_own_input_is_not_compared_with_the_folders_expected_output(docker_run: Any, tmp_path: Path) -> None:
+    """DIR/expected_output.json belongs to DIR/test_input.json: `--input FILE` alone compares nothing (#13 item 6)."""
+    inputs = tmp_path / "mine.json"
+    inputs.write_text('{"input": {"message": "hello"}}')
+    r = docker_run(str(ECHO), "--input", str(inputs), "--timeout", "120")
+    assert r.exit_code == 0, r.output
+    assert "PASSED: 1 test(s)" in r.stdout
