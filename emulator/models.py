@@ -254,7 +254,7 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    input: Any = Field(...)
+    input: Any = Field(None, description="Any JSON; optional: a job without it reaches the worker without it")
     webhook: str | None = Field(None, max_length=2048)
     policy: JobPolicy = Field(default_factory=lambda: JobPolicy())
     s3Config: dict[str, Any] | None = None
@@ -267,9 +267,3 @@ class JobRequest(BaseModel):
         if not (v.startswith("http://") or v.startswith("https://")):
             raise ValueError("webhook must be an http:// or https:// URL")
         return v
-
-    @model_validator(mode="after")
-    def _input_present(self) -> JobRequest:
-        if self.input is None:
-            raise ValueError("input is required")
-        return self

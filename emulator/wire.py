@@ -239,7 +239,11 @@ def webhook_body(job: JobRecord, now: float) -> WebhookBody:
 
 
 def job_for_worker(job: JobRecord) -> JobForWorker:
-    handed: JobForWorker = {"id": job.id, "input": job.input}
+    """A job queued without ``input`` reaches the worker without it, as on RunPod (its SDK then fails
+    the job: "Job has missing field(s)")."""
+    handed: JobForWorker = {"id": job.id}
+    if job.has_input:
+        handed["input"] = job.input
     if job.webhook:
         handed["webhook"] = job.webhook
     if job.s3_config is not None:

@@ -55,9 +55,8 @@ def _endpoint(ctx: AppContext, endpoint_id: str) -> Endpoint:
 async def _job_request(request: Request, limit: int, what: str) -> JobRequest:
     body = await read_json(request, limit, what)
     if not isinstance(body, dict):
-        raise BadRequest(f"{what} body must be a JSON object with an 'input' field", field="body")
-    if "input" not in body:
-        raise InvalidInput("the field 'input' is required", field="input")
+        raise BadRequest(f"{what} body must be a JSON object, such as {{\"input\": {{...}}}}", field="body")
+    # no `input` is accepted, as RunPod does: the job reaches the worker without it
     try:
         return JobRequest.model_validate(body)
     except ValidationError as exc:

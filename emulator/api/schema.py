@@ -106,7 +106,10 @@ def _webhook_url(schema: dict[str, Any]) -> None:
             "description": "URL POSTed the status body when the job ends (http:// or https://)",
         }
     if "input" in props:
-        props["input"] = {"not": {"type": "null"}, "title": "Input", "description": "Any JSON but null"}
+        props["input"] = {
+            "title": "Input",
+            "description": "Any JSON; optional (as on RunPod, a job without it reaches the worker without it)",
+        }
 
 
 def _with_refs(model: type[Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -69,6 +69,7 @@ class JobService:
                 execution_timeout_ms=policy.executionTimeout or endpoint.executionTimeoutMs,
                 ttl_ms=policy.ttl or self.core.settings.default_ttl_ms,
                 is_sync=sync,
+                has_input="input" in request.model_fields_set,
             ),
             now,
         )

@@ -86,6 +86,15 @@ MIGRATIONS: list[str] = [
     """,
     # 2: the OpenAI passthrough's route and stream figures per job ("openai" in the /v1 job views)
     "ALTER TABLE jobs ADD COLUMN openai TEXT",
+    # 3: issue #13: a request without `input`, the pings that named a job, the execution-timeout
+    #    clock kept across requeues, and results refused for their size
+    """
+    ALTER TABLE jobs ADD COLUMN has_input INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE jobs ADD COLUMN named_at REAL;
+    ALTER TABLE jobs ADD COLUMN dropped_at REAL;
+    ALTER TABLE jobs ADD COLUMN first_started_at REAL;
+    ALTER TABLE jobs ADD COLUMN result_refused TEXT
+    """,
 ]
 
 

@@ -28,6 +28,7 @@ class NewJob:
     execution_timeout_ms: int
     ttl_ms: int
     is_sync: bool
+    has_input: bool = True
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,8 @@ class JobStore:
         with transaction(self.conn):
             row = self.conn.execute(
                 """INSERT INTO jobs (id, endpoint_id, status, input, webhook, s3_config, low_priority,
-                     execution_timeout_ms, ttl_ms, is_sync, created_at, queued_at, webhook_state)
-                   VALUES (?, ?, 'IN_QUEUE', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
+                     execution_timeout_ms, ttl_ms, is_sync, created_at, queued_at, webhook_state, has_input)
+                   VALUES (?, ?, 'IN_QUEUE', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
                 (
                     job.id,
                     job.endpoint_id,
@@ -122,6 +123,7 @@ class JobStore:
                     now,
                     now,
                     "pending" if job.webhook else None,
+                    int(job.has_input),
                 ),
             ).fetchone()
         return JobRecord.from_row(row)

@@ -47,6 +47,11 @@ class JobRecord:
     webhook_state: str | None = None
     seq: int = 0
     openai: dict[str, Any] | None = None  # OpenAI passthrough calls: route, stream, TTFT, chunks/s
+    has_input: bool = True  # False: the request had no `input` (the worker gets none, as on RunPod)
+    named_at: float | None = None  # the last ping of its worker that named it (None: never named)
+    dropped_at: float | None = None  # its worker's pings stopped naming it (the worker dropped it)
+    first_started_at: float | None = None  # the first hand-over: the execution timeout counts from it
+    result_refused: str | None = None  # why a worker's post for it was refused (payload limits)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> JobRecord:
@@ -78,6 +83,11 @@ class JobRecord:
             webhook_state=row["webhook_state"],
             seq=row["seq"],
             openai=loads(row["openai"]),
+            has_input=bool(row["has_input"]),
+            named_at=row["named_at"],
+            dropped_at=row["dropped_at"],
+            first_started_at=row["first_started_at"],
+            result_refused=row["result_refused"],
         )
 
     @property

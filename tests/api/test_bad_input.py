@@ -12,7 +12,7 @@ import pytest
         (b"{not json", 400, "not valid JSON"),
         (b"", 400, "needs a JSON body"),
         (b"[1, 2]", 400, "JSON object"),
-        (b'{"inputs": {}}', 422, "input"),
+        (b'"just text"', 400, "JSON object"),  # (an object without `input` is accepted: #13 item 4)
         (b'{"input": {}, "policy": {"executionTimeout": 10}}', 422, "policy.executionTimeout"),
         (b'{"input": {}, "policy": {"ttl": "soon"}}', 422, "policy.ttl"),
         (b'{"input": {}, "webhook": "ftp://x"}', 422, "webhook"),
