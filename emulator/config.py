@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # SIGTERM to SIGKILL for a worker that holds no job (scale-down, shutdown, endpoint deletion after the
     # drain): nothing to lose, and RunPod's SDK ignores SIGTERM, so the full stop_grace_s was pure waiting
     idle_stop_grace_s: float = 0.0
+    # a job ended (timeout, cancel, TTL) while its worker's pings still name it: the worker stays
+    # RUNNING this long, then its container is stopped and replaced (RunPod: "the worker stops")
+    ended_job_grace_s: float = 5.0
     worker_memory_budget_mb: int | None = None
     worker_cpu_budget: float | None = None
     flashboot_pause_s: float = 600.0

@@ -134,6 +134,7 @@ class WorkerPublic(TypedDict):
     stopping: bool
     pull: WorkerPull | None
     health: str | None  # load-balancing workers: the last health check's answer, in words
+    endedJobIds: list[str]  # jobs ended (timeout, cancel, TTL) whose handler it still runs
 
 
 class WorkerPull(TypedDict):
@@ -175,13 +176,20 @@ class JobDetail(StatusBody):
     executionTimeoutMs: int
     ttlMs: int
     openai: NotRequired[OpenAICall]
+    hasInput: bool  # False: the request had no `input` (the worker got none)
+    firstStartedAt: float | None  # the first hand-over: the execution timeout counts from it
+    namedAt: float | None  # the last ping of its worker that named it
+    droppedAt: float | None  # when its live worker stopped reporting it (it is not run again)
+    resultRefused: str | None  # why a worker's post for it was refused (payload limits)
 
 
 class RecentJob(StatusBody):
     """One row of GET /v1/endpoints/{id}/jobs (and the dashboard's recent jobs): the status body, when
-    the job was created and, for an OpenAI-compatible call, its ``openai`` figures."""
+    the job was created, why a worker's post for it was refused (payload limits; null when none was)
+    and, for an OpenAI-compatible call, its ``openai`` figures."""
 
     createdAt: float
+    resultRefused: str | None
     openai: NotRequired[OpenAICall]
 
 
@@ -253,7 +261,9 @@ def job_for_worker(job: JobRecord) -> JobForWorker:
 
 def recent_job(job: JobRecord, now: float) -> RecentJob:
     # cast: mypy wants a key that only the target declares (``openai``) in the ``**`` item
-    row = cast(RecentJob, {**status_body(job, now), "createdAt": job.created_at})
+    row = cast(
+        RecentJob, {**status_body(job, now), "createdAt": job.created_at, "resultRefused": job.result_refused}
+    )
     if job.openai:
         row["openai"] = cast(OpenAICall, job.openai)
     return row
@@ -272,6 +282,11 @@ def job_detail(job: JobRecord, now: float, webhook_attempts: list[dict[str, Any]
         "lowPriority": job.low_priority,
         "executionTimeoutMs": job.execution_timeout_ms,
         "ttlMs": job.ttl_ms,
+        "hasInput": job.has_input,
+        "firstStartedAt": job.first_started_at,
+        "namedAt": job.named_at,
+        "droppedAt": job.dropped_at,
+        "resultRefused": job.result_refused,
     })
     if job.openai:
         detail["openai"] = cast(OpenAICall, job.openai)
@@ -329,6 +344,7 @@ def worker_public(w: WorkerRecord, endpoint_version: int, now: float) -> WorkerP
         "stopping": w.stopping,
         "pull": None if w.pull is None else cast(WorkerPull, dict(w.pull)),
         "health": w.health,
+        "endedJobIds": list(w.ending),
     }
 
 

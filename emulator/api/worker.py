@@ -45,11 +45,12 @@ def _int(raw: str | None, name: str, default: int) -> int:
         raise BadRequest(f"{name} must be an integer, got {raw[:40]!r}", field=name) from exc
 
 
-async def _body(request: Request) -> object:
+async def _body(request: Request) -> tuple[object, int]:
+    """The parsed body and its size in bytes (held to the job's payload limit by the protocol)."""
     raw = await request.body()
     if len(raw) > MAX_WORKER_BODY:
         raise BadRequest(f"the body is over {MAX_WORKER_BODY} bytes", field="body")
-    return parse_body(raw)
+    return parse_body(raw), len(raw)
 
 
 @router.get("/job-take/{worker_id}")
@@ -78,8 +79,8 @@ async def job_done(endpoint_id: str, worker_id: str, job_id: str, request: Reque
     ctx = context(request)
     worker = _worker(request, endpoint_id, worker_id)
     job_id = check_id(_clean_segment(job_id), "job")
-    body = await _body(request)
-    return JSONResponse(ctx.protocol.done(worker, job_id, body))
+    body, size = await _body(request)
+    return JSONResponse(ctx.protocol.done(worker, job_id, body, size))
 
 
 @router.post("/job-done/{worker_id}")
@@ -96,7 +97,7 @@ async def job_stream(endpoint_id: str, worker_id: str, job_id: str, request: Req
     ctx = context(request)
     worker = _worker(request, endpoint_id, worker_id)
     job_id = check_id(_clean_segment(job_id), "job")
-    body = await _body(request)
+    body, _ = await _body(request)
     return JSONResponse(ctx.protocol.stream_chunk(worker, job_id, body))
 
 

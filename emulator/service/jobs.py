@@ -16,8 +16,25 @@ from emulator.service.core import Core
 from emulator.service.hub import Change
 from emulator.store.jobs import NewJob, Requeued
 from emulator.store.records import JobRecord
+from emulator.workers.records import WorkerRecord
 
 log = structlog.get_logger("emulator.jobs")
+
+
+def timeout_error(job: JobRecord, now: float) -> str:
+    """The error of a job past its execution timeout: what the clock counted and why nothing ended it."""
+    text = f"job exceeded its execution timeout of {job.execution_timeout_ms} ms"
+    start = job.first_started_at if job.first_started_at is not None else job.started_at
+    if job.dropped_at is not None and start is not None:
+        text += (
+            f"; worker {job.worker_id} stopped reporting the job {max(0.0, job.dropped_at - start):.1f}s after it "
+            "started (its pings no longer named it: the worker dropped the result, e.g. one it could not post)"
+        )
+    elif job.status == JobStatus.IN_QUEUE:
+        text += f", counted from its first start (a requeue does not reset it; retries: {job.retries})"
+    if job.result_refused:
+        text += f"; a result was refused: {job.result_refused}"
+    return text
 
 
 def new_job_id(sync: bool) -> str:
@@ -186,11 +203,26 @@ class JobService:
         if holder is not None:
             worker = self.core.workers.get(holder)
             if worker is not None:
-                self.core.workers.job_released(worker, job.id)
+                if stop_worker:
+                    self.end_on_worker(worker, job.id, reason or status.value.lower())
+                else:
+                    self.core.workers.job_released(worker, job.id)
         stopped = (holder,) if stop_worker and holder is not None else ()
         self.core.hub.publish(Change(job.endpoint_id, jobs=(job.id,), stopped_workers=stopped))
         self.core.webhooks.schedule(done)
         return done
+
+    def end_on_worker(self, worker: WorkerRecord, job_id: str, reason: str) -> None:
+        """A job ended under ``worker`` (timeout, cancel, TTL) and it was sent the stop signal.
+
+        A worker whose pings name the job still runs its handler (RunPod's SDK cannot interrupt a sync
+        handler): it stays RUNNING, holding the job, until a ping no longer names it; the supervisor
+        stops and replaces it past ``ended_job_grace_s``. A worker that does not ping (nothing tells
+        whether it still runs the job), or that does not hold the job, is released at once."""
+        if job_id in worker.job_ids and worker.last_ping_at is not None:
+            self.core.workers.job_ending(worker, job_id, reason)
+        else:
+            self.core.workers.job_released(worker, job_id)
 
     def requeued(self, outcomes: list[Requeued], worker_id: str | None = None) -> None:
         for outcome in outcomes:
@@ -213,6 +245,10 @@ class JobService:
             worker_id, self.core.clock.now(), self.core.settings.max_job_retries, reason
         )
         self.requeued(outcomes, worker_id)
+        worker = self.core.workers.get(worker_id)
+        if worker is not None:  # ended jobs it still ran: gone with it
+            for job_id in list(worker.ending):
+                self.core.workers.job_released(worker, job_id)
         return len(outcomes)
 
     # --- janitor -------------------------------------------------------------------------------
@@ -223,10 +259,10 @@ class JobService:
             self.finish(
                 job,
                 JobStatus.TIMED_OUT,
-                error=f"job exceeded its execution timeout of {job.execution_timeout_ms} ms",
-                stop_worker=True,
+                error=timeout_error(job, now),
+                stop_worker=job.status == JobStatus.IN_PROGRESS and job.dropped_at is None,
                 reason="execution timeout",
-                from_statuses=("IN_PROGRESS",),
+                from_statuses=(job.status.value,),
             )
         expired = self.core.jobs.requeue_expired_leases(now, self.core.settings.max_job_retries)
         self._release_requeued_from_workers(expired)
@@ -236,7 +272,7 @@ class JobService:
                 self.core.hub.stop_jobs(job.worker_id, {job.id})
                 worker = self.core.workers.get(job.worker_id)
                 if worker is not None:
-                    self.core.workers.job_released(worker, job.id)
+                    self.end_on_worker(worker, job.id, "ttl expired")
                 stopped = (job.worker_id,)
             self.core.hub.publish(Change(job.endpoint_id, jobs=(job.id,), stopped_workers=stopped))
 

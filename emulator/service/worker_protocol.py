@@ -12,12 +12,13 @@ from typing import Any
 import structlog
 
 from emulator import wire
-from emulator.errors import Conflict, Forbidden, InvalidInput, NotFound
+from emulator.errors import BadRequest, Conflict, Forbidden, NotFound
 from emulator.models import JobStatus
 from emulator.service.core import Core
 from emulator.service.hub import Change
 from emulator.service.jobs import JobService
-from emulator.store.records import JobRecord
+from emulator.service.payloads import Refusal, check_chunk, check_post
+from emulator.store.records import JobRecord, dumps
 from emulator.workers.records import WorkerRecord
 from emulator.workers.states import WorkerEvent
 
@@ -114,12 +115,28 @@ class WorkerProtocol:
             raise Forbidden(f"job {job_id!r} was not handed to worker {worker.id!r}", job=job_id)
         return job
 
-    def done(self, worker: WorkerRecord, job_id: str, body: Any) -> dict[str, Any]:
+    def _refuse(self, worker: WorkerRecord, job: JobRecord, refusal: Refusal) -> BadRequest:
+        """Record on the job that a post was refused (its /v1 detail, the log) and the 400 to answer."""
+        self.core.jobs.set_result_refused(job.id, refusal.message)
+        log.warning("worker post refused", endpoint=worker.endpoint_id, worker=worker.id, job=job.id,
+                    reason=refusal.message)
+        self.core.hub.publish(Change(job.endpoint_id, jobs=(job.id,)))
+        return BadRequest(refusal.message, field="output")
+
+    def done(self, worker: WorkerRecord, job_id: str, body: Any, size_bytes: int = 0) -> dict[str, Any]:
+        """job-done: a result (COMPLETED, or FAILED with ``error``) or, with ``"status": "IN_PROGRESS"``,
+        progress. ``size_bytes`` (the body's) is held to the job's route limit (``payloads``): over it,
+        BadRequest (400) and the refusal recorded on the job. Also raises NotFound, Forbidden, Conflict."""
         self.seen(worker)
         job = self._job_of(worker, job_id)
         if not isinstance(body, dict):
             body = {"output": body}
-        if body.get("status") == "IN_PROGRESS":
+        progress = body.get("status") == "IN_PROGRESS"
+        if not job.status.terminal:
+            refusal = check_post("progress" if progress else "the result", size_bytes, job.is_sync, self.core.settings)
+            if refusal is not None:
+                raise self._refuse(worker, job, refusal)
+        if progress:
             kept = self.core.jobs.set_progress(job_id, body.get("output"))
             if kept:
                 self.core.hub.publish(Change(job.endpoint_id, jobs=(job_id,), counted=False))
@@ -129,6 +146,7 @@ class WorkerProtocol:
             self.core.workers.save(worker)
             log.info("worker asked to be recycled", endpoint=worker.endpoint_id, worker=worker.id, job=job_id)
         if job.status.terminal:
+            self._let_go(worker, job_id)
             raise Conflict(f"job {job_id!r} is already {job.status.value}; the result was not recorded", job=job_id)
         error = body.get("error")
         if error is not None and error != "":
@@ -148,17 +166,18 @@ class WorkerProtocol:
         return {"accepted": True, "status": finished.status.value}
 
     def stream_chunk(self, worker: WorkerRecord, job_id: str, body: Any) -> dict[str, Any]:
+        """job-stream: one chunk. Held to RunPod's 1 MB per chunk and, with the chunks before it, to the
+        job's route limit (``payloads``): over either, BadRequest (400) and the refusal recorded."""
         self.seen(worker)
         job = self._job_of(worker, job_id)
         if job.status.terminal:
+            self._let_go(worker, job_id)
             raise Conflict(f"job {job_id!r} is already {job.status.value}; the chunk was not recorded", job=job_id)
         chunk = body.get("output") if isinstance(body, dict) and "output" in body else body
-        encoded = json.dumps(chunk)
-        if len(encoded.encode()) > self.core.settings.max_stream_chunk_bytes:
-            raise InvalidInput(
-                f"a stream chunk is {len(encoded)} bytes; the limit is {self.core.settings.max_stream_chunk_bytes}",
-                field="output",
-            )
+        size = len(dumps(chunk).encode())  # as stored
+        refusal = check_chunk(size, self.core.streams.total_bytes(job_id), job.is_sync, self.core.settings)
+        if refusal is not None:
+            raise self._refuse(worker, job, refusal)
         n = self.core.streams.append(job_id, chunk)
         self.core.hub.publish(Change(job.endpoint_id, jobs=(job_id,), counted=False))
         return {"accepted": True, "n": n}
@@ -193,5 +212,38 @@ class WorkerProtocol:
             return
         # The ping names the jobs the worker really holds: only those keep their lease, so a job
         # whose hand-over was lost (the job-take response never arrived) is requeued when it expires.
-        worker.last_ping_at = self.core.clock.now()
-        self.core.jobs.renew_named(worker.id, job_ids, worker.last_ping_at, self.lease_s)
+        now = worker.last_ping_at = self.core.clock.now()
+        self.core.jobs.renew_named(worker.id, job_ids, now, self.lease_s)
+        self._not_named(worker, set(job_ids), now)
+
+    def _not_named(self, worker: WorkerRecord, named: set[str], now: float) -> None:
+        """Jobs the worker holds that its ping no longer names.
+
+        An ended job (timeout, cancel, TTL) it let go of: released, the worker is free again. A job in
+        progress that an earlier ping named: the worker had it and dropped it (RunPod's SDK drops a
+        result it cannot post); it is released from the worker but stays IN_PROGRESS until its
+        execution timeout, never requeued (RunPod does not run it again). A job never named yet is
+        left alone: its hand-over may still be on its way, and its lease decides."""
+        released = False
+        for job_id in [j for j in worker.ending if j not in named]:
+            log.info("worker let go of an ended job", endpoint=worker.endpoint_id, worker=worker.id, job=job_id)
+            self.core.workers.job_released(worker, job_id)
+            released = True
+        candidates = [j for j in worker.job_ids if j not in named and j not in worker.ending]
+        dropped = self.core.jobs.mark_dropped(worker.id, candidates, now) if candidates else []
+        for job_id in dropped:
+            log.warning(
+                "worker stopped reporting a job; it stays IN_PROGRESS until its execution timeout",
+                endpoint=worker.endpoint_id,
+                worker=worker.id,
+                job=job_id,
+            )
+            self.core.workers.job_released(worker, job_id)
+        if released or dropped:  # the worker is free again: held job-takes re-check
+            self.core.hub.publish(Change(worker.endpoint_id, jobs=tuple(dropped), takers_recheck=True))
+
+    def _let_go(self, worker: WorkerRecord, job_id: str) -> None:
+        """A post for an ended job: the handler has finished it, the worker no longer runs it."""
+        if job_id in worker.ending:
+            self.core.workers.job_released(worker, job_id)
+            self.core.hub.publish(Change(worker.endpoint_id, takers_recheck=True))

@@ -24,6 +24,8 @@ from emulator.workers.states import WorkerEvent, takes_jobs, transition
 
 log = structlog.get_logger("emulator.workers")
 
+_ENDING_NOTE = " while its handler runs: the worker is stopped unless it lets go"
+
 Listener = Callable[[WorkerRecord, WorkerState | None, str], None]
 
 
@@ -65,7 +67,13 @@ class WorkerRegistry:
         return list(self._workers.values())
 
     def may_take(self, worker: WorkerRecord) -> bool:
-        return takes_jobs(worker.state) and not worker.stopping and not worker.paused and not worker.refresh_requested
+        return (
+            takes_jobs(worker.state)
+            and not worker.stopping
+            and not worker.paused
+            and not worker.refresh_requested
+            and not worker.ending  # still runs an ended job's handler: it is stopped soon
+        )
 
     # --- lifecycle -------------------------------------------------------------------------------
     def create(
@@ -165,9 +173,24 @@ class WorkerRegistry:
                 worker.job_ids.append(job_id)
         self.apply(worker, WorkerEvent.JOB_ASSIGNED, f"took {', '.join(job_ids)}")
 
+    def job_ending(self, worker: WorkerRecord, job_id: str, reason: str) -> None:
+        """The job ended (``reason``: "execution timeout", "cancelled", "ttl expired") while the worker
+        still runs it: it stays RUNNING and holds the job until its pings stop naming it, and is
+        stopped and replaced past ``ended_job_grace_s`` (RunPod: "the job fails and the worker stops")."""
+        worker.ending.setdefault(job_id, self.clock.now())
+        worker.ending_reason = worker.ending_reason or reason
+        worker.reason = f"{reason} ({job_id}){_ENDING_NOTE}"
+        self.save(worker)
+        log.info("worker still runs an ended job", endpoint=worker.endpoint_id, worker=worker.id, job=job_id,
+                 reason=reason)
+
     def job_released(self, worker: WorkerRecord, job_id: str) -> None:
         if job_id in worker.job_ids:
             worker.job_ids.remove(job_id)
+        if worker.ending.pop(job_id, None) is not None and not worker.ending:
+            worker.ending_reason = None
+            if worker.reason and worker.reason.endswith(_ENDING_NOTE):
+                worker.reason = None
         if not worker.job_ids:
             self.apply(worker, WorkerEvent.JOBS_DRAINED, f"finished {job_id}", job=job_id)
         else:

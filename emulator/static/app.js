@@ -423,7 +423,9 @@
         : `<span class="cold-tag cold-no">warm</span>`;
       cold += `<span class="cold-parts">queue wait ${fmtMs(cs.queueWaitMs)}</span>`;
     }
-    const err = j.error ? `<span class="job-error" title="${esc(j.error)}">${esc(j.error)}</span>` : "";
+    const err = (j.error ? `<span class="job-error" title="${esc(j.error)}">${esc(j.error)}</span>` : "") +
+      (j.resultRefused && !(j.error || "").includes(j.resultRefused)
+        ? `<span class="job-error" title="${esc(j.resultRefused)}">result refused: ${esc(j.resultRefused)}</span>` : "");
     const oa = j.openai;  // an /openai/* call: its route and, streamed, time to first chunk and chunk rate
     const oaLine = oa
       ? `<div class="ttext oa-line" title="OpenAI-compatible call${oa.stream ? " (streamed)" : ""}"><span class="mono">${esc(oa.route || "")}</span>${

@@ -129,14 +129,18 @@ class JobStore:
         return JobRecord.from_row(row)
 
     def claim(self, endpoint_id: str, worker_id: str, n: int, now: float, lease_s: float) -> list[JobRecord]:
-        """Hand up to ``n`` queued jobs (oldest first) to ``worker_id``; atomically."""
+        """Hand up to ``n`` queued jobs (oldest first) to ``worker_id``; atomically.
+
+        The first hand-over starts the execution-timeout clock (``first_started_at``); a requeue does
+        not restart it."""
         with transaction(self.conn):
             rows = self.conn.execute(
-                """UPDATE jobs SET status = 'IN_PROGRESS', worker_id = ?, started_at = ?, lease_expires_at = ?
+                """UPDATE jobs SET status = 'IN_PROGRESS', worker_id = ?, started_at = ?, lease_expires_at = ?,
+                     first_started_at = COALESCE(first_started_at, ?), named_at = NULL, dropped_at = NULL
                    WHERE id IN (SELECT id FROM jobs WHERE endpoint_id = ? AND status = 'IN_QUEUE'
                                 ORDER BY seq LIMIT ?)
                    RETURNING *""",
-                (worker_id, now, now + lease_s, endpoint_id, n),
+                (worker_id, now, now + lease_s, now, endpoint_id, n),
             ).fetchall()
         return sorted((JobRecord.from_row(r) for r in rows), key=lambda j: j.seq)
 
@@ -147,11 +151,34 @@ class JobStore:
         )
 
     def renew_named(self, worker_id: str, job_ids: list[str], now: float, lease_s: float) -> None:
-        """Renew the leases of the jobs a ping names; jobs it does not name keep ageing."""
+        """Renew the leases of the jobs a ping names, and note that a ping named them (``named_at``):
+        from then on the worker is known to have had the job. Jobs it does not name keep ageing."""
         self.conn.executemany(
-            "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND worker_id = ? AND status = 'IN_PROGRESS'",
-            [(now + lease_s, job_id, worker_id) for job_id in job_ids],
+            """UPDATE jobs SET lease_expires_at = ?, named_at = ?, dropped_at = NULL
+               WHERE id = ? AND worker_id = ? AND status = 'IN_PROGRESS'""",
+            [(now + lease_s, now, job_id, worker_id) for job_id in job_ids],
         )
+
+    def mark_dropped(self, worker_id: str, job_ids: list[str], now: float) -> list[str]:
+        """Of ``job_ids`` (held by ``worker_id``, not named by its latest ping), those an earlier ping
+        named: the live worker dropped them (RunPod's SDK drops a result it cannot post). They stay
+        IN_PROGRESS, no lease (never requeued), until their execution timeout. Returns their ids."""
+        dropped: list[str] = []
+        with transaction(self.conn):
+            for job_id in job_ids:
+                row = self.conn.execute(
+                    """UPDATE jobs SET dropped_at = ?, lease_expires_at = NULL
+                       WHERE id = ? AND worker_id = ? AND status = 'IN_PROGRESS' AND named_at IS NOT NULL
+                         AND dropped_at IS NULL RETURNING id""",
+                    (now, job_id, worker_id),
+                ).fetchone()
+                if row is not None:
+                    dropped.append(job_id)
+        return dropped
+
+    def set_result_refused(self, job_id: str, reason: str) -> None:
+        """Record why a worker's post for the job was refused (shown in its /v1 detail)."""
+        self.conn.execute("UPDATE jobs SET result_refused = ? WHERE id = ?", (reason, job_id))
 
     def set_breakdown(self, job_id: str, breakdown: dict[str, Any]) -> None:
         self.conn.execute("UPDATE jobs SET breakdown = ? WHERE id = ?", (dumps(breakdown), job_id))
@@ -188,7 +215,8 @@ class JobStore:
             row = self.conn.execute(
                 f"""UPDATE jobs SET status = ?, completed_at = ?, output = ?, error = ?, expires_at = ?,
                       stop_pending = ?, lease_expires_at = NULL,
-                      started_at = COALESCE(started_at, CASE WHEN ? IN ('COMPLETED', 'FAILED') THEN ? END)
+                      started_at = COALESCE(started_at, first_started_at,
+                                            CASE WHEN ? IN ('COMPLETED', 'FAILED') THEN ? END)
                     WHERE id = ? AND status IN ({marks}) RETURNING *""",
                 (
                     status.value,
@@ -214,6 +242,7 @@ class JobStore:
                 """UPDATE jobs SET status = 'IN_QUEUE', queued_at = ?, started_at = NULL, completed_at = NULL,
                      output = NULL, error = NULL, progress = NULL, expires_at = NULL, worker_id = NULL,
                      lease_expires_at = NULL, stop_pending = 0, breakdown = NULL, retries = retries + 1,
+                     first_started_at = NULL, named_at = NULL, dropped_at = NULL, result_refused = NULL,
                      webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END
                    WHERE id = ? AND status IN ('FAILED', 'TIMED_OUT') RETURNING *""",
                 (now, job_id),
@@ -225,10 +254,17 @@ class JobStore:
         return None if row is None else JobRecord.from_row(row)
 
     def requeue_worker(self, worker_id: str, now: float, max_retries: int, reason: str) -> list[Requeued]:
-        """The worker is gone: its in-progress jobs go back to the queue (retries + 1) or FAIL."""
-        return self._requeue("worker_id = ? AND status = 'IN_PROGRESS'", (worker_id,), now, max_retries, reason)
+        """The worker is gone: its in-progress jobs go back to the queue (retries + 1) or FAIL.
+
+        Jobs it had dropped while alive (``dropped_at``) stay: they end at their execution timeout."""
+        return self._requeue(
+            "worker_id = ? AND status = 'IN_PROGRESS' AND dropped_at IS NULL", (worker_id,), now, max_retries, reason
+        )
 
     def requeue_expired_leases(self, now: float, max_retries: int) -> list[Requeued]:
+        """Jobs whose lease ran out: the hand-over was lost (no ping ever named the job) or the worker
+        went silent (no ping, or no request from a worker that does not ping, for the lease time).
+        A job a live worker dropped has no lease (``mark_dropped``) and is never requeued."""
         return self._requeue(
             "status = 'IN_PROGRESS' AND lease_expires_at IS NOT NULL AND lease_expires_at < ?",
             (now,),
@@ -256,6 +292,7 @@ class JobStore:
                     self.conn.execute(
                         """UPDATE jobs SET status = 'IN_QUEUE', worker_id = NULL, started_at = NULL,
                              lease_expires_at = NULL, progress = NULL, retries = retries + 1, queued_at = ?,
+                             named_at = NULL, dropped_at = NULL,
                              past_workers = past_workers || ? || ','
                            WHERE id = ?""",
                         (now, worker_id or "", job_id),
@@ -265,10 +302,12 @@ class JobStore:
         return out
 
     def overdue(self, now: float) -> list[JobRecord]:
-        """In-progress jobs past their execution timeout."""
+        """Jobs past their execution timeout, counted from their first start: in progress, or requeued
+        (back IN_QUEUE after a lost worker) since a requeue does not reset the clock."""
         rows = self.conn.execute(
-            """SELECT * FROM jobs WHERE status = 'IN_PROGRESS' AND started_at IS NOT NULL
-               AND started_at + execution_timeout_ms / 1000.0 < ?""",
+            """SELECT * FROM jobs WHERE status IN ('IN_PROGRESS', 'IN_QUEUE')
+               AND COALESCE(first_started_at, started_at) IS NOT NULL
+               AND COALESCE(first_started_at, started_at) + execution_timeout_ms / 1000.0 < ?""",
             (now,),
         ).fetchall()
         return [JobRecord.from_row(r) for r in rows]

@@ -31,6 +31,13 @@ class StreamStore:
             ).fetchall()
         return [loads(chunk) for _, chunk in sorted(rows, key=lambda r: r[0])]
 
+    def total_bytes(self, job_id: str) -> int:
+        """The size of the job's stored chunks, in bytes of their JSON text."""
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(LENGTH(CAST(chunk AS BLOB))), 0) FROM job_stream WHERE job_id = ?", (job_id,)
+        ).fetchone()
+        return int(row[0])
+
     def all_chunks(self, job_id: str) -> list[Any]:
         rows = self.conn.execute("SELECT chunk FROM job_stream WHERE job_id = ? ORDER BY n", (job_id,)).fetchall()
         return [loads(r[0]) for r in rows]

@@ -97,6 +97,22 @@ def _health(o: Observed, now: float, settings: Settings) -> Fail | None:
     return None
 
 
+def _ended_job_stop(w: WorkerRecord, now: float, settings: Settings) -> Remove | None:
+    """A worker still running the handler of a job that ended (timeout, cancel, TTL) past
+    ``ended_job_grace_s``: stopped and replaced, with the reason ("execution timeout: worker stopped")."""
+    if not w.ending:
+        return None
+    since = min(w.ending.values())
+    if now - since < settings.ended_job_grace_s:
+        return None
+    jobs = ", ".join(sorted(w.ending))
+    return Remove(
+        w.id,
+        f"{w.ending_reason or 'job ended'}: worker stopped (its handler still ran {jobs} "
+        f"{settings.ended_job_grace_s:g}s after the job ended; ended_job_grace_s)",
+    )
+
+
 @dataclass
 class _Tally:
     """What the endpoint has, counted while walking its workers (standby containers excluded)."""
@@ -203,6 +219,12 @@ def _count(o: Observed, now: float, settings: Settings, t: _Tally, actions: list
             if w.state in (S.INITIALIZING, S.THROTTLED):
                 t.starting += 1
                 t.healthy += 1
+        return
+    stop = _ended_job_stop(w, now, settings)
+    if stop is not None:
+        actions.append(stop)
+        if not w.stopping and w.state != S.OUTDATED:
+            t.recycled += 1  # replaced at once: the next job gets a fresh worker
         return
     if w.stopping:
         if not w.job_ids or c is None or c.status in _DEAD:

@@ -38,6 +38,10 @@ class WorkerRecord:
     timings: dict[str, float] = field(default_factory=dict)  # cold-start breakdown of the current start
     pull: dict[str, Any] | None = None  # while its image is pulled: supervisor.pulls' progress
     health: str | None = None  # load-balancing workers: the last health check's answer, in words
+    # jobs ended under the worker (timeout, cancel, TTL) that its pings still name: job id -> when it
+    # ended. It stays RUNNING with them; past ended_job_grace_s its container is stopped and replaced.
+    ending: dict[str, float] = field(default_factory=dict)
+    ending_reason: str | None = None  # why the first of them ended ("execution timeout", ...)
 
     def to_json(self) -> dict[str, Any]:
         # Not dataclasses.asdict: its recursive deep copy was most of the cost of saving a worker,

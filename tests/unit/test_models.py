@@ -34,9 +34,15 @@ def test_patch_cannot_break_bounds() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"input": None}, {"input": 1, "policy": {"executionTimeout": 1}}, {"input": 1, "policy": {"ttl": 1}},
+    [{"input": 1, "policy": {"executionTimeout": 1}}, {"input": 1, "policy": {"ttl": 1}},
      {"input": 1, "webhook": "file:///etc/passwd"}],
 )
 def test_bad_job_requests(body: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         JobRequest.model_validate(body)
+
+
+def test_a_job_request_without_input_is_valid() -> None:
+    """RunPod accepts a body without `input` (#13 item 4); whether it was given is in model_fields_set."""
+    assert "input" not in JobRequest.model_validate({"messages": []}).model_fields_set
+    assert "input" in JobRequest.model_validate({"input": None}).model_fields_set
