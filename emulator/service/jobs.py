@@ -37,6 +37,12 @@ def timeout_error(job: JobRecord, now: float) -> str:
     return text
 
 
+def worker_in_touch(worker: WorkerRecord, now: float, window_s: float) -> bool:
+    """PURE: the worker made a request (ping, poll, post) within ``window_s`` and is not UNHEALTHY."""
+    last = worker.last_seen_at
+    return worker.state != WorkerState.UNHEALTHY and last is not None and now - last <= window_s
+
+
 def new_job_id(sync: bool) -> str:
     base = f"{uuid.uuid4()}-e1"
     return f"sync-{base}" if sync else base
@@ -264,8 +270,7 @@ class JobService:
                 reason="execution timeout",
                 from_statuses=(job.status.value,),
             )
-        expired = self.core.jobs.requeue_expired_leases(now, self.core.settings.max_job_retries)
-        self._release_requeued_from_workers(expired)
+        self._expired_leases(now)
         for job in self.core.jobs.delete_expired(now):
             stopped: tuple[str, ...] = ()
             if job.status == JobStatus.IN_PROGRESS and job.worker_id:
@@ -275,6 +280,31 @@ class JobService:
                     self.end_on_worker(worker, job.id, "ttl expired")
                 stopped = (job.worker_id,)
             self.core.hub.publish(Change(job.endpoint_id, jobs=(job.id,), stopped_workers=stopped))
+
+    def _expired_leases(self, now: float) -> None:
+        """Leases that ran out: requeued when the worker is gone or silent (RunPod re-runs a job only
+        when its worker is lost); otherwise the live worker dropped the job (RunPod's SDK pings on a
+        timer, so a job it finished or dropped within one interval was never named): it stays
+        IN_PROGRESS until its execution timeout, and is not run again."""
+        lost: list[str] = []
+        s = self.core.settings
+        # in touch: a request within three ping intervals (a worker that died since its last ping is
+        # not taken for a live one), and never longer than worker_lost_after_s
+        window_s = min(s.worker_lost_after_s, max(1.0, 3 * s.ping_interval_ms / 1000))
+        for job in self.core.jobs.expired_leases(now):
+            worker = self.core.workers.get(job.worker_id) if job.worker_id else None
+            if worker is None or not worker_in_touch(worker, now, window_s):
+                lost.append(job.id)
+            elif self.core.jobs.mark_dropped(worker.id, [job.id], now, named_only=False):
+                log.warning("worker stopped reporting a job; it stays IN_PROGRESS until its execution timeout",
+                            endpoint=job.endpoint_id, worker=worker.id, job=job.id)
+                self.core.workers.job_released(worker, job.id)
+                self.core.hub.job_changed(job.id)
+                self.core.hub.wake_all_takers(job.endpoint_id)
+        outcomes = self.core.jobs.requeue_jobs(
+            lost, now, self.core.settings.max_job_retries, "its worker stopped answering (lease expired)"
+        )
+        self._release_requeued_from_workers(outcomes)
 
     def _release_requeued_from_workers(self, outcomes: list[Requeued]) -> None:
         if not outcomes:

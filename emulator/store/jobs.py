@@ -159,16 +159,18 @@ class JobStore:
             [(now + lease_s, now, job_id, worker_id) for job_id in job_ids],
         )
 
-    def mark_dropped(self, worker_id: str, job_ids: list[str], now: float) -> list[str]:
-        """Of ``job_ids`` (held by ``worker_id``, not named by its latest ping), those an earlier ping
-        named: the live worker dropped them (RunPod's SDK drops a result it cannot post). They stay
-        IN_PROGRESS, no lease (never requeued), until their execution timeout. Returns their ids."""
+    def mark_dropped(self, worker_id: str, job_ids: list[str], now: float, named_only: bool = True) -> list[str]:
+        """Of ``job_ids`` (held by ``worker_id``), those the live worker dropped: a ping named them
+        before and no longer does, or (``named_only`` False) their lease ran out while the worker
+        kept in touch. RunPod's SDK drops a result it cannot post. They stay IN_PROGRESS, without a
+        lease (never requeued), until their execution timeout. Returns their ids."""
         dropped: list[str] = []
+        named = "AND named_at IS NOT NULL" if named_only else ""
         with transaction(self.conn):
             for job_id in job_ids:
                 row = self.conn.execute(
-                    """UPDATE jobs SET dropped_at = ?, lease_expires_at = NULL
-                       WHERE id = ? AND worker_id = ? AND status = 'IN_PROGRESS' AND named_at IS NOT NULL
+                    f"""UPDATE jobs SET dropped_at = ?, lease_expires_at = NULL
+                       WHERE id = ? AND worker_id = ? AND status = 'IN_PROGRESS' {named}
                          AND dropped_at IS NULL RETURNING id""",
                     (now, job_id, worker_id),
                 ).fetchone()
@@ -261,17 +263,22 @@ class JobStore:
             "worker_id = ? AND status = 'IN_PROGRESS' AND dropped_at IS NULL", (worker_id,), now, max_retries, reason
         )
 
-    def requeue_expired_leases(self, now: float, max_retries: int) -> list[Requeued]:
-        """Jobs whose lease ran out: the hand-over was lost (no ping ever named the job) or the worker
-        went silent (no ping, or no request from a worker that does not ping, for the lease time).
-        A job a live worker dropped has no lease (``mark_dropped``) and is never requeued."""
-        return self._requeue(
-            "status = 'IN_PROGRESS' AND lease_expires_at IS NOT NULL AND lease_expires_at < ?",
+    def expired_leases(self, now: float) -> list[JobRecord]:
+        """In-progress jobs whose lease ran out: no ping named them (or, for a worker that does not
+        ping, it made no request) for the lease time. A job a live worker dropped has no lease."""
+        rows = self.conn.execute(
+            """SELECT * FROM jobs WHERE status = 'IN_PROGRESS' AND lease_expires_at IS NOT NULL
+               AND lease_expires_at < ?""",
             (now,),
-            now,
-            max_retries,
-            "its worker stopped reporting (lease expired)",
-        )
+        ).fetchall()
+        return [JobRecord.from_row(r) for r in rows]
+
+    def requeue_jobs(self, job_ids: list[str], now: float, max_retries: int, reason: str) -> list[Requeued]:
+        """These in-progress jobs go back to the queue (retries + 1) or FAIL (their worker is lost)."""
+        if not job_ids:
+            return []
+        marks = ",".join("?" * len(job_ids))
+        return self._requeue(f"status = 'IN_PROGRESS' AND id IN ({marks})", tuple(job_ids), now, max_retries, reason)
 
     def _requeue(
         self, where: str, args: tuple[Any, ...], now: float, max_retries: int, reason: str

@@ -110,16 +110,6 @@ def test_the_execution_timeout_counts_from_the_first_start_across_requeues(
     assert ProtocolWorker(short_plane.client_url, "ep").take().status_code == 204
 
 
-def test_a_lost_hand_over_is_still_given_back(client: httpx.Client, short_plane) -> None:
-    """A job no ping ever named (the job-take answer never reached the worker) is requeued."""
-    job_id = _run(client)
-    first = ProtocolWorker(short_plane.client_url, "ep")
-    assert first.take_job()["id"] == job_id
-    _pinging_until(first, [], lambda: _status(client, job_id)["retries"] == 1, "the requeue of the lost hand-over")
-    second = ProtocolWorker(short_plane.client_url, "ep")
-    assert second.take_job()["id"] == job_id
-
-
 # --- item 2 ------------------------------------------------------------------------------------------------
 
 

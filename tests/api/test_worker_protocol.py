@@ -104,21 +104,32 @@ def test_ping_unhealthy_requeues_the_workers_jobs(api: httpx.Client, plane: Back
     assert other.take_job()["id"] == job_id
 
 
-def test_lost_handover_is_requeued_when_pings_do_not_name_the_job(tmp_path: Path) -> None:
+def test_a_job_a_live_worker_never_named_is_not_requeued(tmp_path: Path) -> None:
+    """RunPod's SDK pings on a timer: a job its handler finished or dropped within one interval is never
+    named. While the worker keeps in touch the job is not run again (RunPod re-runs only when the worker
+    is lost, #13 item 1): it stays IN_PROGRESS until its execution timeout. A silent worker's job is
+    requeued (tests/api/test_job_faults.py)."""
     from emulator.config import default_settings_for_tests
     from emulator.testing import BackgroundControlPlane
     from tests.helpers import wait_for
 
-    settings = default_settings_for_tests(tmp_path, worker_lost_after_s=1.0, job_take_hold_s=1.0)
+    settings = default_settings_for_tests(tmp_path, worker_lost_after_s=1.0, job_take_hold_s=1.0,
+                                          janitor_interval_s=0.1)
     with BackgroundControlPlane(settings) as cp, httpx.Client(base_url=cp.client_url) as api:
         api.post("/v1/endpoints", json={"name": "e", "id": "e", "imageName": "x"})
         worker = ProtocolWorker(cp.client_url, "e")
         job_id = api.post("/v2/e/run", json={"input": 1}).json()["id"]
-        worker.take_job()  # pretend the answer was lost: the worker's pings never name the job
-        def requeued() -> bool:
+        worker.take_job()  # its pings never name the job
+
+        def released() -> bool:
             worker.ping()
-            return bool(api.get(f"/v2/e/status/{job_id}").json()["retries"] == 1)
-        wait_for(requeued, timeout_s=10, interval_s=0.2, what="the job to be requeued")
+            (w,) = api.get("/v1/endpoints/e/workers").json()["workers"]
+            return bool(w["status"] == "IDLE")
+
+        wait_for(released, timeout_s=10, interval_s=0.2, what="the lease to run out")
+        body = api.get(f"/v2/e/status/{job_id}").json()
+        assert (body["status"], body["retries"]) == ("IN_PROGRESS", 0)
+        assert api.get(f"/v1/endpoints/e/jobs/{job_id}").json()["droppedAt"] is not None
 
 
 def test_a_worker_that_hung_up_is_not_handed_the_job(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:

@@ -72,10 +72,39 @@ def test_requeue_counts_retries_then_fails(store: JobStore) -> None:
 def test_expired_leases_requeue(store: JobStore) -> None:
     store.enqueue(new_job(1), now=0)
     store.claim("e", "w", 1, now=1, lease_s=5)
-    assert store.requeue_expired_leases(now=5.5, max_retries=3) == []
-    (outcome,) = store.requeue_expired_leases(now=6.5, max_retries=3)
+    assert store.expired_leases(now=5.5) == []
+    assert [j.id for j in store.expired_leases(now=6.5)] == ["job-1"]
+    (outcome,) = store.requeue_jobs(["job-1"], now=6.5, max_retries=3, reason="lost")
     assert outcome.job_id == "job-1"
     assert store.get("job-1").status == JobStatus.IN_QUEUE  # type: ignore[union-attr]
+
+
+def test_a_dropped_job_has_no_lease_and_is_not_requeued_with_its_worker(store: JobStore) -> None:
+    """#13 item 1: a job a live worker named and then dropped stays IN_PROGRESS until its timeout."""
+    store.enqueue(new_job(1), now=0)
+    store.claim("e", "w", 1, now=1, lease_s=5)
+    assert store.mark_dropped("w", ["job-1"], now=2) == []  # never named: not dropped by a ping
+    store.renew_named("w", ["job-1"], now=2, lease_s=5)
+    assert store.mark_dropped("w", ["job-1"], now=3) == ["job-1"]
+    job = store.get("job-1")
+    assert job is not None and job.status == JobStatus.IN_PROGRESS
+    assert (job.named_at, job.dropped_at, job.lease_expires_at) == (2, 3, None)
+    assert store.expired_leases(now=100) == []
+    assert store.requeue_worker("w", now=4, max_retries=3, reason="gone") == []
+
+
+def test_the_execution_timeout_counts_from_the_first_start(store: JobStore) -> None:
+    store.enqueue(new_job(1), now=0)  # execution_timeout_ms 600000
+    store.claim("e", "w1", 1, now=10, lease_s=5)
+    store.requeue_worker("w1", now=20, max_retries=3, reason="gone")
+    assert [j.id for j in store.overdue(now=609)] == []
+    assert [j.id for j in store.overdue(now=611)] == ["job-1"]  # queued again, still past it
+    store.claim("e", "w2", 1, now=611, lease_s=5)
+    job = store.get("job-1")
+    assert job is not None and (job.first_started_at, job.started_at) == (10, 611)
+    store.finish("job-1", JobStatus.FAILED, now=612, retention_s=60)
+    again = store.retry("job-1", now=613)  # a retry asked for by the user is a new attempt
+    assert again is not None and again.first_started_at is None
 
 
 def test_finish_only_from_active_states(store: JobStore) -> None:

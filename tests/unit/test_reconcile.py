@@ -271,3 +271,16 @@ def test_lowering_workers_max_removes_waiting_unhealthy_workers_first() -> None:
         Remove("d", "not restarted: workersMax lowered to 1"),
         Remove("s", "workersMax lowered to 1"),
     ]
+
+
+def test_a_worker_still_running_an_ended_job_is_stopped_and_replaced_past_the_grace() -> None:
+    """#13 item 2: "when exceeded, the job fails and the worker stops"; the next job gets a fresh worker."""
+    grace = SETTINGS.ended_job_grace_s
+    busy = dict(job_ids=["j1"], ending_reason="execution timeout")
+    within = worker("w1", S.RUNNING, ending={"j1": NOW - grace + 0.5}, **busy)
+    assert plan(ep(workersMax=1), obs(within), EMPTY, NOW, SETTINGS) == []
+    past = worker("w1", S.RUNNING, ending={"j1": NOW - grace - 0.5}, **busy)
+    stats = QueueStats(1, 0, 1, 0.1)  # the next job waits for it
+    actions = plan(ep(workersMax=1), obs(past), stats, NOW, SETTINGS)
+    assert kinds(actions) == ["Remove", "Start"]
+    assert isinstance(actions[0], Remove) and actions[0].reason.startswith("execution timeout: worker stopped")
