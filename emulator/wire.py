@@ -325,7 +325,7 @@ def health_body(
 def worker_public(w: WorkerRecord, endpoint_version: int, now: float) -> WorkerPublic:
     return {
         "id": w.id,
-        "status": w.state.value,
+        "status": w.status,  # STANDBY for a standby container (extraWorkers), never INITIALIZING
         "version": w.version,
         "isStale": w.version < endpoint_version,
         "containerId": w.container_id,

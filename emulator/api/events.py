@@ -99,7 +99,7 @@ class EventLog:
             endpoint=worker.endpoint_id,
             worker=worker.id,
             from_state=None if old is None else old.value,
-            to_state="REMOVED" if removed else worker.state.value,
+            to_state="REMOVED" if removed else worker.status,
             reason=reason,
             job_ids=tuple(worker.job_ids),
             version=worker.version,

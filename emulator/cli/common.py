@@ -29,6 +29,7 @@ STATE_STYLES = {
     "THROTTLED": "yellow",
     "OUTDATED": "magenta",
     "UNHEALTHY": "red",
+    "STANDBY": "dim",  # a standby container (extraWorkers): created, not started, not serving
 }
 JOB_STYLES = {
     "IN_QUEUE": "blue",

@@ -73,7 +73,7 @@ def workers_table(data: list[tuple[str, dict[str, Any]]], now: float | None = No
                 version.append(f" (< {body.get('endpointVersion')})", style="magenta")
             jobs = w.get("jobIds") or []
             state = state_text(w.get("status"))
-            for flag in ("paused", "standby", "stopping"):
+            for flag in ("paused", "stopping"):  # (a standby container's status says STANDBY)
                 if w.get(flag):
                     state.append(f" {flag}", style="dim")
             row = [
@@ -87,6 +87,9 @@ def workers_table(data: list[tuple[str, dict[str, Any]]], now: float | None = No
                 fmt_until(w.get("nextRetryAt"), now),
             ]
             table.add_row(*([endpoint_id] if many else []), *row)
+    if any(w.get("status") == "STANDBY" for _, body in data for w in body.get("workers", [])):
+        table.caption = "STANDBY: a standby container (extraWorkers), created but not started; not a serving worker"
+        table.caption_justify = "left"
     return table
 
 

@@ -10,7 +10,7 @@ import structlog
 
 from emulator import wire
 from emulator.errors import Conflict, NotFound, QueueFull
-from emulator.models import Endpoint, JobRequest, JobStatus
+from emulator.models import Endpoint, JobRequest, JobStatus, WorkerState
 from emulator.service import metrics
 from emulator.service.core import Core
 from emulator.service.hub import Change
@@ -298,9 +298,8 @@ class JobService:
             elif self.core.jobs.mark_dropped(worker.id, [job.id], now, named_only=False):
                 log.warning("worker stopped reporting a job; it stays IN_PROGRESS until its execution timeout",
                             endpoint=job.endpoint_id, worker=worker.id, job=job.id)
-                self.core.workers.job_released(worker, job.id)
-                self.core.hub.job_changed(job.id)
-                self.core.hub.wake_all_takers(job.endpoint_id)
+                self.core.workers.job_released(worker, job.id)  # the worker is free: held job-takes re-check
+                self.core.hub.publish(Change(job.endpoint_id, jobs=(job.id,), takers_recheck=True))
         outcomes = self.core.jobs.requeue_jobs(
             lost, now, self.core.settings.max_job_retries, "its worker stopped answering (lease expired)"
         )

@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from emulator.models import WorkerState
+from emulator.workers.records import STANDBY
 
 if TYPE_CHECKING:
     from emulator.service.core import Core
@@ -156,7 +157,7 @@ class Metrics:
         return generate_latest(self.registry)
 
     def _on_worker(self, record: WorkerRecord, old: WorkerState | None, reason: str) -> None:
-        to_state = "REMOVED" if reason.startswith("removed") else record.state.value
+        to_state = "REMOVED" if reason.startswith("removed") else record.status
         from_state = "NONE" if old is None else old.value
         if from_state != to_state:
             self.transitions.labels(record.endpoint_id, from_state, to_state).inc()
@@ -196,10 +197,10 @@ class _StateCollector(Collector):
         )
         endpoints = core.endpoints.list()
         known = {e.id for e in endpoints}
-        counts: dict[str, dict[str, int]] = {e.id: {s.value: 0 for s in WorkerState} for e in endpoints}
+        counts: dict[str, dict[str, int]] = {e.id: {s.value: 0 for s in WorkerState} | {STANDBY: 0} for e in endpoints}
         for worker in core.workers.all():
             if worker.endpoint_id in known:
-                counts[worker.endpoint_id][worker.state.value] += 1
+                counts[worker.endpoint_id][worker.status] += 1
         for endpoint in endpoints:
             eid = endpoint.id
             counters = core.jobs.counter(eid)

@@ -84,6 +84,7 @@ class WorkerRegistry:
         state: WorkerState = WorkerState.INITIALIZING,
         worker_id: str | None = None,
         reason: str = "created",
+        standby: bool = False,
     ) -> WorkerRecord:
         now = self.clock.now()
         record = WorkerRecord(
@@ -95,11 +96,12 @@ class WorkerRegistry:
             state=state,
             created_at=now,
             state_since=now,
+            standby=standby,
         )
         self._workers[record.id] = record
         self._by_token[record.token] = record.id
         self.save(record)
-        log.info("worker created", endpoint=endpoint_id, worker=record.id, job=None, from_state=None, to_state=state.value,
+        log.info("worker created", endpoint=endpoint_id, worker=record.id, job=None, from_state=None, to_state=record.status,
                  kind=kind, reason=reason)
         self._notify(record, None, reason)
         return record

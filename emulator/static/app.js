@@ -301,7 +301,7 @@
       : `<tr class="empty-row"><td colspan="10">No workers. They appear here as the supervisor starts them (or when you register one).</td></tr>`;
     return `<section class="card" id="workers-card">
       <div class="card-head">
-        <div class="card-title">Workers <span class="count">${workers.length}</span></div>
+        <div class="card-title">Workers <span class="count">${ep.workers.summary.total}</span>${ep.workers.summary.standby ? ` <span class="count" title="standby containers (extraWorkers): created, not started">+${ep.workers.summary.standby} standby</span>` : ""}</div>
         <div class="card-note">endpoint version v${ep.workers.endpointVersion}</div>
       </div>
       <div class="table-wrap"><table class="workers">
@@ -315,7 +315,7 @@
   }
 
   function workerRow(w) {
-    const flags = [w.kind, w.paused ? "paused" : "", w.standby ? "standby" : "", w.stopping ? "stopping" : ""]
+    const flags = [w.kind, w.paused ? "paused" : "", w.standby ? "extraWorkers, not started" : "", w.stopping ? "stopping" : ""]
       .filter(Boolean).join(" · ");
     const jobs = w.jobIds.length
       ? `<span title="${esc(w.jobIds.join("\n"))}">${esc(shortId(w.jobIds[0], 8))}</span>` +

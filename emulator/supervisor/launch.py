@@ -84,9 +84,7 @@ class Launcher:
         if isinstance(action, CreateStandby):
             if self._standby_blocked_until.get(endpoint.id, 0.0) > self.core.clock.monotonic():
                 return
-            worker = workers.create(endpoint.id, endpoint.version, reason="standby (extraWorkers)")
-            worker.standby = True
-            workers.save(worker)
+            worker = workers.create(endpoint.id, endpoint.version, reason="standby (extraWorkers)", standby=True)
             self.ops.spawn(worker.id, self._create_standby(worker, endpoint))
             return
         if action.standby_id is not None:

@@ -8,6 +8,9 @@ from typing import Any, Literal
 from emulator.models import WorkerState
 
 WorkerKind = Literal["container", "external"]
+# What a standby container (extraWorkers: created, never started) is shown as, everywhere a worker's
+# status is shown: it is not a worker starting up (INITIALIZING), and RunPod does not count it.
+STANDBY = "STANDBY"
 
 
 @dataclass
@@ -60,6 +63,11 @@ class WorkerRecord:
         data["state"] = WorkerState(data.get("state", "INITIALIZING"))
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def status(self) -> str:
+        """The status shown to users: RunPod's worker state, or STANDBY for a standby container."""
+        return STANDBY if self.standby else self.state.value
 
 
 _FIELDS = tuple(f.name for f in fields(WorkerRecord))
