@@ -17,6 +17,7 @@ from rich.console import Console
 
 from emulator.cli.workers import workers_table
 from emulator.control_plane import ControlPlane
+from emulator.runtime.base import LABEL_INSTANCE
 from tests.integration import docker_fixtures
 from tests.integration.docker_fixtures import Instance, docker_settings, eventually, sample
 
@@ -60,7 +61,10 @@ async def test_standby_containers_are_shown_as_standby_everywhere(instance: Inst
 
         async def two_created() -> dict[str, Any] | None:
             body: dict[str, Any] = (await api.get("/v1/endpoints/ep/workers")).json()
-            created = [c for c in instance.containers() if c.status == "created"]
+            listed = instance.client.containers.list(  # sparse: no inspect of a container removed meanwhile
+                all=True, sparse=True, filters={"label": [f"{LABEL_INSTANCE}={instance.id}"]}
+            )
+            created = [c for c in listed if c.attrs.get("State") == "created"]
             ready = len(created) == 2 and all(w["containerId"] for w in body["workers"])
             return body if ready and len(body["workers"]) == 2 else None
 
