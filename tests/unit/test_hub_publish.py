@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from emulator.config import default_settings_for_tests
+from emulator.errors import BadRequest
 from emulator.models import EndpointPatch, EndpointSpec, JobRequest, JobStatus
 from emulator.service.core import Core, build_core
 from emulator.service.endpoints import EndpointService
@@ -126,7 +127,43 @@ async def test_an_execution_timeout_publishes_the_stop(core: Core) -> None:
     worker = core.workers.create("t", endpoint.version, kind="external", reason="test")
     await protocol.take(worker, 1, 0.0)
     hub.take()
-    core.jobs.conn.execute("UPDATE jobs SET started_at = started_at - 60 WHERE id = ?", (job.id,))
+    core.jobs.conn.execute(  # (the execution timeout counts from the first start)
+        "UPDATE jobs SET started_at = started_at - 60, first_started_at = first_started_at - 60 WHERE id = ?",
+        (job.id,),
+    )
     jobs.sweep()
     assert Change("t", jobs=(job.id,), stopped_workers=(worker.id,)) in hub.take()
+    assert hub.bypassed == [], f"wake-ups outside Hub.publish: {hub.bypassed}"
+
+
+async def test_drops_ended_jobs_and_refused_posts_publish(core: Core) -> None:
+    """#13: a ping that drops a job or lets go of an ended one frees the worker (held job-takes
+    re-check); a refused post changes the job's record (its waiters re-read)."""
+    hub = hub_of(core)
+    jobs = JobService(core)
+    protocol = WorkerProtocol(core, jobs)
+    endpoints = EndpointService(core.endpoints, core.workers, core.jobs, core.hub, core.clock)
+    endpoint = await endpoints.create(EndpointSpec.model_validate({"name": "d", "id": "d", "imageName": "x"}))
+    worker = core.workers.create("d", endpoint.version, kind="external", reason="test")
+
+    dropped = jobs.submit(endpoint, JobRequest.model_validate({"input": 1}), sync=False)
+    await protocol.take(worker, 1, 0.0)
+    protocol.ping(worker, [dropped.id], None, None)
+    hub.take()
+    protocol.ping(worker, [], None, None)
+    assert hub.take() == [Change("d", jobs=(dropped.id,), takers_recheck=True)]
+
+    refused = jobs.submit(endpoint, JobRequest.model_validate({"input": 2}), sync=False)
+    await protocol.take(worker, 1, 0.0)
+    hub.take()
+    with pytest.raises(BadRequest, match="payload limit"):
+        protocol.done(worker, refused.id, {"output": "x"}, size_bytes=core.settings.max_run_body_bytes + 1)
+    assert hub.take() == [Change("d", jobs=(refused.id,))]
+
+    protocol.ping(worker, [refused.id], None, None)
+    jobs.cancel("d", refused.id)
+    assert core.workers.get(worker.id).ending  # type: ignore[union-attr]
+    hub.take()
+    protocol.ping(worker, [], None, None)
+    assert hub.take() == [Change("d", takers_recheck=True)]
     assert hub.bypassed == [], f"wake-ups outside Hub.publish: {hub.bypassed}"
