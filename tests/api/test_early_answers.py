@@ -53,7 +53,8 @@ def with_urllib(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, di
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback only
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        with exc:
+            return exc.code, json.loads(exc.read())
 
 
 def with_requests(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, object]]:

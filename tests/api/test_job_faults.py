@@ -48,6 +48,20 @@ def client(short_plane: BackgroundControlPlane) -> Iterator[httpx.Client]:
         yield c
 
 
+@pytest.fixture
+def new_worker(short_plane: BackgroundControlPlane) -> Iterator[Any]:
+    """Registers protocol workers on the endpoint; their HTTP clients are closed after the test."""
+    made: list[ProtocolWorker] = []
+
+    def make() -> ProtocolWorker:
+        made.append(ProtocolWorker(short_plane.client_url, "ep"))
+        return made[-1]
+
+    yield make
+    for worker in made:
+        worker.close()
+
+
 def _run(client: httpx.Client, **policy: Any) -> str:
     r = client.post("/v2/ep/run", json={"input": {"n": 1}, "policy": policy})
     assert r.status_code == 200, r.text
@@ -76,9 +90,9 @@ def _pinging_until(worker: ProtocolWorker, names: list[str], done: Any, what: st
 # --- item 1 ------------------------------------------------------------------------------------------------
 
 
-def test_a_job_a_live_worker_dropped_is_not_run_again_and_times_out(client: httpx.Client, short_plane) -> None:
+def test_a_job_a_live_worker_dropped_is_not_run_again_and_times_out(client: httpx.Client, new_worker: Any) -> None:
     job_id = _run(client, executionTimeout=TIMEOUT_MS)
-    worker = ProtocolWorker(short_plane.client_url, "ep")
+    worker = new_worker()
     assert worker.take_job()["id"] == job_id
     assert worker.ping([job_id]).status_code == 200  # the worker had the job
     # then drops it (RunPod's SDK drops a result it cannot serialise or post) and stays alive
@@ -96,10 +110,10 @@ def test_a_job_a_live_worker_dropped_is_not_run_again_and_times_out(client: http
 
 
 def test_the_execution_timeout_counts_from_the_first_start_across_requeues(
-    client: httpx.Client, short_plane
+    client: httpx.Client, new_worker: Any
 ) -> None:
     job_id = _run(client, executionTimeout=TIMEOUT_MS)
-    lost = ProtocolWorker(short_plane.client_url, "ep")
+    lost = new_worker()
     assert lost.take_job()["id"] == job_id  # then silent: the lease runs out, the job is requeued
     requeued = wait_for(lambda: (b := _status(client, job_id))["retries"] == 1 and b, what="the requeue")
     assert requeued["status"] in ("IN_QUEUE", "TIMED_OUT")
@@ -107,17 +121,17 @@ def test_the_execution_timeout_counts_from_the_first_start_across_requeues(
                      what="TIMED_OUT counted from the first start, while queued again")
     assert "first start" in final["error"]
     # nobody gets it any more
-    assert ProtocolWorker(short_plane.client_url, "ep").take().status_code == 204
+    assert new_worker().take().status_code == 204
 
 
 # --- item 2 ------------------------------------------------------------------------------------------------
 
 
 def test_a_worker_still_running_a_timed_out_job_stays_running_until_it_lets_go(
-    client: httpx.Client, short_plane
+    client: httpx.Client, new_worker: Any
 ) -> None:
     job_id = _run(client, executionTimeout=TIMEOUT_MS)
-    worker = ProtocolWorker(short_plane.client_url, "ep")
+    worker = new_worker()
     assert worker.take_job()["id"] == job_id
     final = _pinging_until(  # its handler still runs: every ping names the job
         worker, [job_id], lambda: (b := _status(client, job_id))["status"] != "IN_PROGRESS" and b, "the timeout"
@@ -138,9 +152,9 @@ def test_a_worker_still_running_a_timed_out_job_stays_running_until_it_lets_go(
     assert worker.take_job()["id"] == second
 
 
-def test_a_cancelled_job_keeps_its_worker_running_until_its_late_result(client: httpx.Client, short_plane) -> None:
+def test_a_cancelled_job_keeps_its_worker_running_until_its_late_result(client: httpx.Client, new_worker: Any) -> None:
     job_id = _run(client)
-    worker = ProtocolWorker(short_plane.client_url, "ep")
+    worker = new_worker()
     assert worker.take_job()["id"] == job_id
     assert worker.ping([job_id]).status_code == 200
     assert client.post(f"/v2/ep/cancel/{job_id}").json()["status"] == "CANCELLED"
@@ -156,9 +170,9 @@ def _big(n: int) -> dict[str, str]:
     return {"output": "x" * n}
 
 
-def test_results_over_the_run_limit_are_refused_and_recorded(client: httpx.Client, short_plane) -> None:
+def test_results_over_the_run_limit_are_refused_and_recorded(client: httpx.Client, new_worker: Any) -> None:
     job_id = _run(client)
-    worker = ProtocolWorker(short_plane.client_url, "ep")
+    worker = new_worker()
     assert worker.take_job()["id"] == job_id
     for body in (_big(10 * MB), {"status": "IN_PROGRESS", "output": "x" * (10 * MB)}):
         r = worker.done(job_id, body)
@@ -173,9 +187,9 @@ def test_results_over_the_run_limit_are_refused_and_recorded(client: httpx.Clien
     assert _status(client, job_id)["output"] == "a link to storage"
 
 
-def test_runsync_results_are_held_to_20_mb(client: httpx.Client, short_plane) -> None:
+def test_runsync_results_are_held_to_20_mb(client: httpx.Client, new_worker: Any) -> None:
     ids = [client.post("/v2/ep/runsync?wait=1000", json={"input": i}).json()["id"] for i in range(2)]
-    worker = ProtocolWorker(short_plane.client_url, "ep")
+    worker = new_worker()
     taken = worker.take_batch(2).json()
     assert [j["id"] for j in taken] == ids
     assert worker.done(ids[0], _big(12 * MB)).status_code == 200  # over /run's limit, under /runsync's
@@ -185,10 +199,10 @@ def test_runsync_results_are_held_to_20_mb(client: httpx.Client, short_plane) ->
 
 
 def test_stream_chunks_are_held_to_1_mb_each_and_to_the_route_limit_in_total(
-    client: httpx.Client, short_plane
+    client: httpx.Client, new_worker: Any
 ) -> None:
     job_id = _run(client)
-    worker = ProtocolWorker(short_plane.client_url, "ep")
+    worker = new_worker()
     assert worker.take_job()["id"] == job_id
     r = worker.stream(job_id, "x" * MB)
     assert r.status_code == 400 and "1 MB" in r.json()["error"] and "per chunk" in r.json()["error"]

@@ -28,6 +28,7 @@ def test_run_without_input_is_queued_and_reaches_the_worker_without_input(
     assert "input" not in job  # not `"input": null`: the field is missing, as the request had it
     # what RunPod's SDK then posts: the job fails with the SDK's error
     assert worker.done(job_id, {"error": "Job has missing field(s): input."}).status_code == 200
+    worker.close()
     status = api.get(f"/v2/{endpoint}/status/{job_id}").json()
     assert status["status"] == "FAILED" and "missing field" in status["error"]
 
@@ -36,13 +37,17 @@ def test_runsync_without_input_is_accepted(api: httpx.Client, plane, endpoint: s
     r = api.post(f"/v2/{endpoint}/runsync?wait=1000", json=MESSAGES)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "IN_QUEUE" and r.json()["id"].startswith("sync-")
-    job = ProtocolWorker(plane.client_url, endpoint).take_job()
+    worker = ProtocolWorker(plane.client_url, endpoint)
+    job = worker.take_job()
+    worker.close()
     assert job["id"] == r.json()["id"] and "input" not in job
 
 
 def test_input_null_is_passed_on_as_null(api: httpx.Client, plane, endpoint: str) -> None:
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": None}).json()["id"]
-    job = ProtocolWorker(plane.client_url, endpoint).take_job()
+    worker = ProtocolWorker(plane.client_url, endpoint)
+    job = worker.take_job()
+    worker.close()
     assert job == {"id": job_id, "input": None}
 
 
