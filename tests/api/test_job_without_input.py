@@ -8,7 +8,6 @@ Real HTTP: a client, and a worker speaking RunPod's worker protocol by hand.
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from tests.helpers import ProtocolWorker
 
@@ -51,10 +50,10 @@ def test_input_null_is_passed_on_as_null(api: httpx.Client, plane, endpoint: str
     assert job == {"id": job_id, "input": None}
 
 
-@pytest.mark.parametrize("route", ["run", "runsync?wait=1000"])
-@pytest.mark.parametrize("body", [b"[1, 2]", b'"text"', b"null", b"42"])
-def test_a_body_that_is_not_an_object_is_still_400(api: httpx.Client, endpoint: str, route: str, body: bytes) -> None:
-    r = api.post(f"/v2/{endpoint}/{route}", content=body, headers={"Content-Type": "application/json"})
-    assert r.status_code == 400, r.text
-    assert "JSON object" in r.json()["error"]
+def test_a_body_that_is_not_an_object_is_still_400(api: httpx.Client, endpoint: str) -> None:
+    for route in ("run", "runsync?wait=1000"):
+        for body in (b"[1, 2]", b'"text"', b"null", b"42"):
+            r = api.post(f"/v2/{endpoint}/{route}", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 400, (route, body, r.text)
+            assert "JSON object" in r.json()["error"]
     assert api.get(f"/v2/{endpoint}/health").json()["jobs"]["inQueue"] == 0
