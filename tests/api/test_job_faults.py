@@ -74,7 +74,7 @@ def _status(client: httpx.Client, job_id: str) -> dict[str, Any]:
 
 def _worker(client: httpx.Client, worker_id: str) -> dict[str, Any]:
     workers = client.get("/v1/endpoints/ep/workers").json()["workers"]
-    return next(w for w in workers if w["id"] == worker_id)  # type: ignore[no-any-return]
+    return next(w for w in workers if w["id"] == worker_id)
 
 
 def _pinging_until(worker: ProtocolWorker, names: list[str], done: Any, what: str, timeout_s: float = 20) -> Any:

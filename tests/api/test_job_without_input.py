@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import httpx
 
+from emulator.testing import BackgroundControlPlane
 from tests.helpers import ProtocolWorker
 
 MESSAGES = {"messages": [{"role": "user", "content": "hi"}]}
 
 
 def test_run_without_input_is_queued_and_reaches_the_worker_without_input(
-    api: httpx.Client, plane, endpoint: str
+    api: httpx.Client, plane: BackgroundControlPlane, endpoint: str
 ) -> None:
     r = api.post(f"/v2/{endpoint}/run", json=MESSAGES)
     assert r.status_code == 200, r.text
@@ -32,7 +33,7 @@ def test_run_without_input_is_queued_and_reaches_the_worker_without_input(
     assert status["status"] == "FAILED" and "missing field" in status["error"]
 
 
-def test_runsync_without_input_is_accepted(api: httpx.Client, plane, endpoint: str) -> None:
+def test_runsync_without_input_is_accepted(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     r = api.post(f"/v2/{endpoint}/runsync?wait=1000", json=MESSAGES)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "IN_QUEUE" and r.json()["id"].startswith("sync-")
@@ -42,7 +43,7 @@ def test_runsync_without_input_is_accepted(api: httpx.Client, plane, endpoint: s
     assert job["id"] == r.json()["id"] and "input" not in job
 
 
-def test_input_null_is_passed_on_as_null(api: httpx.Client, plane, endpoint: str) -> None:
+def test_input_null_is_passed_on_as_null(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": None}).json()["id"]
     worker = ProtocolWorker(plane.client_url, endpoint)
     job = worker.take_job()
