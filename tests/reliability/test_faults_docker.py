@@ -248,10 +248,11 @@ def test_docker_engine_unreachable_for_a_while(
         docker_instance.client.containers.get(victim["containerId"]).kill()
         completed_at_cut = len(ledger.completed)
 
+        # an endpoint is accepted whatever the engine's state (RunPod accepts any endpoint; the emulator no
+        # longer asks the engine for the image at creation): its worker starts once the engine is back
         r = httpx.post(f"{server.url}/v1/endpoints", json={"name": "late", "id": "late", "imageName": ECHO,
                                                             "workersMin": 1, "extraWorkers": 0}, timeout=60)
-        assert r.status_code == 503, r.text
-        assert "Docker" in r.json()["error"], r.json()
+        assert r.status_code == 201, r.text
         r = httpx.get(f"{server.url}/v1/workers/{before[1]['id']}/logs", timeout=60)
         assert r.status_code == 503 and "Docker" in r.json()["error"], r.text
         said = wait_for(lambda: "cannot reach the Docker engine" in server.log_text()[log_mark:], timeout_s=outage_s,
@@ -272,9 +273,6 @@ def test_docker_engine_unreachable_for_a_while(
 
         wait_for(replaced, timeout_s=90, interval_s=0.2, what="the killed worker to be replaced after the outage")
         recovered_s = time.monotonic() - restored_at
-        r = httpx.post(f"{server.url}/v1/endpoints", json={"name": "late", "id": "late", "imageName": ECHO,
-                                                            "workersMin": 1, "extraWorkers": 0}, timeout=60)
-        assert r.status_code == 201, r.text
         wait_idle_workers(server.url, "late", 1)
         r = httpx.post(f"{server.url}/v2/late/runsync", json={"input": {"after": "outage"}}, timeout=60)
         assert r.json().get("output") == {"after": "outage"}, r.text
