@@ -98,9 +98,20 @@ class PullManager:
         self._pulled.discard((endpoint.id, endpoint.version, endpoint.imageName))
 
     async def status(self, endpoint: Endpoint) -> dict[str, Any]:
-        """What create/update answers say about the image: ``{"local", "pullPolicy", "message"}``."""
-        local = await self.runtime.image_info(endpoint.imageName)
+        """What create/update answers say about the image: ``{"local", "pullPolicy", "message"}``.
+
+        ``local`` is ``None`` when the engine cannot be asked (unreachable): the endpoint is kept all the
+        same (the write is done; a 503 would claim it was not), and its workers start once it is back."""
         policy = endpoint.pullPolicy
+        try:
+            local = await self.runtime.image_info(endpoint.imageName)
+        except RuntimeUnavailable as exc:
+            return {
+                "local": None,
+                "pullPolicy": policy,
+                "message": f"could not check image {endpoint.imageName}: {exc.message}; the endpoint is saved "
+                f"and its workers start (pulling the image if needed) once the engine answers",
+            }
         if local is not None:
             message = f"image {endpoint.imageName} is on this Docker engine"
         elif policy == "NEVER":

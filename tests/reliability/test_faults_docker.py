@@ -253,6 +253,7 @@ def test_docker_engine_unreachable_for_a_while(
         r = httpx.post(f"{server.url}/v1/endpoints", json={"name": "late", "id": "late", "imageName": ECHO,
                                                             "workersMin": 1, "extraWorkers": 0}, timeout=60)
         assert r.status_code == 201, r.text
+        assert r.json()["imageStatus"]["local"] is None, r.json()  # the engine could not be asked
         r = httpx.get(f"{server.url}/v1/workers/{before[1]['id']}/logs", timeout=60)
         assert r.status_code == 503 and "Docker" in r.json()["error"], r.text
         said = wait_for(lambda: "cannot reach the Docker engine" in server.log_text()[log_mark:], timeout_s=outage_s,
