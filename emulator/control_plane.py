@@ -25,9 +25,9 @@ from emulator.clock import Clock
 from emulator.config import Settings
 from emulator.errors import PortInUse
 from emulator.loadbalancer.service import LoadBalancer
-from emulator.service.core import Core, build_core
+from emulator.service import metrics
+from emulator.service.core import Core, build_core, job_service
 from emulator.service.endpoints import EndpointService
-from emulator.service.jobs import JobService
 from emulator.service.templates import TemplateLinks
 from emulator.service.worker_protocol import WorkerProtocol
 from emulator.store.db import get_meta, set_meta
@@ -86,7 +86,8 @@ class ControlPlane:
     async def start(self) -> ControlPlane:
         s = self.settings
         core = self.core = build_core(s, self._clock)
-        jobs = JobService(core)
+        metrics.attach(core)  # before the services, which record into it
+        jobs = job_service(core)
         endpoints = EndpointService(
             core.endpoints, core.workers, core.jobs, core.hub, core.clock, templates=TemplateLinks(core)
         )

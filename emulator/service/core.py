@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from emulator.clock import Clock, SystemClock
 from emulator.config import Settings
@@ -14,6 +15,10 @@ from emulator.store.endpoints import EndpointStore
 from emulator.store.jobs import JobStore
 from emulator.store.streams import StreamStore, WebhookStore
 from emulator.store.templates import NamedDocs
+
+if TYPE_CHECKING:
+    from emulator.service.jobs import JobService
+    from emulator.service.metrics import Metrics
 
 
 @dataclass
@@ -28,6 +33,7 @@ class Core:
     hub: Hub
     templates: NamedDocs  # /v1/templates
     registry_auths: NamedDocs  # /v1/containerregistryauth (passwords: write-only)
+    metrics: Metrics | None = None  # set by ``metrics.attach``
 
     def close(self) -> None:
         self.jobs.conn.close()
@@ -48,4 +54,14 @@ def build_core(settings: Settings, clock: Clock | None = None) -> Core:
         hub=Hub(),
         templates=NamedDocs(conn, "templates"),
         registry_auths=NamedDocs(conn, "registry_auths"),
+    )
+
+
+def job_service(core: Core) -> JobService:
+    """The ``JobService`` over the parts of ``core``, its collaborators named (the composition root's
+    and the tests' shorthand)."""
+    from emulator.service.jobs import JobService
+
+    return JobService(
+        core.jobs, core.streams, core.workers, core.hub, core.webhooks, core.clock, core.settings, core.metrics
     )

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from emulator.workers.records import WorkerRecord
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_ATTR = "_prometheus_metrics"
 
 # from a few ms (a warm worker) to the default execution timeout (10 minutes)
 TIME_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -225,13 +224,12 @@ def attach(core: Core) -> Metrics:
     if existing is not None:
         return existing
     created = Metrics(core)
-    setattr(core, _ATTR, created)
+    core.metrics = created
     return created
 
 
 def of(core: Core) -> Metrics | None:
-    found = getattr(core, _ATTR, None)
-    return found if isinstance(found, Metrics) else None
+    return core.metrics
 
 
 def job_finished(core: Core, job: JobRecord) -> None:

@@ -18,9 +18,8 @@ from fastapi.routing import APIRoute
 from emulator.api.app import create_client_app, create_worker_app
 from emulator.api.deps import AppContext
 from emulator.config import default_settings_for_tests
-from emulator.service.core import build_core
+from emulator.service.core import build_core, job_service
 from emulator.service.endpoints import EndpointService
-from emulator.service.jobs import JobService
 from emulator.service.worker_protocol import WorkerProtocol
 
 
@@ -50,7 +49,7 @@ def _dependency_calls(routes: list[Any]) -> list[tuple[str, Any]]:
 def test_every_route_dependency_is_async(tmp_path: Path) -> None:
     core = build_core(default_settings_for_tests(tmp_path), None)
     try:
-        jobs = JobService(core)
+        jobs = job_service(core)
         ctx = AppContext(core=core, jobs=jobs, protocol=WorkerProtocol(core, jobs), endpoints=EndpointService(core.endpoints, core.workers, core.jobs, core.hub, core.clock))
         sync = set()
         checked = 0
@@ -73,7 +72,7 @@ def test_api_key_check_still_refuses_and_accepts(tmp_path: Path) -> None:
 
     core = build_core(default_settings_for_tests(tmp_path, api_key="k3y"), None)
     try:
-        jobs = JobService(core)
+        jobs = job_service(core)
         ctx = AppContext(core=core, jobs=jobs, protocol=WorkerProtocol(core, jobs), endpoints=EndpointService(core.endpoints, core.workers, core.jobs, core.hub, core.clock))
 
         class _App:

@@ -16,7 +16,7 @@ from emulator.config import Settings
 from emulator.models import Endpoint, EndpointSpec, JobRequest, WorkerState
 from emulator.runtime.base import LABEL_WORKER
 from emulator.runtime.fake import FakeContainer, FakeRuntime
-from emulator.service.core import Core, build_core
+from emulator.service.core import Core, build_core, job_service
 from emulator.service.jobs import JobService
 from emulator.service.worker_protocol import WorkerProtocol
 from emulator.store.records import JobRecord
@@ -69,7 +69,7 @@ class World:
         fake = fake or FakeRuntime(clock=clock)
         settings = settings_for(data_dir, **overrides)
         core = build_core(settings, clock)
-        jobs = JobService(core)
+        jobs = job_service(core)
         sup = await build_supervisor(core, jobs, settings, runtime=fake)
         await sup.network_gateway()
         sup.set_worker_url("http://172.30.0.1:8001")

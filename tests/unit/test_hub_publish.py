@@ -17,10 +17,9 @@ import pytest
 from emulator.config import default_settings_for_tests
 from emulator.errors import BadRequest
 from emulator.models import EndpointPatch, EndpointSpec, JobRequest, JobStatus
-from emulator.service.core import Core, build_core
+from emulator.service.core import Core, build_core, job_service
 from emulator.service.endpoints import EndpointService
 from emulator.service.hub import Change, Hub
-from emulator.service.jobs import JobService
 from emulator.service.worker_protocol import WorkerProtocol
 
 LOW_LEVEL = ("job_changed", "work_available", "stop_available", "wake_all_takers", "changed")
@@ -68,7 +67,7 @@ def hub_of(core: Core) -> RecordingHub:
 
 async def test_every_job_and_endpoint_write_publishes(core: Core) -> None:
     hub = hub_of(core)
-    jobs = JobService(core)
+    jobs = job_service(core)
     protocol = WorkerProtocol(core, jobs)
     endpoints = EndpointService(core.endpoints, core.workers, core.jobs, core.hub, core.clock)
 
@@ -119,7 +118,7 @@ async def test_every_job_and_endpoint_write_publishes(core: Core) -> None:
 
 async def test_an_execution_timeout_publishes_the_stop(core: Core) -> None:
     hub = hub_of(core)
-    jobs = JobService(core)
+    jobs = job_service(core)
     protocol = WorkerProtocol(core, jobs)
     endpoints = EndpointService(core.endpoints, core.workers, core.jobs, core.hub, core.clock)
     endpoint = await endpoints.create(EndpointSpec.model_validate({"name": "t", "id": "t", "imageName": "x"}))
@@ -140,7 +139,7 @@ async def test_drops_ended_jobs_and_refused_posts_publish(core: Core) -> None:
     """#13: a ping that drops a job or lets go of an ended one frees the worker (held job-takes
     re-check); a refused post changes the job's record (its waiters re-read)."""
     hub = hub_of(core)
-    jobs = JobService(core)
+    jobs = job_service(core)
     protocol = WorkerProtocol(core, jobs)
     endpoints = EndpointService(core.endpoints, core.workers, core.jobs, core.hub, core.clock)
     endpoint = await endpoints.create(EndpointSpec.model_validate({"name": "d", "id": "d", "imageName": "x"}))

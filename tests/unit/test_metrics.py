@@ -10,8 +10,7 @@ from emulator.clock import FakeClock
 from emulator.config import Settings
 from emulator.models import Endpoint, JobRequest, JobStatus
 from emulator.service import metrics
-from emulator.service.core import Core, build_core
-from emulator.service.jobs import JobService
+from emulator.service.core import Core, build_core, job_service
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -40,7 +39,7 @@ def test_job_worker_and_container_numbers(tmp_path: Path) -> None:
     try:
         m = metrics.attach(core)
         assert metrics.attach(core) is m and metrics.of(core) is m
-        jobs = JobService(core)
+        jobs = job_service(core)
         endpoint = core.endpoints.require("ep")
         first = jobs.submit(endpoint, JobRequest(input=1), sync=False)
         jobs.submit(endpoint, JobRequest(input=2), sync=False)
@@ -132,7 +131,7 @@ def test_hooks_do_nothing_without_metrics(tmp_path: Path) -> None:
         metrics.container_started(core, "ep", seconds=1.0)
         metrics.container_start_failed(core, "ep")
         metrics.worker_restarted(core, "ep")
-        jobs = JobService(core)
+        jobs = job_service(core)
         job = jobs.submit(core.endpoints.require("ep"), JobRequest(input=1), sync=False)
         assert jobs.finish(job, JobStatus.CANCELLED) is not None  # job_finished is a no-op too
         assert metrics.of(core) is None
