@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
+from pydantic import BaseModel, ValidationError
 
-from emulator.errors import BadRequest, PayloadTooLarge
+from emulator.errors import BadRequest, InvalidInput, PayloadTooLarge, describe_validation
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -79,3 +80,18 @@ async def read_json(request: Request, limit: int, what: str) -> Any:
 
 def dumps_compact(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], body: Any) -> M:
+    """``body`` (parsed JSON) as ``model``: ``BadRequest`` (400) when it is not a JSON object,
+    ``InvalidInput`` (422, naming the field) when a field is wrong."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object", field="body")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        message, field = describe_validation(list(exc.errors()))
+        raise InvalidInput(message, field=field) from exc

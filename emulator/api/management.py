@@ -7,11 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse
-from pydantic import ValidationError
 
 from emulator import wire
 from emulator.api import schema
-from emulator.api.bodies import read_json
+from emulator.api.bodies import read_json, validated
 from emulator.api.deps import (
     AppContext,
     Ctx,
@@ -24,7 +23,7 @@ from emulator.api.deps import (
 )
 from emulator.api.rest_shape import endpoint_answer, flag, reply_with_image
 from emulator.api.secrets import unmask_env
-from emulator.errors import BadRequest, InvalidInput, NotFound, describe_validation
+from emulator.errors import InvalidInput, NotFound
 from emulator.models import Endpoint, EndpointPatch, EndpointSpec, WorkerState
 from emulator.workers.env import worker_env
 
@@ -35,16 +34,6 @@ router = APIRouter(
     responses=schema.errors(400, 401, 404, 409, 413, 422, 502, 503),
 )
 MAX_MANAGEMENT_BODY = 1024 * 1024
-
-
-def _validate(model: type[EndpointSpec] | type[EndpointPatch], body: Any) -> Any:
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object", field="body")
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        message, field = describe_validation(list(exc.errors()))
-        raise InvalidInput(message, field=field) from exc
 
 
 async def create_endpoint(ctx: AppContext, spec: EndpointSpec) -> Endpoint:
@@ -88,7 +77,7 @@ def workers_body(ctx: AppContext, endpoint: Endpoint) -> dict[str, Any]:
 )
 async def post_endpoint(request: Request) -> dict[str, Any]:
     ctx = context(request)
-    spec = _validate(EndpointSpec, await read_json(request, MAX_MANAGEMENT_BODY, "POST /v1/endpoints"))
+    spec = validated(EndpointSpec, await read_json(request, MAX_MANAGEMENT_BODY, "POST /v1/endpoints"))
     return await reply_with_image(ctx, await create_endpoint(ctx, spec))
 
 
@@ -113,7 +102,7 @@ async def patch_endpoint(current: EndpointDep, ctx: Ctx, request: Request) -> di
     body = await read_json(request, MAX_MANAGEMENT_BODY, "PATCH /v1/endpoints")
     if isinstance(body, dict) and "id" in body:
         raise InvalidInput("id cannot be changed", field="id")
-    patch: EndpointPatch = _validate(EndpointPatch, body)
+    patch: EndpointPatch = validated(EndpointPatch, body)
     return await reply_with_image(ctx, await update_endpoint(ctx, current.id, patch))
 
 

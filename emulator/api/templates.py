@@ -12,14 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ValidationError
 
 from emulator.api import schema
-from emulator.api.bodies import read_json
+from emulator.api.bodies import read_json, validated
 from emulator.api.deps import EndpointId, check_id, context, require_api_key
 from emulator.api.management import MAX_MANAGEMENT_BODY, update_endpoint
 from emulator.api.rest_shape import reply_with_image
-from emulator.errors import BadRequest, Conflict, InvalidInput, describe_validation
+from emulator.errors import BadRequest, Conflict, InvalidInput
 from emulator.models import EndpointPatch
 from emulator.service import templates as t
 
@@ -29,16 +28,6 @@ router = APIRouter(
     tags=["templates"],
     responses=schema.errors(400, 401, 404, 409, 413, 422, 503),
 )
-
-
-def _validate(model: type[BaseModel], body: Any) -> Any:
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object", field="body")
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        message, field = describe_validation(list(exc.errors()))
-        raise InvalidInput(message, field=field) from exc
 
 
 # --- POST /v1/endpoints/{id}/update ---------------------------------------------------------------
@@ -54,7 +43,7 @@ async def post_endpoint_update(endpoint_id: EndpointId, request: Request) -> dic
     body = await _json_or_empty(request)
     if isinstance(body, dict) and "id" in body:
         raise InvalidInput("id cannot be changed", field="id")
-    patch = _validate(EndpointPatch, body)
+    patch = validated(EndpointPatch, body)
     before = ctx.endpoints.require(endpoint_id)
     endpoint = await update_endpoint(ctx, endpoint_id, patch)
     pulled: dict[str, Any] | None = None
@@ -82,7 +71,7 @@ async def _json_or_empty(request: Request) -> Any:
 @router.post("/templates", summary="Create a template", openapi_extra=schema.body(t.TemplateSpec, "RunPod's TemplateCreateInput"))
 async def post_template(request: Request) -> dict[str, Any]:
     ctx = context(request)
-    spec: t.TemplateSpec = _validate(t.TemplateSpec, await read_json(request, MAX_MANAGEMENT_BODY, "POST /v1/templates"))
+    spec: t.TemplateSpec = validated(t.TemplateSpec, await read_json(request, MAX_MANAGEMENT_BODY, "POST /v1/templates"))
     t.check_auth_id(ctx.core, spec.containerRegistryAuthId)
     doc = {"id": t.new_id(), **spec.model_dump()}
     return t.template_answer(ctx.core.templates.put(doc, create=True))
@@ -105,12 +94,12 @@ async def _update_template(template_id: str, request: Request) -> dict[str, Any]
     body = await read_json(request, MAX_MANAGEMENT_BODY, "PATCH /v1/templates")
     if isinstance(body, dict) and "id" in body:
         raise InvalidInput("id cannot be changed", field="id")
-    patch: t.TemplatePatch = _validate(t.TemplatePatch, body)
+    patch: t.TemplatePatch = validated(t.TemplatePatch, body)
     old = ctx.core.templates.require(template_id)
     changes = patch.model_dump(exclude_unset=True)
     if "containerRegistryAuthId" in changes:
         t.check_auth_id(ctx.core, changes["containerRegistryAuthId"])
-    new = _validate(t.TemplateSpec, {k: v for k, v in (old | changes).items() if k != "id"})
+    new = validated(t.TemplateSpec, {k: v for k, v in (old | changes).items() if k != "id"})
     saved = ctx.core.templates.put({"id": template_id, **new.model_dump()}, create=False)
     for endpoint_id, endpoint_patch in t.endpoint_patches_for(ctx.core, old, saved):
         await update_endpoint(ctx, endpoint_id, endpoint_patch)
@@ -146,7 +135,7 @@ async def delete_template(template_id: str, request: Request) -> Response:
              openapi_extra=schema.body(t.RegistryAuthSpec, "name, username, password"))
 async def post_registry_auth(request: Request) -> dict[str, Any]:
     ctx = context(request)
-    spec: t.RegistryAuthSpec = _validate(
+    spec: t.RegistryAuthSpec = validated(
         t.RegistryAuthSpec, await read_json(request, MAX_MANAGEMENT_BODY, "POST /v1/containerregistryauth")
     )
     doc = ctx.core.registry_auths.put({"id": t.new_id(), **spec.model_dump()}, create=True)
