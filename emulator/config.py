@@ -5,6 +5,7 @@ Built once at start-up (``Settings.load``) and passed down; nothing else reads t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -93,10 +94,32 @@ class Settings(BaseSettings):
     lb_unhealthy_after_s: float = 10.0  # failed health checks for this long: UNHEALTHY
     lb_affinity_wait_s: float = 300.0  # strict affinity waits this long for its worker
     lb_requests_kept: int = 500  # per-request rows kept for the dashboard
+    # --- what a worker container gets (RunPod parity) ----------------------------------------
+    worker_shm_mb: int = 8192  # /dev/shm of a worker whose endpoint sets neither shmSizeMb nor memoryInMb
+    gpu_name: str | None = None  # RUNPOD_GPU_NAME for workers given GPUs
+    hf_hub_cache: Path | None = None  # the host's Hugging Face hub cache; None: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/...
+    endpoint_log_mb: float = 20.0  # worker output kept per endpoint in the data dir (oldest dropped)
+    s3: bool = False  # run a local S3 server (moto) for endpoints with localS3: true
+    s3_port: int = 0  # 0: a free port
+    s3_url: str | None = None  # what workers are told; None: http://<worker host>:<s3 port>
+    s3_access_key_id: str = "serverless-emulator"
+    s3_secret_access_key: str = "serverless-emulator-secret"
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "emulator.db"
+
+    @property
+    def hf_cache_dir(self) -> Path:
+        """The host's Hugging Face hub cache: EMULATOR_HF_HUB_CACHE, else HF_HUB_CACHE, else
+        $HF_HOME/hub, else ~/.cache/huggingface/hub (huggingface_hub's own order)."""
+        if self.hf_hub_cache is not None:
+            return self.hf_hub_cache.expanduser()
+        if os.environ.get("HF_HUB_CACHE"):
+            return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+        if os.environ.get("HF_HOME"):
+            return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+        return Path("~/.cache/huggingface/hub").expanduser()
 
     @classmethod
     def load(cls, **overrides: object) -> Settings:

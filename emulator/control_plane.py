@@ -31,6 +31,7 @@ from emulator.service.endpoints import EndpointService
 from emulator.service.templates import TemplateLinks
 from emulator.service.worker_protocol import WorkerProtocol
 from emulator.store.db import get_meta, set_meta
+from emulator.workers.mounts import check_inputs
 
 log = structlog.get_logger("emulator")
 
@@ -81,6 +82,7 @@ class ControlPlane:
         self.worker_url = ""
         self.client_app: FastAPI | None = None  # the two listeners' apps, once started
         self.worker_app: FastAPI | None = None
+        self._s3: Any = None  # LocalS3, with settings.s3
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> ControlPlane:
@@ -89,7 +91,9 @@ class ControlPlane:
         metrics.attach(core)  # before the services, which record into it
         jobs = job_service(core)
         endpoints = EndpointService(
-            core.endpoints, core.workers, core.jobs, core.hub, core.clock, templates=TemplateLinks(core)
+            core.endpoints, core.workers, core.jobs, core.hub, core.clock, templates=TemplateLinks(core),
+            inputs=lambda e: check_inputs(s, e, core.secrets.values(), core.s3 is not None),
+            logs=core.logs,
         )
         ctx = self.ctx = AppContext(core=core, jobs=jobs, protocol=WorkerProtocol(core, jobs), endpoints=endpoints)
         install_dashboard(ctx, self._stop)  # dashboard, event stream, /metrics
@@ -109,6 +113,12 @@ class ControlPlane:
         port = worker_sock.getsockname()[1]
         self.worker_url = s.worker_url or f"http://{_url_host(worker_host)}:{port}"
         ctx.worker_url = self.worker_url
+        if s.s3:
+            from emulator.service.local_s3 import LocalS3
+
+            self._s3 = LocalS3(s.s3_access_key_id, s.s3_secret_access_key)
+            core.s3 = self._s3.start(worker_host, s.s3_port, s.s3_url)
+            log.info("local S3 server ready", url=core.s3.endpoint_url)
         ctx.supervisor = endpoints.supervisor = self.supervisor
         if self.supervisor is not None:
             self.supervisor.set_worker_url(self.worker_url)
@@ -180,6 +190,8 @@ class ControlPlane:
         if self.core is not None:
             await self.core.webhooks.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._s3 is not None:
+            await asyncio.to_thread(self._s3.stop)
         if self.core is not None:
             self.core.close()
         log.info("control plane stopped")

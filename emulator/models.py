@@ -59,7 +59,22 @@ class BackoffPolicy(BaseModel):
 
 StartCmd = list[str] | str | None
 # Fields whose change alters what a worker runs: a change bumps the endpoint's version.
-VERSIONED_FIELDS = ("imageName", "env", "gpuCount", "dockerStartCmd", "memoryInMb", "networkVolumeId", "type")
+VERSIONED_FIELDS = (
+    "imageName",
+    "env",
+    "gpuCount",
+    "dockerStartCmd",
+    "memoryInMb",
+    "networkVolumeId",
+    "vcpuCount",
+    "shmSizeMb",
+    "modelReferences",
+    "localS3",
+    "type",
+)
+# networkVolumeId: a named Docker volume (an id), or an absolute host folder bind-mounted at /runpod-volume
+VOLUME_PATTERN = r"^(/[^\u0000]*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$"
+ModelRefs = Annotated[list[Annotated[str, Field(min_length=1, max_length=300)]], Field(max_length=16)]
 
 # RunPod's endpoint types: queue-based (GraphQL "QB", REST "QUEUE") and load-balancing ("LB",
 # "LOAD_BALANCER"; docs serverless/load-balancing/overview). Stored and answered as QB / LB.
@@ -163,9 +178,12 @@ class EndpointSpec(_EndpointFields, _RestFields):
     env: dict[str, str] = Field(default_factory=dict)
     dockerStartCmd: StartCmd = None
     memoryInMb: int | None = Field(None, ge=6, le=1024 * 1024)
-    networkVolumeId: str | None = Field(None, pattern=ID_PATTERN)
+    networkVolumeId: str | None = Field(None, pattern=VOLUME_PATTERN, max_length=4096)
     backoff: BackoffPolicy = Field(default_factory=lambda: BackoffPolicy())
     type: EndpointType = "QB"
+    shmSizeMb: int | None = Field(None, ge=1, le=1024 * 1024)
+    modelReferences: ModelRefs = Field(default_factory=list)
+    localS3: bool = False  # emulator addition: BUCKET_* variables of the local S3 server (serve --s3)
 
     @model_validator(mode="after")
     def _bounds(self) -> EndpointSpec:
@@ -206,9 +224,12 @@ class EndpointPatch(_EndpointFields, _RestFields):
     env: dict[str, str] | None = None
     dockerStartCmd: StartCmd = None
     memoryInMb: int | None = Field(None, ge=6, le=1024 * 1024)
-    networkVolumeId: str | None = Field(None, pattern=ID_PATTERN)
+    networkVolumeId: str | None = Field(None, pattern=VOLUME_PATTERN, max_length=4096)
     backoff: BackoffPolicy | None = None
     type: EndpointType | None = None
+    shmSizeMb: int | None = Field(None, ge=1, le=1024 * 1024)
+    modelReferences: ModelRefs | None = None
+    localS3: bool | None = None
 
 
 class Endpoint(EndpointSpec):

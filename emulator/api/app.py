@@ -5,7 +5,18 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from emulator.api import client, faults, graphql, management, openai, schema, templates, worker
+from emulator.api import (
+    client,
+    endpoint_logs,
+    faults,
+    graphql,
+    management,
+    openai,
+    schema,
+    secret_routes,
+    templates,
+    worker,
+)
 from emulator.api.deps import AppContext
 from emulator.api.errors import install
 
@@ -29,6 +40,8 @@ def create_client_app(ctx: AppContext) -> FastAPI:
     app.include_router(templates.router)
     app.include_router(graphql.router)
     app.include_router(openai.router)
+    app.include_router(secret_routes.router)
+    app.include_router(endpoint_logs.router)
     for extra in ctx.client_routers:
         app.include_router(extra)
     schema.install(app, ctx.core.settings.api_key)

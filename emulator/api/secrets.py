@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from emulator.models import Endpoint
+from emulator.workers.secret_refs import REFERENCE
 
 MASK = "********"
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASS", "CREDENTIAL", "AUTH")
@@ -21,7 +22,12 @@ def looks_secret(name: str) -> bool:
 
 
 def masked_env(env: dict[str, str]) -> dict[str, str]:
-    return {key: MASK if value and looks_secret(key) else value for key, value in env.items()}
+    """``env`` with secret-looking values masked; a value that is only a ``{{ RUNPOD_SECRET_name }}``
+    reference is shown (it names a secret, it is not one)."""
+    return {
+        key: MASK if value and looks_secret(key) and not REFERENCE.fullmatch(value.strip()) else value
+        for key, value in env.items()
+    }
 
 
 def public_endpoint(endpoint: Endpoint) -> dict[str, Any]:

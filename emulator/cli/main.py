@@ -50,13 +50,15 @@ def serve(
     keep_workers: bool | None = typer.Option(None, "--keep-workers", help="Leave worker containers running on exit"),
     log_format: str | None = typer.Option(None, help="auto, json or console"),
     log_level: str | None = typer.Option(None, help="debug, info, warning"),
+    s3: bool | None = typer.Option(None, "--s3", help="Run a local S3 server for endpoints with localS3 "
+                                   "(needs moto: pip install 'serverless-emulator[s3]')"),
 ) -> None:
     """Run the control plane and its supervisor until Ctrl-C or SIGTERM."""
     from emulator.control_plane import ControlPlane
 
     try:
         settings = Settings.load(host=host, port=port, config=config, data_dir=data_dir, runtime=runtime,
-                                 keep_workers=keep_workers, log_format=log_format, log_level=log_level)
+                                 keep_workers=keep_workers, log_format=log_format, log_level=log_level, s3=s3)
     except Exception as exc:  # pydantic ValidationError: a bad flag or EMULATOR_* value
         fail(f"bad setting: {exc}")
         return

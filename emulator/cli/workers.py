@@ -1,4 +1,5 @@
-"""``serverless-emulator workers [ENDPOINT] [--watch]`` and ``logs WORKER [-f] [--tail N]``."""
+"""``serverless-emulator workers [ENDPOINT] [--watch]`` and ``logs WORKER [-f] [--tail N]`` (or
+``logs --endpoint ID [--job JOB]``: ``emulator.cli.endpoint_logs``)."""
 
 from __future__ import annotations
 
@@ -234,16 +235,32 @@ def follow(fetch_lines: Callable[[int], list[str] | None], tail: int, emit: Call
 
 
 def logs(
-    worker_id: str = typer.Argument(..., metavar="WORKER", help="Worker id (see `serverless-emulator workers`)"),
+    worker_id: str | None = typer.Argument(None, metavar="[WORKER]", help="Worker id (see `serverless-emulator workers`)"),
     follow_: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines"),
     tail: int = typer.Option(200, "--tail", "-t", help="How many recent lines to print first"),
     interval: float = typer.Option(1.0, "--interval", help="Seconds between polls with --follow"),
+    endpoint: str | None = typer.Option(None, "--endpoint", "-e", help="The endpoint's logs, kept after its "
+                                        "workers are gone (WORKER then filters)"),
+    job: str | None = typer.Option(None, "--job", "-j", help="With --endpoint: only this job's lines"),
+    since: str | None = typer.Option(None, "--since", help="With --endpoint: unix seconds or an ISO 8601 time"),
     url: str = URL_OPTION,
     api_key: str | None = API_KEY_OPTION,
 ) -> None:
-    """A worker container's recent output (stdout and stderr)."""
+    """A worker container's recent output (stdout and stderr), or with --endpoint every worker's, kept."""
     if tail < 1:
         fail("--tail must be at least 1")
+    if endpoint is not None:
+        from emulator.cli import endpoint_logs
+
+        params = {k: v for k, v in {"worker": worker_id, "job": job, "since": since, "limit": tail}.items() if v}
+        with Api(url, api_key, timeout_s=30) as api:
+            try:
+                endpoint_logs.show(api, endpoint, params, follow_, interval)
+            except KeyboardInterrupt:
+                pass
+        return
+    if worker_id is None or job is not None or since is not None:
+        fail("give a WORKER, or --endpoint ID (with --job / --since to filter)")
     with Api(url, api_key, timeout_s=30) as api:
         def fetch_lines(n: int) -> list[str] | None:
             response = api.request("GET", f"/v1/workers/{worker_id}/logs", params={"tail": min(n, 100_000)})

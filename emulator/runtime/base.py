@@ -20,6 +20,15 @@ ContainerStatus = Literal["created", "running", "paused", "restarting", "removin
 
 
 @dataclass(frozen=True)
+class HostMount:
+    """A host folder bind-mounted into the container at ``target`` (read-only unless ``read_only`` is False)."""
+
+    source: str
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     name: str
     image: str
@@ -33,6 +42,8 @@ class ContainerSpec:
     extra_hosts: dict[str, str] = field(default_factory=dict)
     nano_cpus: int | None = None
     init: bool = True  # a tiny init as PID 1 forwards SIGTERM to handlers that do not handle it
+    shm_mb: int | None = None  # size of /dev/shm (None: the engine's default, 64 MB)
+    host_mounts: tuple[HostMount, ...] = ()  # host folders: a folder network volume, cached models
 
 
 @dataclass(frozen=True)

@@ -180,9 +180,8 @@ class DockerRuntime:
                 mem_limit=mem,
                 memswap_limit=mem,  # no swap on top of the limit, as on RunPod
                 nano_cpus=spec.nano_cpus,
-                mounts=[Mount(target=VOLUME_MOUNT, source=spec.volume, type="volume")]
-                if spec.volume
-                else None,
+                mounts=_mounts(spec),
+                shm_size=f"{spec.shm_mb}m" if spec.shm_mb else None,
                 network_mode=spec.network,
                 extra_hosts=dict(spec.extra_hosts) or None,
                 device_requests=_device_requests(spec.gpu_device_ids),
@@ -449,6 +448,14 @@ class DockerRuntime:
         if "nvidia" in (info.get("Runtimes") or {}):
             return True
         return any(has_cdi_specs(path) for path in (info.get("CDISpecDirs") or _CDI_DIRS))
+
+
+def _mounts(spec: ContainerSpec) -> list[Mount] | None:
+    """The named volume at /runpod-volume, then host folders (nested targets after their parents)."""
+    mounts = [Mount(target=VOLUME_MOUNT, source=spec.volume, type="volume")] if spec.volume else []
+    for host in sorted(spec.host_mounts, key=lambda m: m.target.count("/")):
+        mounts.append(Mount(target=host.target, source=host.source, type="bind", read_only=host.read_only))
+    return mounts or None
 
 
 def _device_requests(device_ids: tuple[str, ...]) -> list[DeviceRequest] | None:

@@ -8,13 +8,17 @@ from typing import TYPE_CHECKING
 from emulator.clock import Clock, SystemClock
 from emulator.config import Settings
 from emulator.service.hub import Hub
+from emulator.service.secrets import SecretService
 from emulator.service.webhooks import WebhookSender
 from emulator.service.workers import WorkerRegistry
 from emulator.store.db import connect
+from emulator.store.endpoint_logs import EndpointLogStore
 from emulator.store.endpoints import EndpointStore
 from emulator.store.jobs import JobStore
+from emulator.store.secrets import SecretStore
 from emulator.store.streams import StreamStore, WebhookStore
 from emulator.store.templates import NamedDocs
+from emulator.workers.s3 import S3Access
 
 if TYPE_CHECKING:
     from emulator.service.jobs import JobService
@@ -33,7 +37,10 @@ class Core:
     hub: Hub
     templates: NamedDocs  # /v1/templates
     registry_auths: NamedDocs  # /v1/containerregistryauth (passwords: write-only)
+    secrets: SecretService
+    logs: EndpointLogStore  # worker output per endpoint, kept after the worker is gone
     metrics: Metrics | None = None  # set by ``metrics.attach``
+    s3: S3Access | None = None  # the local S3 server, when serve --s3 started one
 
     def close(self) -> None:
         self.jobs.conn.close()
@@ -43,10 +50,11 @@ def build_core(settings: Settings, clock: Clock | None = None) -> Core:
     clock = clock or SystemClock()
     conn = connect(settings.db_path)
     jobs = JobStore(conn)
+    endpoints = EndpointStore(conn)
     return Core(
         settings=settings,
         clock=clock,
-        endpoints=EndpointStore(conn),
+        endpoints=endpoints,
         jobs=jobs,
         streams=StreamStore(conn),
         webhooks=WebhookSender(WebhookStore(conn), settings, clock, jobs.get),
@@ -54,6 +62,8 @@ def build_core(settings: Settings, clock: Clock | None = None) -> Core:
         hub=Hub(),
         templates=NamedDocs(conn, "templates"),
         registry_auths=NamedDocs(conn, "registry_auths"),
+        secrets=SecretService(SecretStore(settings.data_dir), endpoints, clock),
+        logs=EndpointLogStore(settings.data_dir, settings.endpoint_log_mb),
     )
 
 

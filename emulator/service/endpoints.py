@@ -7,6 +7,7 @@ wake-ups that follow from it, so a route never pokes the hub itself.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,11 +20,14 @@ from emulator.models import Endpoint, EndpointPatch, EndpointSpec
 from emulator.service.endpoints_file import load_endpoints_file
 from emulator.service.hub import Change, Hub
 from emulator.service.workers import WorkerRegistry
+from emulator.store.endpoint_logs import EndpointLogStore
 from emulator.store.endpoints import EndpointStore
 from emulator.store.jobs import JobStore
 from emulator.workers.records import WorkerRecord
 
 log = structlog.get_logger("emulator.endpoints")
+# fields naming what must exist for workers (checked by ``inputs`` when a PATCH sets one of them)
+INPUT_FIELDS = frozenset({"env", "networkVolumeId", "modelReferences", "localS3"})
 
 
 class TemplateHooks(Protocol):
@@ -77,6 +81,8 @@ class EndpointService:
         hub: Hub,
         clock: Clock,
         templates: TemplateHooks | None = None,
+        inputs: Callable[[Endpoint], None] | None = None,
+        logs: EndpointLogStore | None = None,
     ) -> None:
         self.templates = templates  # endpoints made from /v1/templates (None: templateId is not resolved)
         self.store = store
@@ -85,6 +91,9 @@ class EndpointService:
         self.hub = hub
         self.clock = clock
         self.supervisor: SupervisorHooks | None = None
+        # what the endpoint's workers are to get must exist (secrets, folders, models): InvalidInput if not
+        self.inputs = inputs
+        self.logs = logs  # the endpoint's kept worker output, deleted with it
 
     # --- reads ---------------------------------------------------------------------------------
     def require(self, endpoint_id: str) -> Endpoint:
@@ -103,6 +112,8 @@ class EndpointService:
         if self.templates is not None:
             spec = self.templates.spec(spec)
         endpoint = new_endpoint(spec, self.clock.now())
+        if self.inputs is not None:
+            self.inputs(endpoint)
         if self.supervisor is not None:
             await self.supervisor.validate_endpoint(endpoint)
         self.store.create(endpoint)
@@ -122,6 +133,8 @@ class EndpointService:
             message, field = describe_validation(list(exc.errors()))
             raise InvalidInput(message, field=field) from exc
         updated = updated.model_copy(update={"updatedAt": self.clock.now(), "rollout": None if bumped else current.rollout})
+        if self.inputs is not None and patch.model_fields_set & INPUT_FIELDS:
+            self.inputs(updated)
         if self.supervisor is not None:
             await self.supervisor.validate_endpoint(updated)
         self.store.save(updated)
@@ -145,6 +158,8 @@ class EndpointService:
         forgotten, its jobs are deleted (their waiters answer 404 at once) and held long polls end."""
         endpoint = self.store.require(endpoint_id)
         self.store.delete(endpoint_id)
+        if self.logs is not None:
+            self.logs.delete(endpoint_id)
         if self.supervisor is not None:
             await self.supervisor.endpoint_deleted(endpoint)
         for worker in self.workers.for_endpoint(endpoint_id):

@@ -26,7 +26,7 @@
     selected: null,
     es: null,
     bootTimer: null,
-    log: { worker: null, timer: null, busy: false },
+    log: { worker: null, endpoint: null, job: null, timer: null, busy: false },
   };
 
   // --- helpers -------------------------------------------------------------------------------
@@ -436,7 +436,7 @@
     return `<tr data-job="${esc(j.id)}" data-status="${esc(j.status)}">
       <td class="job-id-cell">
         <span class="mono nowrap" title="${esc(j.id)}">${esc(shortId(j.id, 13))}</span>${j.retries ? `<span class="flag flag-info" title="put back in the queue ${j.retries} time(s): a retry or a lost worker">retried ×${j.retries}</span>` : ""}
-        <span class="job-sub">${j.workerId ? `on <span class="mono">${esc(j.workerId)}</span> · ` : ""}<span data-ago="${j.createdAt ?? ""}">${ago(j.createdAt)}</span></span>${err}
+        <span class="job-sub">${j.workerId ? `on <span class="mono">${esc(j.workerId)}</span> · <button class="btn btn-link" data-logs="${esc(j.workerId)}" data-job="${esc(j.id)}" title="This job's output lines">logs</button> · ` : ""}<span data-ago="${j.createdAt ?? ""}">${ago(j.createdAt)}</span></span>${err}
       </td>
       <td><span class="badge small j-${esc(j.status)}">${esc(j.status.replace("_", " "))}</span></td>
       <td class="timing">
@@ -525,8 +525,14 @@
     const body = $("log-body");
     const tail = $("log-tail").value;
     try {
-      const r = await api(`/v1/workers/${encodeURIComponent(worker)}/logs?tail=${tail}`);
-      const text = await r.text();
+      // the endpoint's kept logs first (they outlive the worker; a job's lines by its id), else the container's
+      let text = "";
+      if (st.log.endpoint) {
+        const filter = st.log.job ? `job=${encodeURIComponent(st.log.job)}` : `worker=${encodeURIComponent(worker)}`;
+        const kept = await (await api(`/v1/endpoints/${encodeURIComponent(st.log.endpoint)}/logs?${filter}&limit=${tail}`)).json();
+        text = kept.lines.map((l) => l.line).join("\n");
+      }
+      if (!text && !st.log.job) text = await (await api(`/v1/workers/${encodeURIComponent(worker)}/logs?tail=${tail}`)).text();
       if (worker !== st.log.worker) return;
       const atBottom = body.scrollTop + body.clientHeight >= body.scrollHeight - 8;
       if (text) body.textContent = text;
@@ -557,9 +563,11 @@
     if (st.log.worker && $("log-follow").checked) st.log.timer = setInterval(loadLogs, LOG_FOLLOW_MS);
   }
 
-  function openLogs(worker) {
+  function openLogs(worker, job = null) {
     st.log.worker = worker;
-    $("log-worker").textContent = worker;
+    st.log.endpoint = st.selected;
+    st.log.job = job;
+    $("log-worker").textContent = job ? `job ${job}` : worker;
     $("log-body").textContent = "";
     $("log-status").textContent = "loading…";
     $("log-drawer").hidden = false;
@@ -588,7 +596,7 @@
   document.addEventListener("click", (ev) => {
     const logs = ev.target.closest("[data-logs]");
     if (logs) {
-      openLogs(logs.dataset.logs);
+      openLogs(logs.dataset.logs, logs.dataset.job || null);
       return;
     }
     const link = ev.target.closest("[data-endpoint]");

@@ -9,7 +9,8 @@ that do not fit into ``Throttle`` actions carrying the reason. Capacity is:
   one worker at a time;
 * **memory** (``EMULATOR_WORKER_MEMORY_BUDGET_MB``): each worker counts its endpoint's
   ``memoryInMb``, or ``DEFAULT_WORKER_MEMORY_MB`` when that is unset;
-* **CPU** (``EMULATOR_WORKER_CPU_BUDGET``): each running worker counts one CPU (paused ones none).
+* **CPU** (``EMULATOR_WORKER_CPU_BUDGET``): each running worker counts its endpoint's ``vcpuCount``
+  (its container's CPU limit), or one CPU when that is unset; paused ones count none.
 
 The concurrent-start cap (``EMULATOR_MAX_CONCURRENT_STARTS``) is applied by the actuator, which
 reports a worker waiting for a start slot THROTTLED too.
@@ -30,6 +31,7 @@ from emulator.gpus import pick
 from emulator.models import Endpoint, WorkerState
 from emulator.supervisor.actions import Action, Restart, Start, Throttle, Unthrottle
 from emulator.workers.records import WorkerRecord
+from emulator.workers.resources import worker_cpus
 
 S = WorkerState
 DEFAULT_WORKER_MEMORY_MB = 1024
@@ -44,7 +46,9 @@ class Need:
 
 
 def need_of(endpoint: Endpoint) -> Need:
-    return Need(endpoint.gpuCount, float(endpoint.memoryInMb or DEFAULT_WORKER_MEMORY_MB))
+    return Need(
+        endpoint.gpuCount, float(endpoint.memoryInMb or DEFAULT_WORKER_MEMORY_MB), worker_cpus(endpoint)
+    )
 
 
 @dataclass
@@ -114,7 +118,7 @@ def snapshot(
         memory = endpoint.memoryInMb if endpoint is not None else None
         host.memory_used_mb += float(memory or DEFAULT_WORKER_MEMORY_MB)
         if not w.paused:
-            host.cpu_used += 1.0
+            host.cpu_used += worker_cpus(endpoint) if endpoint is not None else 1.0
     return host
 
 

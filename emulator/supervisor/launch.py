@@ -27,6 +27,7 @@ from emulator.supervisor.actions import CreateStandby, Restart, Start, Throttle,
 from emulator.supervisor.containers import container_spec
 from emulator.supervisor.failures import Failures
 from emulator.supervisor.faults import Faults
+from emulator.supervisor.log_collector import LogCollector
 from emulator.supervisor.ops import Operations
 from emulator.supervisor.pulls import PullManager
 from emulator.workers.records import WorkerRecord
@@ -77,6 +78,7 @@ class Launcher:
         self.worker_url = ""
         self._starts = asyncio.Semaphore(max(1, settings.max_concurrent_starts))
         self._standby_blocked_until: dict[str, float] = {}
+        self.collector = LogCollector(core, runtime)
 
     # --- the actions -----------------------------------------------------------------------------
     def start(self, action: Start | CreateStandby, endpoint: Endpoint) -> None:
@@ -184,7 +186,9 @@ class Launcher:
         try:
             async with self._starts:
                 started = clock.monotonic()
-                spec = container_spec(self.settings, self.worker_url, endpoint, worker, self.instance)
+                spec = container_spec(
+                    self.settings, self.worker_url, endpoint, worker, self.instance, self.core.secrets.values(), self.core.s3
+                )
                 container_id = await self.runtime.create(spec)
         except EmulatorError as exc:
             missing = isinstance(exc, ImageNotFound)
@@ -262,7 +266,9 @@ class Launcher:
                         log.warning(
                             "hang_startup fault: this start will never make contact", worker=worker.id
                         )
-                    spec = container_spec(self.settings, url, endpoint, worker, self.instance)
+                    spec = container_spec(
+                        self.settings, url, endpoint, worker, self.instance, self.core.secrets.values(), self.core.s3
+                    )
                     worker.container_id = await runtime.create(spec)
                     create_s = clock.monotonic() - began
                 else:
@@ -285,6 +291,8 @@ class Launcher:
             self.failures.mark_failed(worker, f"could not start its container: {exc.message}", endpoint.backoff)
             return
         metrics.container_started(self.core, endpoint.id, seconds=create_s + start_s)
+        if worker.container_id:
+            self.collector.follow(endpoint.id, worker.id, worker.container_id)
         worker.timings["startS"] = round(start_s, 4)
         workers.apply(worker, WorkerEvent.STARTED, "container started")
         log.info(

@@ -121,6 +121,7 @@ class Supervisor:
         except EmulatorError as exc:
             log.warning("could not remove every worker container at shutdown", error=exc.message)
         finally:
+            await self.actuator.launcher.collector.close()
             if self._owns_runtime:
                 close = getattr(self.runtime, "close", None)
                 if close is not None:

@@ -85,6 +85,15 @@ ADDED |= {  # lb (#16): load-balancing endpoints' last requests (the proxy itsel
     # {id}.localhost, is an ASGI layer in front of the client app, not a route: tests/loadbalancer)
     ("client", "GET", "/v1/endpoints/{endpoint_id}/requests"),
 }
+ADDED |= {  # parity (#18): secrets and the endpoint's kept worker output
+    ("client", "POST", "/v1/secrets"),
+    ("client", "GET", "/v1/secrets"),
+    ("client", "GET", "/v1/secrets/{name}"),
+    ("client", "PATCH", "/v1/secrets/{name}"),
+    ("client", "DELETE", "/v1/secrets/{name}"),
+    ("client", "GET", "/v1/endpoints/{endpoint_id}/logs"),
+    ("client", "GET", "/v1/endpoints/{endpoint_id}/logs/stream"),
+}
 
 
 def route_table(plane: BackgroundControlPlane) -> set[tuple[str, str, str]]:
