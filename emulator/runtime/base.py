@@ -125,8 +125,9 @@ class Runtime(Protocol):
 
     async def logs(self, container_id: str, tail: int = 100) -> str: ...
 
-    def follow_logs(self, container_id: str) -> AsyncIterator[str]:
-        """Yield the container's output lines as they come, until it stops."""
+    def follow_logs(self, container_id: str, timestamps: bool = False) -> AsyncIterator[str]:
+        """Yield the container's output lines as they come, until it stops; with ``timestamps`` each
+        line starts with the time it was written (RFC 3339, UTC) and a space, as ``docker logs -t``."""
 
     async def stats(self, container_id: str) -> dict[str, float]:
         """{"memory_mb": ..., "cpu_percent": ...}"""

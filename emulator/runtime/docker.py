@@ -261,10 +261,12 @@ class DockerRuntime:
 
         return await self._call(read, subject=container_id)
 
-    def follow_logs(self, container_id: str) -> AsyncIterator[str]:
+    def follow_logs(self, container_id: str, timestamps: bool = False) -> AsyncIterator[str]:
         splitter = LineSplitter()
         return self._bridge(
-            lambda api: api.logs(container_id, stream=True, follow=True, stdout=True, stderr=True),
+            lambda api: api.logs(
+                container_id, stream=True, follow=True, stdout=True, stderr=True, timestamps=timestamps
+            ),
             splitter.feed,
             splitter.flush,
             subject=container_id,

@@ -18,6 +18,7 @@ import shlex
 import signal as signals
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from emulator.clock import Clock, SystemClock
@@ -299,11 +300,11 @@ class FakeRuntime:
         chosen = lines if tail < 0 else lines[len(lines) - tail :] if tail else []
         return "".join(line + "\n" for line in chosen)
 
-    def follow_logs(self, container_id: str) -> AsyncIterator[str]:
+    def follow_logs(self, container_id: str, timestamps: bool = False) -> AsyncIterator[str]:
         self.calls.append(FakeCall("follow_logs", (container_id,)))
-        return self._follow(container_id)
+        return self._follow(container_id, timestamps)
 
-    async def _follow(self, container_id: str) -> AsyncIterator[str]:
+    async def _follow(self, container_id: str, timestamps: bool = False) -> AsyncIterator[str]:
         self._check()
         container = self._get(container_id)
         self._open_streams += 1
@@ -312,7 +313,11 @@ class FakeRuntime:
             while True:
                 changed = self._changed
                 while position < len(container.logs):
-                    yield container.logs[position]
+                    line = container.logs[position]
+                    if timestamps:  # the time it is read stands in for the time it was written
+                        stamp = datetime.fromtimestamp(self.clock.now(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                        line = f"{stamp} {line}"
+                    yield line
                     position += 1
                 if container.status not in _ALIVE or container.id not in self.containers:
                     return

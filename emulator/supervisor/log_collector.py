@@ -1,16 +1,20 @@
 """Copies every worker container's output into the endpoint's log store (``Core.logs``) as it is
 written, so that it outlives the container (RunPod's endpoint logs: serverless/development/logs).
 
-One task per started container follows its output (``Runtime.follow_logs``) until the container
-stops. Each line is tagged with the worker and its job: the ``requestId`` of RunPod's SDK JSON log
-lines when there is one, else the job the worker held when the line arrived. ``EMULATOR_ENDPOINT_LOG_MB=0``
-turns collection off. Containers adopted after a control-plane restart are not followed (their earlier
-output would be stored twice); their next container is.
+One task per started container follows its output with the engine's timestamps
+(``Runtime.follow_logs(..., timestamps=True)``) until the container stops. Each line is stored with
+the time it was written, its worker and its job: the ``requestId`` of RunPod's SDK JSON log lines when
+there is one, else the job the worker was running at that time (``JobStore.running_at``), so a line
+read a moment after its job finished still belongs to it. ``EMULATOR_ENDPOINT_LOG_MB=0`` turns
+collection off. Containers adopted after a control-plane restart are not followed (their earlier output
+would be stored twice); their next container is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+from datetime import datetime
 
 import structlog
 
@@ -20,6 +24,21 @@ from emulator.service.core import Core
 from emulator.store.endpoint_logs import job_of_line
 
 log = structlog.get_logger("emulator.supervisor")
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d) ?")
+
+
+def split_stamp(line: str) -> tuple[float | None, str]:
+    """``("2026-11-30T17:40:00.123456789Z hello")`` -> ``(unix seconds, "hello")``; ``(None, line)``
+    when the line carries no timestamp."""
+    match = _STAMP.match(line)
+    if match is None:
+        return None, line
+    whole, fraction, zone = match.groups()
+    text = f"{whole}.{(fraction or '0')[:6]}{'+00:00' if zone == 'Z' else zone}"
+    try:
+        return datetime.fromisoformat(text).timestamp(), line[match.end() :]
+    except ValueError:
+        return None, line
 
 
 class LogCollector:
@@ -27,6 +46,7 @@ class LogCollector:
         self.core = core
         self.runtime = runtime
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._last_job: dict[str, tuple[str, float, float | None]] = {}  # worker -> (job, started, completed)
 
     @property
     def enabled(self) -> bool:
@@ -42,19 +62,33 @@ class LogCollector:
         self._tasks[container_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(container_id, None))
 
+    def job_at(self, worker_id: str, at: float) -> str | None:
+        """The job ``worker_id`` was running at ``at`` (the last one found is remembered)."""
+        last = self._last_job.get(worker_id)
+        if last is not None and last[1] <= at and last[2] is not None and at <= last[2]:
+            return last[0]
+        job = self.core.jobs.running_at(worker_id, at)
+        if job is None or job.started_at is None:
+            return None
+        self._last_job[worker_id] = (job.id, job.started_at, job.completed_at)
+        return job.id
+
     async def _pump(self, endpoint_id: str, worker_id: str, container_id: str) -> None:
         core = self.core
         try:
-            async for line in self.runtime.follow_logs(container_id):
-                worker = core.workers.get(worker_id)
-                current = worker.job_ids[0] if worker is not None and worker.job_ids else None
-                core.logs.append(endpoint_id, worker_id, job_of_line(line, current), line, core.clock.now())
+            async for raw in self.runtime.follow_logs(container_id, timestamps=True):
+                stamp, line = split_stamp(raw)
+                at = stamp if stamp is not None else core.clock.now()
+                job = job_of_line(line, None) or self.job_at(worker_id, at)
+                core.logs.append(endpoint_id, worker_id, job, line, at)
         except asyncio.CancelledError:
             raise
         except EmulatorError as exc:  # the container went away under us: its output so far is kept
             log.debug("worker output no longer followed", endpoint=endpoint_id, worker=worker_id, error=exc.message)
         except OSError as exc:  # the data dir: full or read-only; the worker itself is not affected
             log.warning("worker output not stored", endpoint=endpoint_id, worker=worker_id, error=str(exc))
+        finally:
+            self._last_job.pop(worker_id, None)
 
     async def close(self) -> None:
         """Stop following every container (at shutdown)."""

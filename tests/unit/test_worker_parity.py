@@ -234,3 +234,13 @@ def test_job_of_a_line() -> None:
     assert job_of_line('{"requestId": "job-7", "message": "hi", "level": "INFO"}', "job-1") == "job-7"
     assert job_of_line('{"requestId": null, "message": "x"}', "job-1") == "job-1"
     assert job_of_line("plain text", "job-1") == "job-1" and job_of_line("{not json requestId", None) is None
+
+
+def test_engine_timestamps_split_from_lines() -> None:
+    from emulator.supervisor.log_collector import split_stamp
+
+    at, text = split_stamp("2026-11-30T17:40:00.123456789Z hello world")
+    assert text == "hello world" and at is not None and abs(at - 1796060400.123456) < 1e-3
+    assert split_stamp("2026-11-30T17:40:00Z ") == (1796060400.0, "")
+    assert split_stamp("no stamp here") == (None, "no stamp here")
+    assert split_stamp("2026-13-45T99:99:99Z x") == (None, "2026-13-45T99:99:99Z x")
