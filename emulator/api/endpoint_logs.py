@@ -6,12 +6,14 @@ Query: ``worker`` (a worker id), ``job`` (a job id: its lines only), ``since`` (
 "requestId", "line"}, ...]}``, oldest first; the ``Last-Event-ID`` header (a ``seq``) skips the lines
 up to it. ``GET /v1/endpoints/{id}/logs/stream`` (same filters) is a server-sent event stream instead:
 the matching lines so far, then each new one as it is written (event ``log``, ``id`` its ``seq``, so a
-reconnecting EventSource resumes after ``Last-Event-ID``), and a comment every 15 s. The stream never
-ends by itself, so it is left out of the OpenAPI document (as fuzzers would wait on it forever).
+reconnecting EventSource resumes after ``Last-Event-ID``), and a comment every 15 s. It lasts until the
+client goes, or ``wait`` ms (1000 to 300000) when given, so it is left out of the OpenAPI document (a
+fuzzer would wait on it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -21,7 +23,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from emulator.api import schema
-from emulator.api.deps import EndpointId, check_id, context, require_api_key
+from emulator.api.deps import EndpointId, check_id, context, require_api_key, wait_ms
 from emulator.errors import InvalidInput
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["logs"])
@@ -96,10 +98,13 @@ async def endpoint_logs_stream(
     job: str | None = None,
     since: str | None = None,
     limit: int = 1000,
+    wait: str | None = None,
 ) -> StreamingResponse:
     """The endpoint's lines as server-sent events, then new ones as they are written."""
     selector = _selector(request, endpoint_id, worker, job, since, limit)
     store = context(request).core.logs
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_ms(wait) if wait is not None else None
 
     async def stream() -> AsyncIterator[bytes]:
         current = dict(selector)
@@ -109,9 +114,10 @@ async def endpoint_logs_stream(
                 yield _sse(item)
             if found:
                 current.update(after_seq=found[-1]["seq"], limit=MAX_LIMIT)
-            if await request.is_disconnected():
+            left = KEEPALIVE_S if deadline is None else min(KEEPALIVE_S, deadline - loop.time())
+            if left <= 0 or await request.is_disconnected():
                 return
-            if not await store.wait(endpoint_id, KEEPALIVE_S):
+            if not await store.wait(endpoint_id, left) and (deadline is None or loop.time() < deadline):
                 yield b": keep-alive\n\n"
 
     return StreamingResponse(

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 MAX_LINE_CHARS = 16 * 1024
+RECENT_LINES = 2000
 DIR_NAME = "logs"
 
 
@@ -76,6 +78,7 @@ class EndpointLogStore:
         self._seq: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
         self._changed: dict[str, asyncio.Event] = {}
+        self._recent: dict[str, deque[LogLine]] = {}  # the newest lines, for followers asking after a seq
 
     def _path(self, endpoint_id: str, old: bool = False) -> Path:
         return self.dir / (f"{endpoint_id}.1.jsonl" if old else f"{endpoint_id}.jsonl")
@@ -104,6 +107,7 @@ class EndpointLogStore:
         with path.open("ab") as out:
             out.write(data)
         self._sizes[endpoint_id] = size + len(data)
+        self._recent.setdefault(endpoint_id, deque(maxlen=RECENT_LINES)).append(item)
         event = self._changed.pop(endpoint_id, None)
         if event is not None:
             event.set()
@@ -124,7 +128,12 @@ class EndpointLogStore:
 
     def query(self, endpoint_id: str, selector: LogFilter) -> list[LogLine]:
         """The last ``selector.limit`` stored lines that match, oldest first."""
-        found = [item for item in self._read(endpoint_id) if selector.matches(item)]
+        recent = self._recent.get(endpoint_id)
+        if selector.after_seq and recent and recent[0].seq <= selector.after_seq + 1:
+            source: Iterable[LogLine] = recent  # a follower's next lines: from memory, not the files
+        else:
+            source = self._read(endpoint_id)
+        found = [item for item in source if selector.matches(item)]
         return found[-selector.limit :] if selector.limit > 0 else found
 
     def lines(
@@ -156,3 +165,4 @@ class EndpointLogStore:
             path.unlink(missing_ok=True)
         self._seq.pop(endpoint_id, None)
         self._sizes.pop(endpoint_id, None)
+        self._recent.pop(endpoint_id, None)

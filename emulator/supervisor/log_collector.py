@@ -65,8 +65,13 @@ class LogCollector:
     def job_at(self, worker_id: str, at: float) -> str | None:
         """The job ``worker_id`` was running at ``at`` (the last one found is remembered)."""
         last = self._last_job.get(worker_id)
-        if last is not None and last[1] <= at and last[2] is not None and at <= last[2]:
-            return last[0]
+        if last is not None and last[1] <= at:
+            if last[2] is not None and at <= last[2]:
+                return last[0]
+            worker = self.core.workers.get(worker_id)
+            if last[2] is None and worker is not None and last[0] in worker.job_ids:
+                return last[0]  # still running: a line of it
+
         job = self.core.jobs.running_at(worker_id, at)
         if job is None or job.started_at is None:
             return None

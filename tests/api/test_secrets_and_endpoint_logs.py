@@ -97,6 +97,11 @@ def test_endpoint_logs_filters_and_follow(api: httpx.Client, plane: BackgroundCo
                 if len(events) == 2:
                     break
     assert [(e["seq"], e["line"]) for e in events] == [(3, "two"), (4, "three")]
+    # with wait=, the stream ends by itself (the lines so far, then nothing new for a second)
+    with api.stream("GET", f"/v1/endpoints/{endpoint}/logs/stream", params={"wait": "1000", "job": "job-3"}) as stream:
+        data = [json.loads(raw[6:]) for raw in stream.iter_lines() if raw.startswith("data: ")]
+    assert [e["line"] for e in data] == ["three"]
+    assert api.get(f"/v1/endpoints/{endpoint}/logs/stream", params={"wait": "soon"}).status_code == 400
     assert api.delete(f"/v1/endpoints/{endpoint}").status_code == 204
     assert api.post("/v1/endpoints", json={"name": "echo", "id": "echo", "imageName": "img"}).status_code == 201
     assert api.get("/v1/endpoints/echo/logs").json() == {"lines": []}  # deleted with their endpoint
