@@ -7,9 +7,25 @@ timeout. Non-numeric waits are left alone (they must get a 400).
 
 from __future__ import annotations
 
+import ast
+import threading
 from typing import Any
 
 import schemathesis
+
+# CPython 3.11 converts a parsed tree with one recursion counter per interpreter, so two of
+# schemathesis's workers describing a lambda (hypothesis parses its source module) at the same moment
+# fail with "SystemError: AST constructor recursion depth mismatch": parse one at a time.
+_parse = ast.parse
+_parse_lock = threading.Lock()
+
+
+def _parse_one_at_a_time(*args: Any, **kwargs: Any) -> Any:
+    with _parse_lock:
+        return _parse(*args, **kwargs)
+
+
+ast.parse = _parse_one_at_a_time
 
 MAX_WAIT_MS = 1500
 _LONG_POLLS = ("/runsync", "/status-sync/{job_id}", "/stream/{job_id}")
