@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -241,7 +242,7 @@ def test_probe_through_serverless_emulator_test(probe_image: str) -> None:
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "PASSED: 2 job(s), 2 output(s) as expected" in done.stdout
+    assert re.search(r"PASSED: 2 \w+\(s\), 2 output\(s\) as expected", done.stdout), done.stdout
 
 
 UPLOAD_HANDLER = """
