@@ -61,13 +61,13 @@ class JobStore:
         ).fetchall()
         return [JobRecord.from_row(r) for r in rows]
 
-    def running_at(self, worker_id: str, at: float) -> JobRecord | None:
-        """The job ``worker_id`` was running at unix time ``at`` (taken by then, not finished before);
-        the latest taken when several were. For tagging a worker's log lines with their job."""
+    def running_at(self, worker_id: str, at: float, grace_s: float = 0.0) -> JobRecord | None:
+        """The job ``worker_id`` was running at unix time ``at`` (taken by then, finished no earlier than
+        ``grace_s`` before it); the latest taken when several were. For tagging a worker's log lines."""
         row = self.conn.execute(
             "SELECT * FROM jobs WHERE worker_id = ? AND started_at IS NOT NULL AND started_at <= ? "
             "AND (completed_at IS NULL OR completed_at >= ?) ORDER BY started_at DESC LIMIT 1",
-            (worker_id, at, at),
+            (worker_id, at, at - grace_s),
         ).fetchone()
         return None if row is None else JobRecord.from_row(row)
 

@@ -5,7 +5,9 @@ One task per started container follows its output with the engine's timestamps
 (``Runtime.follow_logs(..., timestamps=True)``) until the container stops. Each line is stored with
 the time it was written, its worker and its job: the ``requestId`` of RunPod's SDK JSON log lines when
 there is one, else the job the worker was running at that time (``JobStore.running_at``), so a line
-read a moment after its job finished still belongs to it. ``EMULATOR_ENDPOINT_LOG_MB=0`` turns
+read a moment after its job finished still belongs to it. The engine stamps a line when it reads it
+from the container, which can be a little after the worker reported the job done: a line stamped up to
+``AFTER_JOB_S`` after a job finished (and before the next began) is that job's. ``EMULATOR_ENDPOINT_LOG_MB=0`` turns
 collection off. Containers adopted after a control-plane restart are not followed (their earlier output
 would be stored twice); their next container is.
 """
@@ -24,6 +26,7 @@ from emulator.service.core import Core
 from emulator.store.endpoint_logs import job_of_line
 
 log = structlog.get_logger("emulator.supervisor")
+AFTER_JOB_S = 1.0
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d) ?")
 
 
@@ -67,12 +70,12 @@ class LogCollector:
         last = self._last_job.get(worker_id)
         if last is not None and last[1] <= at:
             if last[2] is not None and at <= last[2]:
-                return last[0]
+                return last[0]  # (in the grace after it, a job begun since would win: asked below)
             worker = self.core.workers.get(worker_id)
             if last[2] is None and worker is not None and last[0] in worker.job_ids:
                 return last[0]  # still running: a line of it
 
-        job = self.core.jobs.running_at(worker_id, at)
+        job = self.core.jobs.running_at(worker_id, at, AFTER_JOB_S)
         if job is None or job.started_at is None:
             return None
         self._last_job[worker_id] = (job.id, job.started_at, job.completed_at)

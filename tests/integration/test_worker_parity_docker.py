@@ -200,7 +200,12 @@ async def test_logs_of_a_removed_worker_found_by_job_id(instance: Instance, prob
             return not workers and not instance.containers()
 
         await eventually(removed, "the worker scaled away and its container removed", timeout_s=60)
-        lines = (await api.get("/v1/endpoints/logs/logs", params={"job": first["id"]})).json()["lines"]
+
+        async def first_jobs_lines() -> list[dict[str, Any]]:  # copied from the container as it wrote them
+            found = (await api.get("/v1/endpoints/logs/logs", params={"job": first["id"]})).json()["lines"]
+            return list(found) if f"alpha2-{marker}" in [item["line"] for item in found] else []
+
+        lines = await eventually(first_jobs_lines, "the first job's lines in the endpoint's logs", timeout_s=10)
         texts = [item["line"] for item in lines]
         assert f"alpha-{marker}" in texts and f"alpha2-{marker}" in texts
         assert f"beta-{marker}" not in texts
