@@ -244,3 +244,25 @@ def test_engine_timestamps_split_from_lines() -> None:
     assert split_stamp("2026-11-30T17:40:00Z ") == (1796060400.0, "")
     assert split_stamp("no stamp here") == (None, "no stamp here")
     assert split_stamp("2026-13-45T99:99:99Z x") == (None, "2026-13-45T99:99:99Z x")
+
+
+def test_the_job_a_worker_was_running_at_a_time(tmp_path: Path) -> None:
+    from emulator.models import JobStatus
+    from emulator.store.db import connect
+    from emulator.store.jobs import JobStore, NewJob
+
+    store = JobStore(connect(tmp_path / "jobs.db"))
+    for n in (1, 2):
+        job = NewJob(id=f"j{n}", endpoint_id="e", input={}, webhook=None, s3_config=None, low_priority=False,
+                     execution_timeout_ms=60_000, ttl_ms=600_000, is_sync=False)
+        store.enqueue(job, now=0.0)
+    (first,) = store.claim("e", "w", 1, now=10.0, lease_s=30)
+    store.finish(first.id, JobStatus.COMPLETED, now=12.0, retention_s=60)
+    assert store.running_at("w", 9.0) is None  # before it began
+    assert (store.running_at("w", 11.0) or first).id == "j1"
+    assert store.running_at("w", 12.5) is None  # after it ended...
+    assert (store.running_at("w", 12.5, grace_s=1.0) or first).id == "j1"  # ...unless within the grace
+    store.claim("e", "w", 1, now=12.2, lease_s=30)
+    assert (store.running_at("w", 12.5, grace_s=1.0) or first).id == "j2"  # a job begun since wins
+    assert store.running_at("other", 11.0) is None
+    store.conn.close()
