@@ -109,6 +109,7 @@ async def endpoint_logs_stream(
     async def stream() -> AsyncIterator[bytes]:
         current = dict(selector)
         while True:
+            mark = store.last_seq(endpoint_id)  # lines appended after this wake the wait below at once
             found = store.lines(endpoint_id, **current)
             for item in found:
                 yield _sse(item)
@@ -117,7 +118,9 @@ async def endpoint_logs_stream(
             left = KEEPALIVE_S if deadline is None else min(KEEPALIVE_S, deadline - loop.time())
             if left <= 0 or await request.is_disconnected():
                 return
-            if not await store.wait(endpoint_id, left) and (deadline is None or loop.time() < deadline):
+            if not await store.wait(endpoint_id, left, mark) and (
+                deadline is None or loop.time() < deadline
+            ):
                 yield b": keep-alive\n\n"
 
     return StreamingResponse(

@@ -6,7 +6,8 @@ serverless/endpoints/send-requests, ``s3Config``).
 The server is moto's (``moto[server]``, the library LocalStack builds on), run in a thread on the
 address workers reach the control plane at (the Docker network's gateway), started with ``serve --s3``
 (``EMULATOR_S3=true``). It is the only module that imports moto; moto is an optional dependency
-(``pip install 'serverless-emulator[s3]'``). Objects live in memory and go with the emulator.
+(``pip install 'serverless-emulator[s3]'``). Objects live in the emulator process's memory (moto's
+backends are per process: control planes sharing a process, as in tests, share buckets) and go with it.
 
 ``rp_upload.upload_image`` writes to a bucket named after the month (``11-26``) that nobody created,
 so a write to a bucket that does not exist creates it first (as if the user had made it). Endpoints

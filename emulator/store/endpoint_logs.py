@@ -83,6 +83,10 @@ class EndpointLogStore:
     def _path(self, endpoint_id: str, old: bool = False) -> Path:
         return self.dir / (f"{endpoint_id}.1.jsonl" if old else f"{endpoint_id}.jsonl")
 
+    def last_seq(self, endpoint_id: str) -> int:
+        """The ``seq`` of the endpoint's newest line (0: none yet)."""
+        return self._last_seq(endpoint_id)
+
     def _last_seq(self, endpoint_id: str) -> int:
         if endpoint_id not in self._seq:
             last = 0
@@ -150,8 +154,11 @@ class EndpointLogStore:
         selector = LogFilter(worker, job, since, after_seq, limit)
         return [item.public() for item in self.query(endpoint_id, selector)]
 
-    async def wait(self, endpoint_id: str, timeout_s: float) -> bool:
-        """Until a line is appended to ``endpoint_id`` (True) or ``timeout_s`` passes (False)."""
+    async def wait(self, endpoint_id: str, timeout_s: float, after_seq: int = 0) -> bool:
+        """Until the endpoint has a line after ``after_seq`` (True; at once when it has one already, so a
+        line appended between a reader's query and its wait is not missed) or ``timeout_s`` passes."""
+        if after_seq and self._last_seq(endpoint_id) > after_seq:
+            return True
         event = self._changed.setdefault(endpoint_id, asyncio.Event())
         try:
             await asyncio.wait_for(event.wait(), timeout_s)

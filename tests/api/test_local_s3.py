@@ -4,6 +4,7 @@ RunPod's rp_upload talks to it: a write to a bucket nobody made creates it; pres
 from __future__ import annotations
 
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -35,12 +36,14 @@ def test_upload_to_a_bucket_nobody_made_and_read_it_back() -> None:
             "s3", endpoint_url=access.endpoint_url, aws_access_key_id="key", aws_secret_access_key="secret",
             config=Config(signature_version="s3v4"),
         )
-        client.put_object(Bucket="11-26", Key="job-1/a.png", Body=b"image bytes", ContentType="image/png")
-        client.put_object(Bucket="11-26", Key="job-2/b.png", Body=b"more")
-        url = client.generate_presigned_url("get_object", Params={"Bucket": "11-26", "Key": "job-1/a.png"})
+        # (moto keeps its buckets per process: a name of this test's own, as another test may have made "11-26")
+        bucket = f"b-{uuid.uuid4().hex[:12]}"
+        client.put_object(Bucket=bucket, Key="job-1/a.png", Body=b"image bytes", ContentType="image/png")
+        client.put_object(Bucket=bucket, Key="job-2/b.png", Body=b"more")
+        url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "job-1/a.png"})
         assert urllib.request.urlopen(url, timeout=10).read() == b"image bytes"  # noqa: S310 - loopback
-        assert [b["Name"] for b in client.list_buckets()["Buckets"]] == ["11-26"]
-        keys = [o["Key"] for o in client.list_objects_v2(Bucket="11-26")["Contents"]]
+        assert bucket in [b["Name"] for b in client.list_buckets()["Buckets"]]
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
         assert keys == ["job-1/a.png", "job-2/b.png"]
     finally:
         server.stop()

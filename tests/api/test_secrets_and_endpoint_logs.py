@@ -71,7 +71,12 @@ def _append(plane: BackgroundControlPlane, *lines: tuple[str, str | None, str]) 
 def test_endpoint_logs_filters_and_follow(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
     assert api.get("/v1/endpoints/nope/logs").status_code == 404
     assert api.get(f"/v1/endpoints/{endpoint}/logs").json() == {"lines": []}
-    _append(plane, ("w1", None, "booting"), ("w1", "job-1", "one"), ("w2", "job-2", "two"))
+    # a follower of an endpoint with no lines yet gets the first one written
+    with api.stream("GET", f"/v1/endpoints/{endpoint}/logs/stream") as stream:
+        _append(plane, ("w1", None, "booting"))
+        first = next(json.loads(raw[6:]) for raw in stream.iter_lines() if raw.startswith("data: "))
+    assert first["line"] == "booting" and first["seq"] == 1
+    _append(plane, ("w1", "job-1", "one"), ("w2", "job-2", "two"))
     lines = api.get(f"/v1/endpoints/{endpoint}/logs").json()["lines"]
     assert [(i["workerId"], i["requestId"], i["line"]) for i in lines] == [
         ("w1", None, "booting"), ("w1", "job-1", "one"), ("w2", "job-2", "two")
