@@ -35,6 +35,7 @@ from emulator.errors import (
     RuntimeUnavailable,
 )
 from emulator.runtime import VOLUME_MOUNT, gpu_unavailable, image_not_found
+from emulator.runtime._stream import ThreadStream
 from emulator.runtime.base import ContainerEvent, ContainerInfo, ContainerSpec, LocalImage
 from emulator.runtime.docker_docs import (
     LineSplitter,
@@ -305,72 +306,20 @@ class DockerRuntime:
         kind: str = "container",
         subject: str = "",
     ) -> AsyncIterator[T]:
-        """Iterate a blocking SDK stream in its own thread; close the stream when the consumer stops."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1000)
-        stop = threading.Event()
-        lock = threading.Lock()
-        holder: dict[str, Any] = {}
-
-        def put(item: tuple[str, Any]) -> bool:  # blocks while the queue is full: backpressure
-            try:
-                future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
-            except RuntimeError:  # the loop is closed
-                return False
-            while not stop.is_set():
-                try:
-                    future.result(timeout=0.25)
-                    return True
-                except concurrent.futures.TimeoutError:
-                    continue
-                except Exception:
-                    return False
-            future.cancel()
-            return False
-
-        def pump() -> None:
-            stream = None
-            try:
-                stream = open_stream(self._api())
-                with lock:
-                    holder["stream"] = stream
-                if stop.is_set():
-                    return
-                for chunk in stream:
-                    for item in convert(chunk):
-                        if not put(("item", item)):
-                            return
-                    if stop.is_set():
-                        return
-                for item in flush():
-                    put(("item", item))
-                put(("end", None))
-            except BaseException as exc:  # noqa: B036 - handed to the consumer
-                if not stop.is_set():
-                    put(("error", exc))
-            finally:
-                if stream is not None:
-                    _close_quietly(stream)
-
-        thread = threading.Thread(target=pump, name=f"docker-{kind}-stream", daemon=True)
+        """Iterate a blocking SDK stream in its own thread (``_stream.ThreadStream``); close the stream
+        when the consumer stops; the SDK's errors are translated like every other call's."""
+        stream: ThreadStream[T] = ThreadStream(
+            lambda: open_stream(self._api()), convert, flush, name=f"docker-{kind}-stream"
+        )
         self._open_streams += 1
-        thread.start()
         try:
-            while True:
-                what, value = await queue.get()
-                if what == "item":
-                    yield value
-                elif what == "end":
-                    return
-                else:
-                    translated = translate_error(value, kind, subject)
-                    raise translated from (value if translated is not value else None)
+            async for item in stream:
+                yield item
+        except Exception as exc:
+            translated = translate_error(exc, kind, subject)
+            raise translated from (exc if translated is not exc else None)
         finally:
-            stop.set()
-            with lock:
-                stream = holder.get("stream")
-            if stream is not None:
-                _close_quietly(stream)  # wakes the thread blocked on the socket
+            stream.close()
             self._open_streams -= 1
 
     # --- images, networks, volumes, GPUs ---------------------------------------------------
@@ -478,11 +427,5 @@ def _tolerate(*statuses: int, explanation: str = "") -> Iterator[None]:
             return
         raise
 
-
-def _close_quietly(stream: Any) -> None:
-    try:
-        stream.close()
-    except Exception:  # noqa: S110 - closing a half-dead socket may fail; nothing to do
-        pass
 
 

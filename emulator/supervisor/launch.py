@@ -226,30 +226,37 @@ class Launcher:
                 f"waiting for a start slot: {n} containers are starting (max_concurrent_starts={n})",
             )
 
+    async def _image_for(self, worker: WorkerRecord, endpoint: Endpoint) -> tuple[bool, float | None]:
+        """Make sure the endpoint's image is on the engine (pulling it if the policy says so):
+        ``(True, seconds pulled or None)``, or ``(False, None)`` with the worker marked failed."""
+        workers = self.core.workers
+        try:
+            pull_s = await self.pulls.ensure(endpoint, worker)
+        except asyncio.CancelledError:
+            raise
+        except ImagePullFailed as exc:
+            if workers.get(worker.id) is worker and not worker.stopping:
+                self.failures.mark_failed(worker, exc.message, endpoint.backoff)
+            return False, None
+        except EmulatorError as exc:
+            if workers.get(worker.id) is worker and not worker.stopping:
+                self.failures.mark_failed(worker, f"could not check its image: {exc.message}", endpoint.backoff)
+            return False, None
+        if pull_s is None:
+            worker.pull = None  # no pull for this start
+        else:
+            self._standby_blocked_until.pop(endpoint.id, None)  # the image is here now
+            worker.reason = f"image {endpoint.imageName} pulled in {pull_s:.1f}s"
+            workers.save(worker)
+        return True, pull_s
+
     async def _launch(self, worker: WorkerRecord, endpoint: Endpoint, create: bool) -> None:
         """Create (unless a standby) and start the worker's container, timing each step."""
         clock, workers, runtime = self.core.clock, self.core.workers, self.runtime
         pull_s: float | None = None
         if create:
-            try:
-                pull_s = await self.pulls.ensure(endpoint, worker)
-            except asyncio.CancelledError:
-                raise
-            except ImagePullFailed as exc:
-                if workers.get(worker.id) is worker and not worker.stopping:
-                    self.failures.mark_failed(worker, exc.message, endpoint.backoff)
-                return
-            except EmulatorError as exc:
-                if workers.get(worker.id) is worker and not worker.stopping:
-                    self.failures.mark_failed(worker, f"could not check its image: {exc.message}", endpoint.backoff)
-                return
-            if pull_s is None:
-                worker.pull = None  # no pull for this start
-            else:
-                self._standby_blocked_until.pop(endpoint.id, None)  # the image is here now
-                worker.reason = f"image {endpoint.imageName} pulled in {pull_s:.1f}s"
-                workers.save(worker)
-            if workers.get(worker.id) is not worker or worker.stopping:
+            pulled, pull_s = await self._image_for(worker, endpoint)
+            if not pulled or workers.get(worker.id) is not worker or worker.stopping:
                 return
         self._wait_for_slot(worker)
         try:

@@ -211,8 +211,9 @@ def _standbys(
 
 
 def _count(o: Observed, now: float, settings: Settings, t: _Tally, actions: list[Action]) -> None:
-    """One serving worker: its health, and what it counts for."""
-    w, c = o.worker, o.container
+    """One serving worker: its health, and what it counts for. Each helper handles one family of
+    cases and says whether it did (``True``: nothing more to count)."""
+    w = o.worker
     if o.busy:
         if not w.stopping:
             t.serving += 1
@@ -220,32 +221,51 @@ def _count(o: Observed, now: float, settings: Settings, t: _Tally, actions: list
                 t.starting += 1
                 t.healthy += 1
         return
+    if _count_leaving(o, now, settings, t, actions) or _count_waiting(w, now, t):
+        return
+    _count_live(o, now, settings, t, actions)
+
+
+def _count_leaving(o: Observed, now: float, settings: Settings, t: _Tally, actions: list[Action]) -> bool:
+    """A worker on its way out: an ended job's grace passed, stopping, or outdated."""
+    w, c = o.worker, o.container
     stop = _ended_job_stop(w, now, settings)
     if stop is not None:
         actions.append(stop)
         if not w.stopping and w.state != S.OUTDATED:
             t.recycled += 1  # replaced at once: the next job gets a fresh worker
-        return
+        return True
     if w.stopping:
         if not w.job_ids or c is None or c.status in _DEAD:
             actions.append(Remove(w.id, w.reason or "drained"))
-        return
+        return True
     if w.state == S.OUTDATED:  # the version moved back: treat as outdated all the same
         if not w.job_ids:
             actions.append(Remove(w.id, "outdated"))
-        return
+        return True
+    return False
+
+
+def _count_waiting(w: WorkerRecord, now: float, t: _Tally) -> bool:
+    """A worker with no container running that holds its place: UNHEALTHY (back-off) or THROTTLED."""
     if w.state == S.UNHEALTHY:
         t.serving += 1
         if w.next_retry_at is not None and now >= w.next_retry_at:
             t.unhealthy_due.append(w)
         else:
             t.by_state.setdefault(w.state.value, []).append(w)
-        return
+        return True
     if w.state == S.THROTTLED:  # waits for capacity (no container running): holds its place
         t.serving += 1
         if w.next_retry_at is None or now >= w.next_retry_at:  # (a throttle fault sets a time)
             t.throttled.append(w)
-        return
+        return True
+    return False
+
+
+def _count_live(o: Observed, now: float, settings: Settings, t: _Tally, actions: list[Action]) -> None:
+    """A worker that should have a container: recycled, failed, paused or serving."""
+    w, c = o.worker, o.container
     if w.container_id is None:
         actions.append(Remove(w.id, "its container was never created (creation interrupted)"))
         return

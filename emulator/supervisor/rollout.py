@@ -98,10 +98,42 @@ class RolloutPlan:
 def plan_old(endpoint: Endpoint, observed: Sequence[Observed]) -> RolloutPlan:
     """Decide for every worker older than the endpoint's version (``observed``: all serving workers)."""
     out = RolloutPlan()
+    draining, candidates = _sort_old(endpoint, observed, out)
+    current = _current(endpoint, observed)
+    not_ready = sum(1 for o in current if o.worker.state in (S.INITIALIZING, S.UNHEALTHY))
+    new_ready = any(_ready(o) for o in current)
+    in_flight = max(draining, not_ready)
+    slots = 0 if halted(endpoint, observed) else max(0, budget(endpoint) - in_flight)
+    candidates.sort(key=lambda o: (len(o.worker.job_ids), o.worker.created_at, o.worker.id))
+    for i, o in enumerate(candidates):
+        w = o.worker
+        if i < slots:
+            if w.state != S.OUTDATED:
+                out.actions.append(MarkOutdated(w.id, _replaces(endpoint, w), replacing=True))
+            elif w.job_ids:
+                out.actions.append(Drain(w.id, f"rolling update: {_replaces(endpoint, w)}"))
+            if not w.job_ids:
+                out.actions.append(Remove(w.id, f"outdated: {_replaces(endpoint, w)}"))
+            out.replaced += 1  # its place is free from now on: a new-version worker takes it
+        elif new_ready or w.state == S.OUTDATED:
+            if w.state != S.OUTDATED:
+                waiting = f"{_replaces(endpoint, w)}; waits its turn in the rolling update"
+                out.actions.append(MarkOutdated(w.id, waiting, replacing=False))
+            out.waiting += 1
+        else:
+            out.serving.append(o)
+    return out
 
-    def reason(w: WorkerRecord) -> str:
-        return f"endpoint version {endpoint.version} replaces version {w.version}"
 
+def _replaces(endpoint: Endpoint, w: WorkerRecord) -> str:
+    return f"endpoint version {endpoint.version} replaces version {w.version}"
+
+
+def _sort_old(
+    endpoint: Endpoint, observed: Sequence[Observed], out: RolloutPlan
+) -> tuple[int, list[Observed]]:
+    """The old workers: those already leaving (counted as draining, removed once empty), those that are
+    not live (removed now), and the candidates for replacement (returned with the draining count)."""
     draining = 0
     candidates: list[Observed] = []
     for o in observed:
@@ -117,37 +149,13 @@ def plan_old(endpoint: Endpoint, observed: Sequence[Observed]) -> RolloutPlan:
         if w.stopping:
             draining += 1
             if not w.job_ids or c is None or c.status in _DEAD:
-                out.actions.append(Remove(w.id, w.reason or f"outdated: {reason(w)}"))
+                out.actions.append(Remove(w.id, w.reason or f"outdated: {_replaces(endpoint, w)}"))
             continue
         live = c is not None and c.status == "running" and not w.paused
         if not live or w.state not in (S.IDLE, S.RUNNING, S.OUTDATED):
             if w.state != S.OUTDATED:
-                out.actions.append(MarkOutdated(w.id, reason(w)))
-            out.actions.append(Remove(w.id, f"outdated: {reason(w)}"))
+                out.actions.append(MarkOutdated(w.id, _replaces(endpoint, w)))
+            out.actions.append(Remove(w.id, f"outdated: {_replaces(endpoint, w)}"))
             continue
         candidates.append(o)
-
-    current = _current(endpoint, observed)
-    not_ready = sum(1 for o in current if o.worker.state in (S.INITIALIZING, S.UNHEALTHY))
-    new_ready = any(_ready(o) for o in current)
-    in_flight = max(draining, not_ready)
-    slots = 0 if halted(endpoint, observed) else max(0, budget(endpoint) - in_flight)
-    candidates.sort(key=lambda o: (len(o.worker.job_ids), o.worker.created_at, o.worker.id))
-    for i, o in enumerate(candidates):
-        w = o.worker
-        if i < slots:
-            if w.state != S.OUTDATED:
-                out.actions.append(MarkOutdated(w.id, reason(w), replacing=True))
-            elif w.job_ids:
-                out.actions.append(Drain(w.id, f"rolling update: {reason(w)}"))
-            if not w.job_ids:
-                out.actions.append(Remove(w.id, f"outdated: {reason(w)}"))
-            out.replaced += 1  # its place is free from now on: a new-version worker takes it
-        elif new_ready or w.state == S.OUTDATED:
-            if w.state != S.OUTDATED:
-                waiting = f"{reason(w)}; waits its turn in the rolling update"
-                out.actions.append(MarkOutdated(w.id, waiting, replacing=False))
-            out.waiting += 1
-        else:
-            out.serving.append(o)
-    return out
+    return draining, candidates
