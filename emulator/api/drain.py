@@ -6,7 +6,9 @@ kernel resets it: a client that sends its whole body before it reads (Python's `
 asks for ``Connection: close``) gets "connection reset by peer" instead of the answer. Production
 servers read and discard the rest of the body first (nginx's ``lingering_close``, Go's net/http up to
 256 KiB); this middleware does the same, up to ``max_bytes`` and ``max_s``, before the answer's first
-byte is sent. A body larger than the bound is left unread (the connection may then be reset).
+byte is sent. A body larger than the bound is left unread (the connection may then be reset); one whose
+``Content-Length`` already says so is not waited for at all (a client that declares 100 GB and sends
+nothing gets its 413 at once, not after ``max_s``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ def _may_have_body(scope: Scope) -> bool:
     return False
 
 
+def _declared_length(scope: Scope) -> int | None:
+    """The request's Content-Length in bytes (None: absent, chunked or not a number)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value.strip())
+            except ValueError:
+                return None
+    return None
+
+
 class DrainUnreadBody:
     """ASGI middleware: before the response starts, read and discard what is left of the request body.
 
@@ -50,10 +63,13 @@ class DrainUnreadBody:
             await self.app(scope, receive, send)
             return
         finished = False
+        received = 0
+        declared = _declared_length(scope)
 
         async def tracked_receive() -> Message:
-            nonlocal finished
+            nonlocal finished, received
             message = await receive()
+            received += len(message.get("body", b""))
             if message["type"] != "http.request" or not message.get("more_body", False):
                 finished = True
             return message
@@ -65,7 +81,8 @@ class DrainUnreadBody:
                 read += len(message.get("body", b""))
 
         async def draining_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and not finished:
+            over_bound = declared is not None and declared - received > self.max_bytes
+            if message["type"] == "http.response.start" and not finished and not over_bound:
                 try:
                     await asyncio.wait_for(drain(), self.max_s)
                 except TimeoutError:
