@@ -45,6 +45,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--emulator", default="worktree", metavar="worktree|COMMIT|DIR",
                    help="run the control plane from the working tree (default), an export of COMMIT (e.g. HEAD), "
                    "or DIR (holding an emulator package)")
+    p.add_argument("--worker-sdk", choices=("image", "tree"), default="image",
+                   help="worker_sdk in the bench containers: the sample image's copy (default) or this checkout's "
+                   "(its own image tag, removed after the run)")
     return p.parse_args(argv)
 
 
@@ -76,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"bench run {ctx.run_id} ({mode}); logs in {ctx.dir}", flush=True)
         source = emulator_source(ctx, args.emulator)
+        if args.worker_sdk == "tree":
+            source = f"{source}; worker_sdk of the checkout in {dockerx.use_worker_sdk_from(procs.REPO)}"
         ctx.images = dockerx.build_bench_images(HANDLER)
         if not ctx.images.get(dockerx.BENCH_ECHO):
             print("the echo sample image is missing: run `bash scripts/setup.sh` first", file=sys.stderr)
@@ -101,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: cleaning up", file=sys.stderr)
     finally:
         leftovers = ctx.close()
+        dockerx.remove_tree_image()
     cleanup = report.Section("cleanup", "Cleanup")
     cleanup.notes.append("Every control plane, peer, client process, container and network of the run was removed."
                          if not leftovers else f"LEFT BEHIND (a bug): {', '.join(leftovers)}")

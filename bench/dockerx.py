@@ -8,6 +8,8 @@ only when they carry that instance label.
 from __future__ import annotations
 
 import atexit
+import hashlib
+import shutil
 import subprocess
 import tempfile
 import time
@@ -23,6 +25,7 @@ BENCH_RUNPOD = "serverless-emulator/bench-runpod:latest"  # bench/handler.py on 
 
 _instances: dict[str, str] = {}  # instance id -> network name, for the exit-time sweep
 _run_labels: set[str] = set()
+_tree_sdk: Path | None = None  # a checkout whose worker_sdk goes into the worker_sdk bench image
 _client: Any = None
 
 DOCKERFILE = """\
@@ -66,6 +69,29 @@ def image_exists(tag: str) -> bool:
         return False
 
 
+def use_worker_sdk_from(source: Path) -> str:
+    """Build the worker_sdk bench image with ``source``/worker_sdk copied over the sample's copy.
+
+    The image gets its own tag, named by a hash of that code (``bench-echo:sdk-<hash>``), so runs of
+    other checkouts sharing the engine never see it; ``remove_tree_image`` deletes it after the run.
+    Returns the tag (``BENCH_ECHO`` points at it from then on).
+    """
+    global BENCH_ECHO, _tree_sdk
+    digest = hashlib.sha256()
+    for path in sorted((source / "worker_sdk").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(source).as_posix().encode() + b"\0" + path.read_bytes())
+    _tree_sdk = source
+    BENCH_ECHO = f"serverless-emulator/bench-echo:sdk-{digest.hexdigest()[:12]}"
+    return BENCH_ECHO
+
+
+def remove_tree_image() -> None:
+    """Delete the image ``use_worker_sdk_from`` tagged (by its exact tag), if any."""
+    if _tree_sdk is not None:
+        subprocess.run(["docker", "image", "rm", BENCH_ECHO], capture_output=True, timeout=120)
+
+
 def build_bench_images(handler: Path) -> dict[str, str | None]:
     """bench/handler.py on top of the echo sample (worker_sdk) and the runpod-sdk sample (RunPod's SDK).
 
@@ -75,14 +101,22 @@ def build_bench_images(handler: Path) -> dict[str, str | None]:
     built: dict[str, str | None] = {}
     with tempfile.TemporaryDirectory(prefix="bench-image-") as tmp:
         ctx = Path(tmp)
+        # the checkout's worker_sdk over the sample image's copy (the worker_sdk image only)
+        tree_copy = "COPY sdk/ /opt/serverless-emulator/\n" if _tree_sdk is not None else ""
         (ctx / "Dockerfile").write_text(DOCKERFILE)
+        (ctx / "Dockerfile.tree").write_text(DOCKERFILE + tree_copy)
         (ctx / "handler.py").write_bytes(handler.read_bytes())
+        (ctx / "sdk").mkdir()
+        if _tree_sdk is not None:
+            shutil.copytree(_tree_sdk / "worker_sdk", ctx / "sdk" / "worker_sdk",
+                            ignore=shutil.ignore_patterns("__pycache__"))
         for tag, base, sdk in ((BENCH_ECHO, ECHO_SAMPLE, "worker_sdk"), (BENCH_RUNPOD, RUNPOD_SAMPLE, "runpod")):
             if not image_exists(base):
                 built[tag] = None
                 continue
             proc = subprocess.run(
-                ["docker", "build", "-q", "-t", tag, "--build-arg", f"BASE={base}", "--build-arg", f"SDK={sdk}", str(ctx)],
+                ["docker", "build", "-q", "-t", tag, "-f", str(ctx / ("Dockerfile.tree" if sdk == "worker_sdk" else "Dockerfile")),
+                 "--build-arg", f"BASE={base}", "--build-arg", f"SDK={sdk}", str(ctx)],
                 capture_output=True, text=True, timeout=600,
             )
             if proc.returncode != 0:

@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--emulator", default="worktree", metavar="worktree|COMMIT|PATH",
                    help="the control plane's code: the working tree, an export of COMMIT, or a directory")
+    p.add_argument("--worker-sdk", choices=("image", "tree"), default="image",
+                   help="worker_sdk in the worker containers: the sample image's copy or this checkout's")
     p.add_argument("--work-dir", type=Path, default=Path(__file__).resolve().parent / "out")
     args = p.parse_args(argv)
     if shutil.which("py-spy") is None:
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.emulator != "worktree":
             path = Path(args.emulator)
             procs.EMULATOR_DIR = path if path.is_dir() else procs.export_commit(args.emulator, ctx.dir / "emulator-src")
+        if args.worker_sdk == "tree":
+            dockerx.use_worker_sdk_from(procs.REPO)
         ctx.images = dockerx.build_bench_images(HANDLER)
         workers = 8 if args.kind == "submit" else 4
         cp = ctx.plane(f"profile{args.kind.replace('_', '')}", env={"EMULATOR_MAX_QUEUE_PER_ENDPOINT": "200000"})
@@ -115,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ncollapsed stacks: {out}")
     finally:
         ctx.close()
+        dockerx.remove_tree_image()
     return 0
 
 

@@ -44,6 +44,7 @@ class Request:
         self.t = time.time()
         self.method, self.route, self.worker, self.job = method, route, worker, job
         self.query, self.headers, self.body = query, headers, body
+        self.conn = 0  # which accepted connection (1, 2, ...) carried it
         self.status: int | None = None  # what the stub answered
         self.done_t: float | None = None  # when the answer was decided, just before it was written
 
@@ -60,6 +61,8 @@ class StubControlPlane:
         self.stop_signals: dict[str, list[str]] = {}  # worker -> [job ids]
         self.faults: dict[str, list[Fault]] = {}  # route -> [status | DROP | ("delay", s)]
         self.requests: list[Request] = []
+        self.accepted = 0  # TCP connections accepted over the stub's life (keep-alive makes it small)
+        self._live: set[socket.socket] = set()  # open client connections, closed by stop() like a restart
         self.port = 0
         self._server: ThreadingHTTPServer | None = None
 
@@ -80,10 +83,18 @@ class StubControlPlane:
         return self
 
     def stop(self) -> None:
+        """Stop like a process that exits: the listener and every open connection (kept-alive ones too) close."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self.cond:
+            live, self._live = list(self._live), set()
+        for conn in live:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         with self.cond:
             self.cond.notify_all()
 
@@ -186,6 +197,21 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        with self.owner.cond:
+            self.owner.accepted += 1
+            self.owner._live.add(self.connection)
+        self.conn_no = self.owner.accepted
+
+    def finish(self) -> None:
+        with self.owner.cond:
+            self.owner._live.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
     def do_GET(self) -> None:
         self._dispatch("GET")
 
@@ -210,6 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
         route, worker, job = match["route"], unquote(match["worker"]), match["job"] and unquote(match["job"])
         q = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
         self._record = Request(method, route, worker, job, q, dict(self.headers), body)
+        self._record.conn = self.conn_no
         with stub.cond:
             stub.requests.append(self._record)
             fault = stub.faults.get(route, []).pop(0) if stub.faults.get(route) else None
