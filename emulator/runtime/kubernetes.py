@@ -152,6 +152,7 @@ class KubernetesRuntime:
         self._unstarted: dict[str, dict[str, Any]] = {}  # created, not started: name -> manifest
         self._ended: dict[str, ContainerInfo] = {}  # stopped and deleted, kept until remove
         self._stopping: set[str] = set()
+        self._removed: set[str] = set()  # removed by us: late watch events must not bring them back
         self._subscribers: list[_Subscription] = []
         self._synced = False
         self._watch_error: BaseException | None = None
@@ -279,8 +280,10 @@ class KubernetesRuntime:
         """Update the cache with one Pod document (ignoring one older than what we hold) and tell subscribers."""
         name = pod["metadata"]["name"]
         held = self._pods.get(name)
-        if held is not None and kind != "DELETED" and _version(held) > _version(pod):
+        if kind != "DELETED" and (name in self._removed or (held is not None and _version(held) > _version(pod))):
             return
+        if kind == "DELETED":
+            self._removed.discard(name)
         before = self._infos.get(name)
         after: ContainerInfo | None
         if kind == "DELETED":
@@ -415,6 +418,7 @@ class KubernetesRuntime:
                     raise
             if not keep:
                 with self._lock:
+                    self._removed.add(container_id)
                     pod = self._pods.pop(container_id, None)
                     before = self._infos.pop(container_id, None)
                 if pod is not None:
