@@ -40,6 +40,7 @@ from kubernetes.watch import watch as _watch_module
 
 from emulator.errors import ContainerNotFound, EmulatorError, InvalidInput, RuntimeFailure, RuntimeUnavailable
 from emulator.runtime.base import ContainerEvent, ContainerInfo, ContainerSpec, LocalImage
+from emulator.runtime.kube_cache import PodCache, Subscription
 from emulator.runtime.kube_docs import (
     CONTAINER,
     GPU_RESOURCE,
@@ -84,37 +85,6 @@ def _api_message(exc: ApiException) -> str:
         return str(exc.body or exc.reason)
 
 
-class _Subscription:
-    """One ``events`` consumer: registered at creation, so nothing after ``events()`` is missed."""
-
-    def __init__(self, owner: KubernetesRuntime, labels: dict[str, str]) -> None:
-        self.owner = owner
-        self.labels = labels
-        self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[ContainerEvent | BaseException] = asyncio.Queue()
-        self.closed = False
-
-    def offer(self, event: ContainerEvent) -> None:
-        if all(event.labels.get(k) == v for k, v in self.labels.items()):
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
-
-    def __aiter__(self) -> _Subscription:
-        return self
-
-    async def __anext__(self) -> ContainerEvent:
-        if self.closed:
-            raise StopAsyncIteration
-        item = await self.queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    async def aclose(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.owner._unsubscribe(self)
-
-
 class KubernetesRuntime:
     """The Runtime protocol on a Kubernetes cluster, in one namespace.
 
@@ -145,15 +115,9 @@ class KubernetesRuntime:
         self._volume_size_gb = volume_size_gb
         self._timeout_s = timeout_s
         self._pool = concurrent.futures.ThreadPoolExecutor(max_threads, thread_name_prefix="kube-runtime")
-        self._lock = threading.RLock()
+        self._cache = PodCache()
+        self._lock = self._cache.lock
         self._client: Any = None
-        self._pods: dict[str, dict[str, Any]] = {}  # the watch cache: name -> Pod document
-        self._infos: dict[str, ContainerInfo] = {}
-        self._unstarted: dict[str, dict[str, Any]] = {}  # created, not started: name -> manifest
-        self._ended: dict[str, ContainerInfo] = {}  # stopped and deleted, kept until remove
-        self._stopping: set[str] = set()
-        self._removed: set[str] = set()  # removed by us: late watch events must not bring them back
-        self._subscribers: list[_Subscription] = []
         self._synced = False
         self._watch_error: BaseException | None = None
         self._watch_thread: threading.Thread | None = None
@@ -167,7 +131,7 @@ class KubernetesRuntime:
     @property
     def open_streams(self) -> int:
         """Open event subscriptions plus log streams."""
-        return len(self._subscribers) + self._log_streams
+        return len(self._cache.subscribers) + self._log_streams
 
     def _core(self) -> Any:
         with self._lock:
@@ -219,10 +183,10 @@ class KubernetesRuntime:
         now = time.time()
         fresh = {item["metadata"]["name"]: item for item in raw.get("items") or []}
         with self._lock:
-            for name in set(self._pods) - set(fresh):
-                self._apply_locked("DELETED", self._pods[name], now)
+            for name in set(self._cache.pods) - set(fresh):
+                self._cache.apply("DELETED", self._cache.pods[name], now)
             for item in fresh.values():
-                self._apply_locked("MODIFIED", item, now)
+                self._cache.apply("MODIFIED", item, now)
             self.cache_version = raw["metadata"].get("resourceVersion")
             self.relists += 1
             self._synced = True
@@ -266,7 +230,7 @@ class KubernetesRuntime:
                     version = (obj.get("metadata") or {}).get("resourceVersion")
                     if kind != "BOOKMARK":
                         with self._lock:
-                            self._apply_locked(kind, obj, time.time())
+                            self._cache.apply(kind, obj, time.time())
                     if version:
                         self.cache_version = version
                 _close_quietly(response)
@@ -275,42 +239,6 @@ class KubernetesRuntime:
                 self._watch_error = exc
                 self._closed.wait(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
-
-    def _apply_locked(self, kind: str | None, pod: dict[str, Any], now: float) -> None:
-        """Update the cache with one Pod document (ignoring one older than what we hold) and tell subscribers."""
-        name = pod["metadata"]["name"]
-        held = self._pods.get(name)
-        if kind != "DELETED" and (name in self._removed or (held is not None and _version(held) > _version(pod))):
-            return
-        if kind == "DELETED":
-            self._removed.discard(name)
-        before = self._infos.get(name)
-        after: ContainerInfo | None
-        if kind == "DELETED":
-            self._pods.pop(name, None)
-            self._infos.pop(name, None)
-            after = None
-            if name in self._stopping and before is not None:
-                self._stopping.discard(name)
-                self._ended[name] = _ended_info(before, now)
-                after = self._ended[name]
-        else:
-            self._pods[name] = pod
-            after = self._infos[name] = container_info(pod)
-        for event in events_between(before, after, now):
-            for subscriber in list(self._subscribers):
-                subscriber.offer(event)
-
-    def _unsubscribe(self, subscription: _Subscription) -> None:
-        with self._lock:
-            if subscription in self._subscribers:
-                self._subscribers.remove(subscription)
-
-    def _known(self, container_id: str) -> ContainerInfo | None:
-        with self._lock:
-            if container_id in self._unstarted:
-                return container_info(self._unstarted[container_id])
-            return self._infos.get(container_id) or self._ended.get(container_id)
 
     # --- lifecycle -------------------------------------------------------------------------
     async def ping(self) -> None:
@@ -333,14 +261,14 @@ class KubernetesRuntime:
             await self.ensure_volume(spec.volume, {})
         await self._call(dry_run, name)
         with self._lock:
-            self._unstarted[name] = manifest
+            self._cache.unstarted[name] = manifest
         return name
 
     async def start(self, container_id: str) -> None:
         with self._lock:
-            manifest = self._unstarted.get(container_id)
+            manifest = self._cache.unstarted.get(container_id)
         if manifest is None:
-            if self._known(container_id) is None:
+            if self._cache.known(container_id) is None:
                 await self.inspect(container_id)  # ContainerNotFound when it is gone
             return  # already created on the cluster: starting it again is harmless
 
@@ -353,9 +281,9 @@ class KubernetesRuntime:
                     raise
             else:
                 with self._lock:
-                    self._apply_locked("ADDED", self._raw(response), time.time())
+                    self._cache.apply("ADDED", self._raw(response), time.time())
             with self._lock:
-                self._unstarted.pop(container_id, None)
+                self._cache.unstarted.pop(container_id, None)
 
         await self._call(create, container_id)
 
@@ -369,7 +297,7 @@ class KubernetesRuntime:
         The kubelet stops the container with the Pod's grace period; ``signal`` cannot be chosen.
         """
         with self._lock:
-            if container_id in self._unstarted:
+            if container_id in self._cache.unstarted:
                 return
 
         def patch() -> None:
@@ -382,33 +310,33 @@ class KubernetesRuntime:
                     return
                 raise
             with self._lock:
-                self._apply_locked("MODIFIED", self._raw(response), time.time())
+                self._cache.apply("MODIFIED", self._raw(response), time.time())
 
         await self._call(patch, container_id)
 
     async def remove(self, container_id: str, force: bool = True) -> None:
-        info = self._known(container_id)
+        info = self._cache.known(container_id)
         if info is not None and info.status == "running" and not force:
             raise RuntimeFailure(
                 f"pod {container_id} is running: stop it first or remove with force",
                 reason="running", status=409,
             )
         with self._lock:
-            self._unstarted.pop(container_id, None)
-            self._ended.pop(container_id, None)
+            self._cache.unstarted.pop(container_id, None)
+            self._cache.ended.pop(container_id, None)
         await self._delete(container_id, 0, keep=False)
 
     async def _delete(self, container_id: str, grace_s: int, keep: bool) -> None:
         with self._lock:
-            if container_id in self._unstarted:
+            if container_id in self._cache.unstarted:
                 return  # nothing runs yet: like stopping a created container
 
         def delete() -> None:
             with self._lock:
                 if keep:
-                    self._stopping.add(container_id)
+                    self._cache.stopping.add(container_id)
                 else:
-                    self._stopping.discard(container_id)
+                    self._cache.stopping.discard(container_id)
             try:
                 self._core().delete_namespaced_pod(
                     container_id, self.namespace, grace_period_seconds=grace_s, _preload_content=False
@@ -418,12 +346,12 @@ class KubernetesRuntime:
                     raise
             if not keep:
                 with self._lock:
-                    self._removed.add(container_id)
-                    pod = self._pods.pop(container_id, None)
-                    before = self._infos.pop(container_id, None)
+                    self._cache.removed.add(container_id)
+                    pod = self._cache.pods.pop(container_id, None)
+                    before = self._cache.infos.pop(container_id, None)
                 if pod is not None:
                     for event in events_between(before, None, time.time()):
-                        for subscriber in list(self._subscribers):
+                        for subscriber in list(self._cache.subscribers):
                             subscriber.offer(event)
 
         await self._call(delete, container_id)
@@ -438,7 +366,7 @@ class KubernetesRuntime:
     async def inspect(self, container_id: str) -> ContainerInfo:
         def read() -> ContainerInfo:
             self._sync()
-            info = self._known(container_id)
+            info = self._cache.known(container_id)
             if info is not None:
                 return info
             # not in the cache yet (created elsewhere a moment ago): ask once
@@ -456,23 +384,18 @@ class KubernetesRuntime:
         """The Pod document (or the manifest of a created, not started Pod)."""
         await self.inspect(container_id)
         with self._lock:
-            return dict(self._unstarted.get(container_id) or self._pods.get(container_id) or {})
+            return dict(self._cache.unstarted.get(container_id) or self._cache.pods.get(container_id) or {})
 
     async def list(self, labels: dict[str, str]) -> list[ContainerInfo]:
         def read() -> list[ContainerInfo]:
             self._sync()
-            with self._lock:
-                found = list(self._infos.values()) + list(self._ended.values())
-                found += [container_info(manifest) for manifest in self._unstarted.values()]
-            return sorted(
-                (i for i in found if all(i.labels.get(k) == v for k, v in labels.items())), key=lambda i: i.id
-            )
+            return self._cache.matching(labels)
 
         return await self._call(read)
 
     async def logs(self, container_id: str, tail: int = 100) -> str:
         info = await self.inspect(container_id)
-        if info.status == "created" or container_id in self._ended:
+        if info.status == "created" or container_id in self._cache.ended:
             return ""
 
         def read() -> str:
@@ -497,7 +420,7 @@ class KubernetesRuntime:
         def pump() -> None:
             try:
                 # the API server refuses to follow a container that has not started yet
-                while (info := self._known(container_id)) is not None and info.status == "created":
+                while (info := self._cache.known(container_id)) is not None and info.status == "created":
                     if stop.wait(0.05):
                         return
                 response = self._core().read_namespaced_pod_log(
@@ -539,9 +462,9 @@ class KubernetesRuntime:
         raise RuntimeFailure("container stats need the Kubernetes metrics API", reason="unsupported", status=501)
 
     def events(self, labels: dict[str, str]) -> AsyncIterator[ContainerEvent]:
-        subscription = _Subscription(self, dict(labels))
+        subscription = Subscription(self._cache, dict(labels))
         with self._lock:
-            self._subscribers.append(subscription)
+            self._cache.subscribers.append(subscription)
 
         def check() -> None:
             try:
@@ -617,24 +540,6 @@ class KubernetesRuntime:
             )
 
         return await self._call(any_gpu)
-
-
-def _version(pod: dict[str, Any]) -> int:
-    try:
-        return int((pod.get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
-
-
-def _ended_info(last: ContainerInfo, now: float) -> ContainerInfo:
-    """What a stopped (deleted) Pod is listed as until ``remove``: exited, with its last exit code."""
-    if last.status == "exited":
-        return last
-    return ContainerInfo(
-        id=last.id, name=last.name, labels=last.labels, status="exited", exit_code=last.exit_code,
-        oom_killed=last.oom_killed, started_at=last.started_at, finished_at=now,
-        error=last.error or "deleted before its container reported an exit",
-    )
 
 
 def _valid_name(name: str) -> bool:
