@@ -60,6 +60,17 @@ class PodCache:
         self.removed: set[str] = set()  # removed by us: late watch events must not bring them back
         self.subscribers: list[Subscription] = []
 
+    def forget(self, name: str, now: float) -> None:
+        """``remove`` deleted the Pod: out of the cache now (``destroy`` event), whatever the watch says later."""
+        with self.lock:
+            self.removed.add(name)
+            self.pods.pop(name, None)
+            before = self.infos.pop(name, None)
+            events = events_between(before, None, now) if before is not None else []
+            for event in events:
+                for subscriber in list(self.subscribers):
+                    subscriber.offer(event)
+
     def matching(self, labels: dict[str, str]) -> list[ContainerInfo]:
         """Every known Pod (created, live, or stopped) carrying all of ``labels``, by name."""
         with self.lock:

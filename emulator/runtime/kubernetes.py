@@ -26,6 +26,7 @@ import concurrent.futures
 import json
 import math
 import secrets
+import socket
 import string
 import threading
 import time
@@ -46,7 +47,6 @@ from emulator.runtime.kube_docs import (
     GPU_RESOURCE,
     MANAGED_BY,
     container_info,
-    events_between,
     pod_labels,
     pod_manifest,
     pod_name,
@@ -106,6 +106,7 @@ class KubernetesRuntime:
         volume_size_gb: int = 10,
         max_threads: int = 8,
         timeout_s: float = 30.0,
+        watch_timeout_s: int = 60,
     ) -> None:
         self.namespace = namespace
         self._kubeconfig = kubeconfig
@@ -114,6 +115,7 @@ class KubernetesRuntime:
         self._grace_s = grace_s
         self._volume_size_gb = volume_size_gb
         self._timeout_s = timeout_s
+        self._watch_timeout_s = watch_timeout_s  # each watch request ends after this; the next resumes
         self._pool = concurrent.futures.ThreadPoolExecutor(max_threads, thread_name_prefix="kube-runtime")
         self._cache = PodCache()
         self._lock = self._cache.lock
@@ -166,7 +168,7 @@ class KubernetesRuntime:
         with self._lock:
             response, self._watch_response = self._watch_response, None
         if response is not None:
-            _close_quietly(response)
+            _interrupt(response)
         self._pool.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             if self._client is not None:
@@ -214,7 +216,7 @@ class KubernetesRuntime:
                     watch=True,
                     resource_version=self.cache_version,
                     allow_watch_bookmarks=True,
-                    timeout_seconds=60,
+                    timeout_seconds=self._watch_timeout_s,
                     _preload_content=False,
                     _request_timeout=(self._timeout_s, 90),
                 )
@@ -236,6 +238,8 @@ class KubernetesRuntime:
                 _close_quietly(response)
                 delay_s = 0.2
             except Exception as exc:  # the API server went away: keep serving the cache, retry
+                if isinstance(exc, ApiException) and exc.status == 410:
+                    self.cache_version = None  # Gone as an HTTP answer: relist
                 self._watch_error = exc
                 self._closed.wait(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
@@ -344,15 +348,13 @@ class KubernetesRuntime:
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-            if not keep:
                 with self._lock:
-                    self._cache.removed.add(container_id)
-                    pod = self._cache.pods.pop(container_id, None)
-                    before = self._cache.infos.pop(container_id, None)
-                if pod is not None:
-                    for event in events_between(before, None, time.time()):
-                        for subscriber in list(self._cache.subscribers):
-                            subscriber.offer(event)
+                    self._cache.stopping.discard(container_id)
+                    known = container_id in self._cache.pods
+                if not known:
+                    return  # gone already: the goal is reached
+            if not keep:
+                self._cache.forget(container_id, time.time())
 
         await self._call(delete, container_id)
 
@@ -453,7 +455,7 @@ class KubernetesRuntime:
         finally:
             stop.set()
             if "response" in holder:
-                _close_quietly(holder["response"])
+                _interrupt(holder["response"])
             self._log_streams -= 1
 
     async def stats(self, container_id: str) -> dict[str, float]:
@@ -544,6 +546,20 @@ class KubernetesRuntime:
 
 def _valid_name(name: str) -> bool:
     return 0 < len(name) <= 253 and all(c in _SUFFIX + "-." for c in name)
+
+
+def _interrupt(response: Any) -> None:
+    """Wake a thread blocked reading ``response`` (shut its socket down); that thread then closes it.
+
+    Closing the response from another thread would wait for the reader's lock.
+    """
+    connection = getattr(response, "connection", None) or getattr(response, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _close_quietly(response: Any) -> None:

@@ -420,7 +420,7 @@ async def namespaced_runtime(running: Running, labels: dict[str, str]) -> AsyncI
     namespace = "se-test-" + "".join(c for c in next(iter(labels.values())) if c.isalnum())[:12].lower()
     core: Any = kubernetes.client.CoreV1Api(running.kubelet.client)
     core.create_namespace({"metadata": {"name": namespace}})
-    runtime = KubernetesRuntime(namespace=namespace, kubeconfig=str(running.cluster.kubeconfig))
+    runtime = KubernetesRuntime(namespace=namespace, kubeconfig=str(running.cluster.kubeconfig), watch_timeout_s=2)
     try:
         yield runtime
     finally:
