@@ -21,6 +21,7 @@ from emulator.runtime.base import ContainerEvent, ContainerInfo, ContainerSpec, 
 
 CONTAINER = "worker"  # the one container of a worker Pod
 MANAGED_BY = ("app.kubernetes.io/managed-by", "serverless-emulator")  # on every Pod we create
+NAME_ANNOTATION = "serverless-emulator.name"  # the spec's name (the Pod's name adds a suffix)
 GPU_RESOURCE = "nvidia.com/gpu"
 VOLUME_NAME = "runpod-volume"
 LABEL_VALUE_MAX = 63
@@ -78,7 +79,7 @@ def pod_manifest(spec: ContainerSpec, name: str, grace_s: int = 10) -> dict[str,
     no service-account token. ``grace_s``: terminationGracePeriodSeconds (the kill of ``kill``).
     """
     labels: dict[str, str] = {MANAGED_BY[0]: MANAGED_BY[1]}
-    annotations: dict[str, str] = {}
+    annotations: dict[str, str] = {NAME_ANNOTATION: spec.name}
     for key, value in spec.labels.items():
         labels[key], hashed = label_value(value)
         if hashed:
@@ -118,9 +119,7 @@ def pod_manifest(spec: ContainerSpec, name: str, grace_s: int = 10) -> dict[str,
     aliases = _host_aliases(spec.extra_hosts)
     if aliases:
         pod_spec["hostAliases"] = aliases
-    metadata: dict[str, Any] = {"name": name, "labels": labels}
-    if annotations:
-        metadata["annotations"] = annotations
+    metadata: dict[str, Any] = {"name": name, "labels": labels, "annotations": annotations}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
 
 
@@ -148,7 +147,7 @@ def pod_labels(pod: dict[str, Any]) -> dict[str, str]:
     annotations = metadata.get("annotations") or {}
     labels = dict(metadata.get("labels") or {})
     labels.pop(MANAGED_BY[0], None)
-    return {key: str(annotations.get(key, value)) for key, value in labels.items()}
+    return {key: str(annotations.get(key, value)) for key, value in labels.items() if key != NAME_ANNOTATION}
 
 
 def unschedulable_reason(pod: dict[str, Any]) -> str | None:
@@ -213,7 +212,7 @@ def container_info(pod: dict[str, Any]) -> ContainerInfo:
             pending = "Scheduled" if (pod.get("spec") or {}).get("nodeName") else "Pending"
     return ContainerInfo(
         id=str(metadata.get("name") or ""),
-        name=str(metadata.get("name") or ""),
+        name=str((metadata.get("annotations") or {}).get(NAME_ANNOTATION) or metadata.get("name") or ""),
         labels=pod_labels(pod),
         status=status,
         exit_code=exit_code,

@@ -56,6 +56,7 @@ def test_label_values_over_63_chars_are_hashed_and_restored_from_annotations() -
     assert manifest["metadata"]["labels"][LABEL_ENDPOINT] == hashed
     assert manifest["metadata"]["annotations"][LABEL_ENDPOINT] == LONG
     assert pod_labels(manifest) == {LABEL_ENDPOINT: LONG}  # managed-by is ours, not the spec's
+    assert container_info(manifest).name == "se-Worker_1"  # the spec's name; the id is the Pod's
     assert label_selector({LABEL_ENDPOINT: LONG}) == f"{LABEL_ENDPOINT}={hashed}"
 
 

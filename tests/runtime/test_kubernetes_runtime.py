@@ -16,7 +16,7 @@ import pytest
 from emulator.runtime.base import LABEL_ENDPOINT
 from emulator.runtime.kube_docs import label_value
 from emulator.runtime.kubernetes import KubernetesRuntime
-from tests.runtime.harness import TEST_LABEL, Harness, poll
+from tests.runtime.harness import Harness, poll
 from tests.runtime.kube_cluster import Running, namespaced_runtime
 
 pytestmark = pytest.mark.kubernetes
@@ -87,27 +87,6 @@ async def test_a_pod_that_does_not_fit_waits_with_the_schedulers_message(kube: H
     fits = await rt.create(kube.spec("sleep", gpu_device_ids=("0",)))
     await rt.start(fits)
     await kube.wait_status(fits, "running", timeout_s=30)
-
-
-async def test_the_cache_relists_after_410_gone(kube: Harness) -> None:
-    rt: KubernetesRuntime = kube.runtime
-    first = await kube.started("sleep")
-    await kube.wait_status(first, "running")
-    relists = rt.relists
-
-    async def relisted() -> bool:
-        if rt.relists > relists:
-            return True
-        # long compacted away: the next watch (within watch_timeout_s) gets 410 Gone. Set again until
-        # then: a bookmark ending the current watch may carry the newest version over it.
-        rt.cache_version = "1"
-        return False
-
-    await poll(relisted, 30, lambda: f"no relist after 410 (relists {rt.relists})")
-    second = await kube.started("sleep")
-    await kube.wait_status(second, "running")
-    assert {i.id for i in await rt.list(kube.labels)} == {first, second}
-    assert all(i.labels[TEST_LABEL] == kube.labels[TEST_LABEL] for i in await rt.list(kube.labels))
 
 
 async def test_kill_keeps_the_pod_its_exit_code_and_logs(kube: Harness) -> None:
