@@ -63,7 +63,7 @@ async def test_scale_out_and_a_gpu_pod_that_does_not_fit(
             assert "Insufficient nvidia.com/gpu" in (waiting[0].pending or "")
             await poll(_ticks(cp, 20), 30, lambda: "the supervisor did not tick")
             [worker] = (await api.get("/v1/endpoints/g/workers")).json()["workers"]
-            assert worker["state"] == "INITIALIZING" and worker["containerId"] == waiting[0].id  # not failed
+            assert worker["status"] == "INITIALIZING" and worker["containerId"] == waiting[0].id  # not failed
 
             for endpoint in ("k", "g"):
                 assert (await api.delete(f"/v1/endpoints/{endpoint}")).status_code == 204
