@@ -408,7 +408,9 @@ class KubernetesRuntime:
 
         return await self._call(read, container_id)
 
-    async def follow_logs(self, container_id: str) -> AsyncIterator[str]:
+    async def follow_logs(self, container_id: str, timestamps: bool = False) -> AsyncIterator[str]:
+        """The container's lines through the API server (``pods/log?follow=true``; ``timestamps``: the
+        kubelet's RFC 3339 prefix, as ``docker logs -t``), once the container has started."""
         await self.inspect(container_id)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1000)
@@ -426,7 +428,12 @@ class KubernetesRuntime:
                     if stop.wait(0.05):
                         return
                 response = self._core().read_namespaced_pod_log(
-                    container_id, self.namespace, container=CONTAINER, follow=True, _preload_content=False
+                    container_id,
+                    self.namespace,
+                    container=CONTAINER,
+                    follow=True,
+                    timestamps=timestamps,
+                    _preload_content=False,
                 )
                 holder["response"] = response
                 for line in iter_resp_lines(response):
