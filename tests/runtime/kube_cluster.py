@@ -432,8 +432,9 @@ async def namespaced_runtime(running: Running, labels: dict[str, str]) -> AsyncI
 
 def unreachable_runtime(kubeconfig: str) -> KubernetesRuntime:
     """A runtime whose kube config names a loopback port nothing listens on."""
-    dead = Path(tempfile.mkdtemp(prefix="se-kube-dead-")) / "kubeconfig"
+    port = _free_port()
+    dead = Path(kubeconfig).parent / f"dead-{port}.kubeconfig"  # in the cluster's folder: removed with it
     config = json.loads(Path(kubeconfig).read_text())
-    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{_free_port()}"
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
     dead.write_text(json.dumps(config))
     return KubernetesRuntime(namespace="default", kubeconfig=str(dead), timeout_s=5)
