@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     network: str = "serverless-emulator"
 
     # --- runtime ------------------------------------------------------------------------
-    runtime: Literal["docker", "none"] = "docker"
+    runtime: Literal["docker", "kubernetes", "none"] = "docker"
     keep_workers: bool = False
     base_image: str | None = None
     gpu_mode: Literal["auto", "nvidia", "emulate", "off"] = "auto"
@@ -104,6 +104,34 @@ class Settings(BaseSettings):
     s3_url: str | None = None  # what workers are told; None: http://<worker host>:<s3 port>
     s3_access_key_id: str = "serverless-emulator"
     s3_secret_access_key: str = "serverless-emulator-secret"
+
+    # --- runtime=kubernetes (emulator/runtime/kubernetes.py; needs serverless-emulator[kubernetes]) -----
+    kube_namespace: str = "default"  # where worker Pods are created
+    kube_config: Path | None = None  # a kube config file; None: $KUBECONFIG or ~/.kube/config
+    kube_context: str | None = None
+    kube_in_cluster: bool = False  # the control plane runs in a Pod: its service account's credentials
+    kube_grace_s: int = 10  # terminationGracePeriodSeconds of worker Pods
+    kube_volume_size_gb: int = 10  # the PersistentVolumeClaim asked for a network volume
+
+    @model_validator(mode="after")
+    def _kubernetes_needs_a_worker_url(self) -> Settings:
+        if self.runtime == "kubernetes" and not self.worker_url:
+            raise ValueError(
+                "EMULATOR_RUNTIME=kubernetes needs EMULATOR_WORKER_URL: the control plane's worker-protocol "
+                "address that Pods can reach (in a cluster: http://<service>.<namespace>.svc:<worker_port>)"
+            )
+        return self
+
+    def kube_options(self) -> dict[str, object]:
+        """Keyword arguments of ``KubernetesRuntime`` from these settings."""
+        return {
+            "namespace": self.kube_namespace,
+            "kubeconfig": str(self.kube_config) if self.kube_config else None,
+            "context": self.kube_context,
+            "in_cluster": self.kube_in_cluster,
+            "grace_s": self.kube_grace_s,
+            "volume_size_gb": self.kube_volume_size_gb,
+        }
 
     @property
     def db_path(self) -> Path:

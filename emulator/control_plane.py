@@ -104,7 +104,7 @@ class ControlPlane:
         self.client_url = f"http://{_url_host(s.host)}:{client_sock.getsockname()[1]}"
 
         worker_host = s.worker_host or "127.0.0.1"
-        if s.runtime == "docker":
+        if s.runtime in ("docker", "kubernetes"):
             from emulator.supervisor.supervisor import build_supervisor
 
             self.supervisor = await build_supervisor(core, jobs, s, runtime=self._runtime)

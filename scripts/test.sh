@@ -34,6 +34,15 @@ ensure_registry() {
 }
 step "container registry for the image-pull tests" ensure_registry
 
+# The Kubernetes runtime tests run a real kube-apiserver and kube-scheduler (v1.20, built once per
+# machine from Debian's source package into ~/.cache by scripts/kubernetes.sh; a no-op once cached).
+ensure_kubernetes() {
+  bash scripts/kubernetes.sh >/dev/null && return 0  # needs root only for the first build
+  echo "    kube-apiserver/kube-scheduler/etcd are not built (scripts/kubernetes.sh): the Kubernetes tests will skip"
+  [ "${CI:-}" != true ]  # in CI the Kubernetes tests must run
+}
+step "Kubernetes API server and scheduler for the runtime tests" ensure_kubernetes
+
 # Lint and types first: quick, and a failure here is cheaper to read than one in a test.
 step "lint (ruff check)" "$PY" -m ruff check emulator worker_sdk tests bench
 step "types (mypy, strict: emulator, worker_sdk, tests)" "$PY" -m mypy

@@ -43,16 +43,22 @@ def image_not_found(image: str) -> ImageNotFound:
 
 
 def make_runtime(kind: str, **options: Any) -> Runtime:
-    """``"docker"`` (options: base_url, max_threads, timeout_s) or ``"fake"`` (options: clock, refuse_gpus, ...)."""
+    """``"docker"`` (options: base_url, max_threads, timeout_s), ``"kubernetes"`` (options: namespace,
+    kubeconfig, context, in_cluster, grace_s, volume_size_gb; needs ``serverless-emulator[kubernetes]``)
+    or ``"fake"`` (options: clock, refuse_gpus, ...)."""
     if kind == "docker":
         from emulator.runtime.docker import DockerRuntime
 
         return DockerRuntime(**options)
+    if kind == "kubernetes":
+        from emulator.runtime.kubernetes import KubernetesRuntime
+
+        return KubernetesRuntime(**options)
     if kind == "fake":
         from emulator.runtime.fake import FakeRuntime
 
         return FakeRuntime(**options)
-    raise ValueError(f"unknown runtime {kind!r}: expected 'docker' or 'fake'")
+    raise ValueError(f"unknown runtime {kind!r}: expected 'docker', 'kubernetes' or 'fake'")
 
 
 __all__ = ["GPU_FIX", "VOLUME_MOUNT", "Runtime", "gpu_unavailable", "image_not_found", "make_runtime"]

@@ -73,8 +73,10 @@ def _health(o: Observed, now: float, settings: Settings) -> Fail | None:
         what = classify_exit(c.exit_code, c.oom_killed)
         detail = f" ({c.error})" if c.error else ""
         return Fail(w.id, f"container {what}{detail}")
-    if c.status == "created":
+    if c.status == "created" and c.pending is None:
         return Fail(w.id, "its container was created but never started", with_logs=False)
+    if c.status == "created" and c.pending is not None and c.pending.startswith("Unschedulable"):
+        return None  # a cluster engine queues it until a node has room: no start-up clock yet
     if w.state == S.INITIALIZING and w.ready_at is None and w.started_at is not None:
         waited = now - w.started_at
         if waited > settings.startup_timeout_s:

@@ -293,7 +293,12 @@ async def build_supervisor(
 ) -> Supervisor:
     """A Supervisor on ``runtime`` (default: Docker). Raises RuntimeUnavailable when Docker does not answer."""
     owns = runtime is None
-    chosen: Any = runtime if runtime is not None else make_runtime("docker")
+    if runtime is not None:
+        chosen: Any = runtime
+    elif settings.runtime == "kubernetes":
+        chosen = make_runtime("kubernetes", **settings.kube_options())
+    else:
+        chosen = make_runtime("docker")
     try:
         await chosen.ping()
     except BaseException:

@@ -42,8 +42,10 @@ SCENARIOS: dict[str, tuple[list[str], ImageBehavior]] = {
 class Harness:
     """A runtime under test plus what the contract needs to say the same thing to both runtimes."""
 
-    def __init__(self, kind: str, runtime: Any, labels: dict[str, str]) -> None:
+    def __init__(self, kind: str, runtime: Any, labels: dict[str, str], kubeconfig: str = "") -> None:
         self.kind = kind
+        self.kubeconfig = kubeconfig
+        self.unavailable_hint = "kubectl get --raw /version" if kind == "kubernetes" else "docker info"
         self.runtime = runtime
         self.labels = labels
         self.run_id = labels[TEST_LABEL][:12]
@@ -55,7 +57,7 @@ class Harness:
 
     def spec(self, scenario: str = "sleep", **overrides: Any) -> ContainerSpec:
         command, _ = SCENARIOS[scenario]
-        image = BASE_IMAGE if self.kind == "docker" else f"fake/{scenario}"
+        image = f"fake/{scenario}" if self.kind == "fake" else BASE_IMAGE
         fields: dict[str, Any] = {
             "name": self.name(scenario),
             "image": image,
@@ -94,6 +96,10 @@ class Harness:
             runtime = FakeRuntime()
             runtime.set_unavailable(True)
             return runtime
+        if self.kind == "kubernetes":
+            from tests.runtime.kube_cluster import unreachable_runtime
+
+            return unreachable_runtime(self.kubeconfig)
         from emulator.runtime.docker import DockerRuntime
 
         return DockerRuntime(base_url=DEAD_SOCKET)
