@@ -42,12 +42,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", default="", help="comma-separated: " + ",".join(s[0] for s in SECTIONS))
     p.add_argument("--out", type=Path, default=BENCH_DIR / "RESULTS.md", help="the markdown file to write")
     p.add_argument("--work-dir", type=Path, default=BENCH_DIR / "out", help="logs and data dirs of the run")
-    p.add_argument("--emulator", default="worktree", metavar="worktree|COMMIT|DIR",
-                   help="run the control plane from the working tree (default), an export of COMMIT (e.g. HEAD), "
-                   "or DIR (holding an emulator package)")
-    p.add_argument("--worker-sdk", choices=("image", "tree"), default="image",
-                   help="worker_sdk in the bench containers: the sample image's copy (default) or this checkout's "
-                   "(its own image tag, removed after the run)")
+    p.add_argument(
+        "--emulator",
+        default="worktree",
+        metavar="worktree|COMMIT|DIR",
+        help="run the control plane from the working tree (default), an export of COMMIT (e.g. HEAD), "
+        "or DIR (holding an emulator package)",
+    )
+    p.add_argument(
+        "--worker-sdk",
+        choices=("image", "tree"),
+        default="image",
+        help="worker_sdk in the bench containers: the sample image's copy (default) or this checkout's "
+        "(its own image tag, removed after the run)",
+    )
     return p.parse_args(argv)
 
 
@@ -67,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     mode = args.mode or ("quick" if args.quick else "full")
     wanted = [s for s in SECTIONS if not args.only or s[0] in args.only.split(",")]
     if not wanted:
-        print(f"nothing to run: --only {args.only!r} names none of {[s[0] for s in SECTIONS]}", file=sys.stderr)
+        print(
+            f"nothing to run: --only {args.only!r} names none of {[s[0] for s in SECTIONS]}", file=sys.stderr
+        )
         return 2
     # SIGTERM ends the run like Ctrl-C does, so the cleanup below still happens
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -95,12 +105,16 @@ def main(argv: list[str] | None = None) -> int:
             except KeyboardInterrupt:
                 report.failed_rows(section, rows, "interrupted")
                 raise
-            except Exception as exc:  # noqa: BLE001 - one failed benchmark does not end the run
+            except Exception as exc:
                 traceback.print_exc()
                 report.failed_rows(section, rows, f"{type(exc).__name__}: {exc}")
             for row in section.rows:
-                print(f"    {row.what}: {row.value}" + (f"  (peer/floor {row.reference}, {row.ratio})" if row.reference else "")
-                      + (f"  aim {row.aim}: {row.verdict}" if row.aim else ""), flush=True)
+                print(
+                    f"    {row.what}: {row.value}"
+                    + (f"  (peer/floor {row.reference}, {row.ratio})" if row.reference else "")
+                    + (f"  aim {row.aim}: {row.verdict}" if row.aim else ""),
+                    flush=True,
+                )
             print(f"    ({time.monotonic() - started:.0f} s)", flush=True)
     except KeyboardInterrupt:
         print("interrupted: cleaning up", file=sys.stderr)
@@ -108,12 +122,20 @@ def main(argv: list[str] | None = None) -> int:
         leftovers = ctx.close()
         dockerx.remove_tree_image()
     cleanup = report.Section("cleanup", "Cleanup")
-    cleanup.notes.append("Every control plane, peer, client process, container and network of the run was removed."
-                         if not leftovers else f"LEFT BEHIND (a bug): {', '.join(leftovers)}")
+    cleanup.notes.append(
+        "Every control plane, peer, client process, container and network of the run was removed."
+        if not leftovers
+        else f"LEFT BEHIND (a bug): {', '.join(leftovers)}"
+    )
     sections.append(cleanup)
     command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
-    text = report.render(sections, report.machine(dockerx.server_version(), runpod_version(), source), command, mode,
-                         time.monotonic() - began)
+    text = report.render(
+        sections,
+        report.machine(dockerx.server_version(), runpod_version(), source),
+        command,
+        mode,
+        time.monotonic() - began,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")
     print(f"wrote {args.out} in {time.monotonic() - began:.0f} s", flush=True)

@@ -33,13 +33,25 @@ SUPERVISOR = Path(__file__).resolve().parents[1] / "emulator" / "supervisor"
 
 
 def spec(eid: str, extra: int = 0, **more: Any) -> dict[str, Any]:
-    return {"name": eid, "id": eid, "imageName": dockerx.BENCH_ECHO, "workersMin": 0, "workersMax": 1,
-            "extraWorkers": extra, "scalerType": "REQUEST_COUNT", "scalerValue": 1, "idleTimeout": 600, **more}
+    return {
+        "name": eid,
+        "id": eid,
+        "imageName": dockerx.BENCH_ECHO,
+        "workersMin": 0,
+        "workersMax": 1,
+        "extraWorkers": extra,
+        "scalerType": "REQUEST_COUNT",
+        "scalerValue": 1,
+        "idleTimeout": 600,
+        **more,
+    }
 
 
 def runsync(cp: ControlPlane, eid: str) -> tuple[float, dict[str, Any]]:
     began = time.perf_counter()
-    code, body = http_json("POST", f"{cp.url}/v2/{eid}/runsync?wait=120000", {"input": {"message": "cold"}}, timeout_s=150)
+    code, body = http_json(
+        "POST", f"{cp.url}/v2/{eid}/runsync?wait=120000", {"input": {"message": "cold"}}, timeout_s=150
+    )
     elapsed = (time.perf_counter() - began) * 1000
     if code != 200 or body.get("status") != "COMPLETED":
         raise RuntimeError(f"the job on {eid} did not complete: {code} {body}; log:\n{cp.log_tail()}")
@@ -50,8 +62,11 @@ def cold_once(cp: ControlPlane, eid: str, standby: bool) -> tuple[float, dict[st
     cp.create_endpoint(spec(eid, extra=1 if standby else 0))
     try:
         if standby:
-            wait_until(lambda: any(w["standby"] and w["containerId"] for w in cp.workers(eid)), 60,
-                       f"a standby container on {eid}")
+            wait_until(
+                lambda: any(w["standby"] and w["containerId"] for w in cp.workers(eid)),
+                60,
+                f"a standby container on {eid}",
+            )
             time.sleep(0.2)  # let the create settle: the cold start below should not overlap it
         elif cp.workers(eid):
             raise RuntimeError(f"{eid} has workers before its first job")
@@ -86,12 +101,30 @@ def run_cold(ctx: Run, section: Section) -> None:
 
     keys = ("queueWaitMs", "createMs", "startMs", "readyMs")
     section.rows += [
-        Row("cold.start", COLD_ROWS[0][1], ms(c), f"{ms(f)} (docker run)", ratio(c, f), f"<= {AIM_COLD:g}x floor",
-            verdict(c <= AIM_COLD * f)),
-        Row("cold.breakdown", COLD_ROWS[1][1], " / ".join(part(k, cold) for k in keys),
-            "standby: " + " / ".join(part(k, standby) for k in keys)),
-        Row("cold.standby", COLD_ROWS[2][1], ms(s), f"{ms(f)} (docker run)", ratio(s, f), f"<= {AIM_COLD:g}x floor",
-            verdict(s <= AIM_COLD * f)),
+        Row(
+            "cold.start",
+            COLD_ROWS[0][1],
+            ms(c),
+            f"{ms(f)} (docker run)",
+            ratio(c, f),
+            f"<= {AIM_COLD:g}x floor",
+            verdict(c <= AIM_COLD * f),
+        ),
+        Row(
+            "cold.breakdown",
+            COLD_ROWS[1][1],
+            " / ".join(part(k, cold) for k in keys),
+            "standby: " + " / ".join(part(k, standby) for k in keys),
+        ),
+        Row(
+            "cold.standby",
+            COLD_ROWS[2][1],
+            ms(s),
+            f"{ms(f)} (docker run)",
+            ratio(s, f),
+            f"<= {AIM_COLD:g}x floor",
+            verdict(s <= AIM_COLD * f),
+        ),
     ]
     section.notes += [
         f"{n} cold starts of each kind, interleaved with {n} `docker run --rm IMAGE python -c pass` (the floor: "
@@ -149,18 +182,37 @@ def run_flashboot(ctx: Run, section: Section) -> None:
         ctx.stop_plane(cp)
     name, (key, what) = "FlashBoot", FLASH_ROWS[0]
     if not resumes:
-        section.rows.append(Row(key, what, f"not available: {why}", f"cold start {ms(cold_ms)}", "",
-                                f"<= {AIM_FLASH_MS:g} ms", "n/a"))
+        section.rows.append(
+            Row(
+                key,
+                what,
+                f"not available: {why}",
+                f"cold start {ms(cold_ms)}",
+                "",
+                f"<= {AIM_FLASH_MS:g} ms",
+                "n/a",
+            )
+        )
         section.notes.append(
             f"{name} is not available in this build: an endpoint with `flashboot: true` and idleTimeout {idle_s} s "
             f"served a cold job, then {why} (`flashboot` appears {mentions} time(s) in emulator/supervisor/). "
-            "The benchmark is ready: it reports the resume time once the supervisor pauses idle workers.")
+            "The benchmark is ready: it reports the resume time once the supervisor pauses idle workers."
+        )
         return
     r = median([t for t, _ in resumes])
     resume_ms = [b["coldStart"]["resumeMs"] for _, b in resumes if "resumeMs" in (b.get("coldStart") or {})]
     detail = f" (coldStart.resumeMs {ms(median(resume_ms))})" if resume_ms else ""
-    section.rows.append(Row(key, what, ms(r) + detail, f"cold start {ms(cold_ms)}", ratio(r, cold_ms),
-                            f"<= {AIM_FLASH_MS:g} ms", verdict(r <= AIM_FLASH_MS)))
+    section.rows.append(
+        Row(
+            key,
+            what,
+            ms(r) + detail,
+            f"cold start {ms(cold_ms)}",
+            ratio(r, cold_ms),
+            f"<= {AIM_FLASH_MS:g} ms",
+            verdict(r <= AIM_FLASH_MS),
+        )
+    )
     section.notes += [
         f"{len(resumes)} resume(s): an endpoint with `flashboot: true`, idleTimeout {idle_s} s; after its first (cold) "
         f"job the benchmark waits until the worker is paused (the API's `paused` and Docker's State.Paused), "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -91,10 +92,8 @@ class Run:
     def close(self) -> list[str]:
         """Stop every process this run started and remove its containers; what is left (should be [])."""
         for cp in list(self.planes):
-            try:
+            with contextlib.suppress(Exception):
                 self.stop_plane(cp)
-            except Exception:  # noqa: BLE001 - keep cleaning
-                pass
         for proc in self.others:
             proc.terminate(timeout_s=15)
         self.others.clear()

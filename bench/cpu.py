@@ -56,8 +56,13 @@ class SystemCpu:
             name = next((n for n, pids in named.items() if pid in pids), None)
             if name is None:
                 exe = cmd.split(" ", 1)[0].rsplit("/", 1)[-1]
-                name = ("worker containers" if "bench_handler.py" in cmd else
-                        "docker daemons" if exe.startswith(("dockerd", "containerd", "docker-proxy", "runc")) else "other")
+                name = (
+                    "worker containers"
+                    if "bench_handler.py" in cmd
+                    else "docker daemons"
+                    if exe.startswith(("dockerd", "containerd", "docker-proxy", "runc"))
+                    else "other"
+                )
             groups[name] = groups.get(name, 0.0) + used
         groups["all (from /proc/stat)"] = self.busy_s - before.busy_s
         return groups

@@ -8,6 +8,7 @@ only when they carry that instance label.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import shutil
 import subprocess
@@ -53,9 +54,11 @@ def server_version() -> str:
     """The engine's version, storage driver and cgroup version (the driver matters for start times)."""
     try:
         info = client().info()
-        return (f"{client().version().get('Version', '?')} (storage driver {info.get('Driver', '?')}, "
-                f"cgroup v{info.get('CgroupVersion', '?')})")
-    except Exception as exc:  # noqa: BLE001 - reported in the results, not fatal here
+        return (
+            f"{client().version().get('Version', '?')} (storage driver {info.get('Driver', '?')}, "
+            f"cgroup v{info.get('CgroupVersion', '?')})"
+        )
+    except Exception as exc:
         return f"unavailable ({exc})"
 
 
@@ -108,16 +111,36 @@ def build_bench_images(handler: Path) -> dict[str, str | None]:
         (ctx / "handler.py").write_bytes(handler.read_bytes())
         (ctx / "sdk").mkdir()
         if _tree_sdk is not None:
-            shutil.copytree(_tree_sdk / "worker_sdk", ctx / "sdk" / "worker_sdk",
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        for tag, base, sdk in ((BENCH_ECHO, ECHO_SAMPLE, "worker_sdk"), (BENCH_RUNPOD, RUNPOD_SAMPLE, "runpod")):
+            shutil.copytree(
+                _tree_sdk / "worker_sdk",
+                ctx / "sdk" / "worker_sdk",
+                ignore=shutil.ignore_patterns("__pycache__"),
+            )
+        for tag, base, sdk in (
+            (BENCH_ECHO, ECHO_SAMPLE, "worker_sdk"),
+            (BENCH_RUNPOD, RUNPOD_SAMPLE, "runpod"),
+        ):
             if not image_exists(base):
                 built[tag] = None
                 continue
             proc = subprocess.run(
-                ["docker", "build", "-q", "-t", tag, "-f", str(ctx / ("Dockerfile.tree" if sdk == "worker_sdk" else "Dockerfile")),
-                 "--build-arg", f"BASE={base}", "--build-arg", f"SDK={sdk}", str(ctx)],
-                capture_output=True, text=True, timeout=600,
+                [
+                    "docker",
+                    "build",
+                    "-q",
+                    "-t",
+                    tag,
+                    "-f",
+                    str(ctx / ("Dockerfile.tree" if sdk == "worker_sdk" else "Dockerfile")),
+                    "--build-arg",
+                    f"BASE={base}",
+                    "--build-arg",
+                    f"SDK={sdk}",
+                    str(ctx),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=600,
             )
             if proc.returncode != 0:
                 raise RuntimeError(f"docker build of {tag} failed:\n{proc.stderr[-2000:]}")
@@ -131,7 +154,9 @@ def docker_run_floor(image: str, run_label: str) -> float:
     began = time.perf_counter()
     proc = subprocess.run(
         ["docker", "run", "--rm", "--label", f"{LABEL_BENCH}={run_label}", image, "python", "-c", "pass"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     elapsed = time.perf_counter() - began
     if proc.returncode != 0:
@@ -142,7 +167,7 @@ def docker_run_floor(image: str, run_label: str) -> float:
 def container_paused(container_id: str) -> bool:
     try:
         state = client().api.inspect_container(container_id)["State"]
-    except Exception:  # noqa: BLE001 - gone
+    except Exception:
         return False
     return bool(state.get("Paused"))
 
@@ -158,7 +183,7 @@ def _remove_containers(label: str) -> int:
         try:
             container.remove(force=True)
             removed += 1
-        except Exception:  # noqa: BLE001, S110 - already gone
+        except Exception:
             pass
     return removed
 
@@ -169,10 +194,8 @@ def remove_instance(instance: str, network: str) -> int:
     for net in client().networks.list(names=[network]):
         labels = net.attrs.get("Labels") or {}
         if net.name == network and labels.get(LABEL_INSTANCE) == instance:  # `names` matches substrings
-            try:
+            with contextlib.suppress(Exception):
                 net.remove()
-            except Exception:  # noqa: BLE001, S110 - still in use: reported by leftovers()
-                pass
     _instances.pop(instance, None)
     return removed
 
@@ -181,9 +204,14 @@ def leftovers(instances: list[str], run_label: str) -> list[str]:
     """What this run left behind (should be empty): containers and networks, by label and exact name."""
     found = []
     for instance in instances:
-        found += [c.name for c in client().containers.list(all=True, filters={"label": [f"{LABEL_INSTANCE}={instance}"]})]
+        found += [
+            c.name
+            for c in client().containers.list(all=True, filters={"label": [f"{LABEL_INSTANCE}={instance}"]})
+        ]
         found += [n.name for n in client().networks.list(filters={"label": [f"{LABEL_INSTANCE}={instance}"]})]
-    found += [c.name for c in client().containers.list(all=True, filters={"label": [f"{LABEL_BENCH}={run_label}"]})]
+    found += [
+        c.name for c in client().containers.list(all=True, filters={"label": [f"{LABEL_BENCH}={run_label}"]})
+    ]
     return found
 
 
@@ -193,12 +221,8 @@ def _sweep() -> None:
     if _client is None:
         return
     for instance, network in list(_instances.items()):
-        try:
+        with contextlib.suppress(Exception):
             remove_instance(instance, network)
-        except Exception:  # noqa: BLE001, S110 - best effort at exit
-            pass
     for label in _run_labels:
-        try:
+        with contextlib.suppress(Exception):
             _remove_containers(f"{LABEL_BENCH}={label}")
-        except Exception:  # noqa: BLE001, S110
-            pass

@@ -26,8 +26,15 @@ AIM_RATIO = 2.0
 
 
 def endpoint(eid: str, image: str) -> dict[str, object]:
-    return {"name": eid, "id": eid, "imageName": image, "workersMin": 1, "workersMax": 1,
-            "extraWorkers": 0, "idleTimeout": 600}
+    return {
+        "name": eid,
+        "id": eid,
+        "imageName": image,
+        "workersMin": 1,
+        "workersMax": 1,
+        "extraWorkers": 0,
+        "idleTimeout": 600,
+    }
 
 
 def run(ctx: Run, section: Section) -> None:
@@ -57,7 +64,10 @@ def run(ctx: Run, section: Section) -> None:
                 if name == "rp":
                     per_round, warm = max(1, c.latency_rp_jobs // c.latency_rounds), 1 if r == 0 else 0
                 else:
-                    per_round, warm = max(1, c.latency_jobs // c.latency_rounds), c.latency_warmup if r == 0 else 3
+                    per_round, warm = (
+                        max(1, c.latency_jobs // c.latency_rounds),
+                        c.latency_warmup if r == 0 else 3,
+                    )
                 samples[name] += asyncio.run(sequential(kind, base, eid, BODY, per_round, warm))
                 if proc is not None:
                     cpu[name][0] += proc.cpu_s() - before
@@ -70,21 +80,39 @@ def run(ctx: Run, section: Section) -> None:
     emu, pr = samples["emu"], samples["peer"]
     p50, p99, peer50, peer99 = pct(emu, 50), pct(emu, 99), pct(pr, 50), pct(pr, 99)
     section.rows += [
-        Row("latency.p50", ROWS[0][1], ms(p50), ms(peer50), ratio(p50, peer50), f"<= {AIM_RATIO:g}x peer",
-            verdict(p50 <= AIM_RATIO * peer50)),
+        Row(
+            "latency.p50",
+            ROWS[0][1],
+            ms(p50),
+            ms(peer50),
+            ratio(p50, peer50),
+            f"<= {AIM_RATIO:g}x peer",
+            verdict(p50 <= AIM_RATIO * peer50),
+        ),
         Row("latency.p99", ROWS[1][1], ms(p99), ms(peer99), ratio(p99, peer99)),
     ]
     if "rp" in samples:
         rp50 = pct(samples["rp"], 50)
-        section.rows.append(Row("latency.runpod_worker", ROWS[2][1], f"{ms(rp50)} ({len(samples['rp'])} jobs)", ms(peer50),
-                                ratio(rp50, peer50)))
+        section.rows.append(
+            Row(
+                "latency.runpod_worker",
+                ROWS[2][1],
+                f"{ms(rp50)} ({len(samples['rp'])} jobs)",
+                ms(peer50),
+                ratio(rp50, peer50),
+            )
+        )
     else:
-        section.rows.append(Row("latency.runpod_worker", ROWS[2][1], "not measured: no sample-runpod-sdk image"))
+        section.rows.append(
+            Row("latency.runpod_worker", ROWS[2][1], "not measured: no sample-runpod-sdk image")
+        )
     h50 = pct(samples["host"], 50)
     section.rows.append(Row("latency.host_worker", ROWS[3][1], ms(h50), ms(peer50), ratio(h50, peer50)))
     emu_cpu = cpu["emu"][0] / max(1, cpu["emu"][1]) * 1000
     peer_cpu = cpu["peer"][0] / max(1, cpu["peer"][1]) * 1000
-    section.rows.append(Row("cpu.sequential", ROWS[4][1], ms(emu_cpu), ms(peer_cpu), ratio(emu_cpu, peer_cpu)))
+    section.rows.append(
+        Row("cpu.sequential", ROWS[4][1], ms(emu_cpu), ms(peer_cpu), ratio(emu_cpu, peer_cpu))
+    )
     section.notes += [
         f"{len(emu)} jobs per target in {c.latency_rounds} alternating rounds after {c.latency_warmup} warm-up jobs; "
         f"one aiohttp client on a keep-alive connection; body `{BODY}`.",

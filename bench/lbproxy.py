@@ -46,11 +46,24 @@ def run(ctx: Run, section: Section) -> None:
     c = ctx.counts
     cp = ctx.plane("lbproxy")
     try:
-        cp.create_endpoint({"name": "lbp", "id": "lbp", "imageName": IMAGE, "type": "LB", "workersMin": 1,
-                            "workersMax": 1, "extraWorkers": 0, "idleTimeout": 600, "env": {"WARMUP_S": "0"}})
+        cp.create_endpoint(
+            {
+                "name": "lbp",
+                "id": "lbp",
+                "imageName": IMAGE,
+                "type": "LB",
+                "workersMin": 1,
+                "workersMax": 1,
+                "extraWorkers": 0,
+                "idleTimeout": 600,
+                "env": {"WARMUP_S": "0"},
+            }
+        )
         cp.wait_ready("lbp", 1)
         (worker,) = [w for w in cp.workers("lbp") if not w["standby"]]
-        networks = dockerx.client().api.inspect_container(worker["containerId"])["NetworkSettings"]["Networks"]
+        networks = dockerx.client().api.inspect_container(worker["containerId"])["NetworkSettings"][
+            "Networks"
+        ]
         address = next(n["IPAddress"] for n in networks.values() if n.get("IPAddress"))
         urls = {"direct": f"http://{address}:80{PATH}", "proxy": f"{cp.url}/lb/lbp{PATH}"}
         samples: dict[str, list[float]] = {k: [] for k in urls}

@@ -31,8 +31,9 @@ def _cpu() -> float:
 
 
 # --- one job, the four ways ------------------------------------------------------------------------
-async def one_job(http: aiohttp.ClientSession, kind: str, base: str, endpoint: str, body: dict[str, Any],
-                  poll_s: float) -> tuple[bool, int]:
+async def one_job(
+    http: aiohttp.ClientSession, kind: str, base: str, endpoint: str, body: dict[str, Any], poll_s: float
+) -> tuple[bool, int]:
     """Run one job; (completed?, status calls made)."""
     if kind in ("runsync", "peer_runsync"):
         url = f"{base}/v2/{endpoint}/runsync" if kind == "runsync" else f"{base}/runsync"
@@ -43,7 +44,11 @@ async def one_job(http: aiohttp.ClientSession, kind: str, base: str, endpoint: s
             LAST_FAILURE[:] = [f"HTTP {resp.status}: {str(data)[:300]}"]
         return ok, 0
     if kind == "run_poll":
-        run_url, status_url, status_method = f"{base}/v2/{endpoint}/run", f"{base}/v2/{endpoint}/status/", "GET"
+        run_url, status_url, status_method = (
+            f"{base}/v2/{endpoint}/run",
+            f"{base}/v2/{endpoint}/status/",
+            "GET",
+        )
     elif kind == "peer_run_status":  # the peer's /run only stashes the job; its /status runs it
         run_url, status_url, status_method = f"{base}/run", f"{base}/status/", "POST"
     else:
@@ -62,7 +67,9 @@ async def one_job(http: aiohttp.ClientSession, kind: str, base: str, endpoint: s
             return data["status"] == "COMPLETED", polls
 
 
-async def sequential(kind: str, base: str, endpoint: str, body: dict[str, Any], n: int, warmup: int) -> list[float]:
+async def sequential(
+    kind: str, base: str, endpoint: str, body: dict[str, Any], n: int, warmup: int
+) -> list[float]:
     """n jobs one after another on one keep-alive connection; wall milliseconds of each."""
     out: list[float] = []
     async with _session(1) as http:
@@ -89,7 +96,9 @@ async def _throughput(spec: dict[str, Any]) -> dict[str, Any]:
         while time.time() < end_at:
             began = time.time()
             try:
-                ok, polls = await one_job(http, spec["kind"], spec["base"], spec["endpoint"], spec["body"], spec["poll_s"])
+                ok, polls = await one_job(
+                    http, spec["kind"], spec["base"], spec["endpoint"], spec["body"], spec["poll_s"]
+                )
             except (TimeoutError, aiohttp.ClientError, ValueError, KeyError):
                 ok, polls = False, 0
             done = time.time()
@@ -140,8 +149,14 @@ async def _submit(spec: dict[str, Any]) -> dict[str, Any]:
 
     async with _session(spec["concurrency"]) as http:
         await asyncio.gather(*(client(http) for _ in range(spec["concurrency"])))
-    return {"ids": ids, "rejected": rejected, "errors": errors, "first": first, "last": time.time(),
-            "cpu_s": _cpu() - cpu0}
+    return {
+        "ids": ids,
+        "rejected": rejected,
+        "errors": errors,
+        "first": first,
+        "last": time.time(),
+        "cpu_s": _cpu() - cpu0,
+    }
 
 
 def submit_child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +174,11 @@ async def _statuses(spec: dict[str, Any]) -> dict[str, Any]:
             job_id = queue.pop()
             async with http.get(prefix + job_id) as resp:
                 data = await resp.json(content_type=None)
-            status = data.get("status", "?") if resp.status == 200 else ("missing" if resp.status == 404 else f"http {resp.status}")
+            status = (
+                data.get("status", "?")
+                if resp.status == 200
+                else ("missing" if resp.status == 404 else f"http {resp.status}")
+            )
             counts[status] = counts.get(status, 0) + 1
 
     async with _session(spec["concurrency"]) as http:
@@ -187,17 +206,49 @@ class Clients:
     def map(self, fn: Any, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return list(self.pool.map(fn, specs, chunksize=1))
 
-    def throughput(self, kind: str, base: str, endpoint: str, clients: int, warm_s: float, dur_s: float,
-                   poll_s: float, body: dict[str, Any]) -> dict[str, Any]:
+    def throughput(
+        self,
+        kind: str,
+        base: str,
+        endpoint: str,
+        clients: int,
+        warm_s: float,
+        dur_s: float,
+        poll_s: float,
+        body: dict[str, Any],
+    ) -> dict[str, Any]:
         """Split ``clients`` over the processes; returns merged stats with the window's bounds."""
         go_at = time.time() + 0.5
         start_at, end_at = go_at + warm_s, go_at + warm_s + dur_s
-        per = [clients // self.processes + (1 if i < clients % self.processes else 0) for i in range(self.processes)]
-        specs = [dict(kind=kind, base=base, endpoint=endpoint, clients=c, go_at=go_at, start_at=start_at,
-                      end_at=end_at, poll_s=poll_s, body=body) for c in per if c > 0]
+        per = [
+            clients // self.processes + (1 if i < clients % self.processes else 0)
+            for i in range(self.processes)
+        ]
+        specs = [
+            dict(
+                kind=kind,
+                base=base,
+                endpoint=endpoint,
+                clients=c,
+                go_at=go_at,
+                start_at=start_at,
+                end_at=end_at,
+                poll_s=poll_s,
+                body=body,
+            )
+            for c in per
+            if c > 0
+        ]
         result = self.pool.map_async(throughput_child, specs, chunksize=1)
-        merged = {"start_at": start_at, "end_at": end_at, "completed": 0, "errors": 0, "polls": 0,
-                  "latencies_ms": [], "client_cpu_s": 0.0}
+        merged = {
+            "start_at": start_at,
+            "end_at": end_at,
+            "completed": 0,
+            "errors": 0,
+            "polls": 0,
+            "latencies_ms": [],
+            "client_cpu_s": 0.0,
+        }
         merged["_async"] = result
         return merged
 

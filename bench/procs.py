@@ -36,7 +36,9 @@ EMULATOR_DIR = REPO
 def export_commit(commit: str, dest: Path) -> Path:
     """``git archive COMMIT emulator`` into dest (the control plane then runs from there)."""
     dest.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "archive", commit, "emulator"], cwd=REPO, capture_output=True, check=True)
+    archive = subprocess.run(
+        ["git", "archive", commit, "emulator"], cwd=REPO, capture_output=True, check=True
+    )
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return dest
 
@@ -91,8 +93,15 @@ class _Proc:
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -145,15 +154,33 @@ class ControlPlane(_Proc):
 
     def start(self, timeout_s: float = 60.0) -> ControlPlane:
         # the instance id labels every container it makes (seeded by the same code that will serve)
-        seed = ("import sys, pathlib; from emulator.store.db import connect, set_meta; c = connect(pathlib.Path(sys.argv[1])); "
-                "set_meta(c, 'instance_id', sys.argv[2]); c.close()")
+        seed = (
+            "import sys, pathlib; from emulator.store.db import connect, set_meta; c = connect(pathlib.Path(sys.argv[1])); "
+            "set_meta(c, 'instance_id', sys.argv[2]); c.close()"
+        )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-c", seed, str(self.data_dir / "emulator.db"), self.instance],
-                       env=_env({}, EMULATOR_DIR), cwd=EMULATOR_DIR, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-c", seed, str(self.data_dir / "emulator.db"), self.instance],
+            env=_env({}, EMULATOR_DIR),
+            cwd=EMULATOR_DIR,
+            check=True,
+            capture_output=True,
+        )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = _env({"EMULATOR_NETWORK": self.network, **self.env_extra}, EMULATOR_DIR)  # default log format, as users run it
-        argv = [sys.executable, "-m", "emulator", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        env = _env(
+            {"EMULATOR_NETWORK": self.network, **self.env_extra}, EMULATOR_DIR
+        )  # default log format, as users run it
+        argv = [
+            sys.executable,
+            "-m",
+            "emulator",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
         dockerx.track_instance(self.instance, self.network)
         self._spawn(argv, env, self.out_dir / self.name / "control-plane.log", cwd=EMULATOR_DIR)
         try:
@@ -214,9 +241,18 @@ class Peer(_Proc):
     def start(self, timeout_s: float = 60.0) -> Peer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        argv = [sys.executable, str(HANDLER), "--rp_serve_api", "--rp_api_port", str(self.port),
-                "--rp_api_host", "127.0.0.1"]
-        env = _env({"BENCH_SDK": "runpod", "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true", "UVICORN_LOG_LEVEL": "warning"})
+        argv = [
+            sys.executable,
+            str(HANDLER),
+            "--rp_serve_api",
+            "--rp_api_port",
+            str(self.port),
+            "--rp_api_host",
+            "127.0.0.1",
+        ]
+        env = _env(
+            {"BENCH_SDK": "runpod", "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true", "UVICORN_LOG_LEVEL": "warning"}
+        )
         for key in ("RUNPOD_WEBHOOK_PING", "RUNPOD_POD_ID", "RUNPOD_AI_API_KEY", "RUNPOD_ENDPOINT_ID"):
             env.pop(key, None)  # a plain local server: no heartbeat, no realtime route
         self._spawn(argv, env, self.out_dir / "peer" / "peer.log")
@@ -252,7 +288,9 @@ class HostWorker(_Proc):
             raise RuntimeError(f"registering a host worker failed: {code} {body}")
         self.id = body["id"]
         env = _env({**body["env"], "BENCH_SDK": "worker_sdk"})
-        self._spawn([sys.executable, "-u", str(HANDLER)], env, self.out_dir / f"host-worker-{endpoint_id}.log")
+        self._spawn(
+            [sys.executable, "-u", str(HANDLER)], env, self.out_dir / f"host-worker-{endpoint_id}.log"
+        )
         return self
 
     def stop(self) -> None:
@@ -261,8 +299,13 @@ class HostWorker(_Proc):
 
 def runpod_version() -> str | None:
     try:
-        out = subprocess.run([sys.executable, "-c", "import runpod; print(runpod.__version__)"],
-                             capture_output=True, text=True, timeout=60, env=_env({}))
+        out = subprocess.run(
+            [sys.executable, "-c", "import runpod; print(runpod.__version__)"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env({}),
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None

@@ -67,10 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second (0: no py-spy)")
     p.add_argument("--native", action="store_true", help="include native (C) frames")
     p.add_argument("--top", type=int, default=30)
-    p.add_argument("--emulator", default="worktree", metavar="worktree|COMMIT|PATH",
-                   help="the control plane's code: the working tree, an export of COMMIT, or a directory")
-    p.add_argument("--worker-sdk", choices=("image", "tree"), default="image",
-                   help="worker_sdk in the worker containers: the sample image's copy or this checkout's")
+    p.add_argument(
+        "--emulator",
+        default="worktree",
+        metavar="worktree|COMMIT|PATH",
+        help="the control plane's code: the working tree, an export of COMMIT, or a directory",
+    )
+    p.add_argument(
+        "--worker-sdk",
+        choices=("image", "tree"),
+        default="image",
+        help="worker_sdk in the worker containers: the sample image's copy or this checkout's",
+    )
     p.add_argument("--work-dir", type=Path, default=Path(__file__).resolve().parent / "out")
     args = p.parse_args(argv)
     if shutil.which("py-spy") is None:
@@ -80,27 +88,64 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.emulator != "worktree":
             path = Path(args.emulator)
-            procs.EMULATOR_DIR = path if path.is_dir() else procs.export_commit(args.emulator, ctx.dir / "emulator-src")
+            procs.EMULATOR_DIR = (
+                path if path.is_dir() else procs.export_commit(args.emulator, ctx.dir / "emulator-src")
+            )
         if args.worker_sdk == "tree":
             dockerx.use_worker_sdk_from(procs.REPO)
         ctx.images = dockerx.build_bench_images(HANDLER)
         workers = 8 if args.kind == "submit" else 4
-        cp = ctx.plane(f"profile{args.kind.replace('_', '')}", env={"EMULATOR_MAX_QUEUE_PER_ENDPOINT": "200000"})
-        cp.create_endpoint({"name": "prof", "id": "prof", "imageName": dockerx.BENCH_ECHO, "workersMin": workers,
-                            "workersMax": workers, "extraWorkers": 0, "idleTimeout": 600})
+        cp = ctx.plane(
+            f"profile{args.kind.replace('_', '')}", env={"EMULATOR_MAX_QUEUE_PER_ENDPOINT": "200000"}
+        )
+        cp.create_endpoint(
+            {
+                "name": "prof",
+                "id": "prof",
+                "imageName": dockerx.BENCH_ECHO,
+                "workersMin": workers,
+                "workersMax": workers,
+                "extraWorkers": 0,
+                "idleTimeout": 600,
+            }
+        )
         cp.wait_ready("prof", workers)
         out = ctx.dir / f"profile-{args.kind}.collapsed"
         clients = ctx.clients()
         if args.kind == "submit":
             go_at = time.time() + 0.5
             n = int(args.seconds * 600)
-            specs = [dict(base=cp.url, endpoint="prof", n=n // 2, concurrency=16, go_at=go_at, body={"input": {"n": 1}})] * 2
+            specs = [
+                dict(
+                    base=cp.url,
+                    endpoint="prof",
+                    n=n // 2,
+                    concurrency=16,
+                    go_at=go_at,
+                    body={"input": {"n": 1}},
+                )
+            ] * 2
             pending = clients.pool.map_async(submit_child, specs, chunksize=1)
         else:
-            merged = clients.throughput(args.kind, cp.url, "prof", 16, 1.0, args.seconds, 0.01, {"input": {"n": 1}})
+            merged = clients.throughput(
+                args.kind, cp.url, "prof", 16, 1.0, args.seconds, 0.01, {"input": {"n": 1}}
+            )
             time.sleep(max(0.0, merged["start_at"] - time.time()))
-        cmd = ["py-spy", "record", "-p", str(cp.pid), "-d", str(int(args.seconds)), "-r", str(args.rate),
-               "-f", "raw", "-o", str(out), "--nonblocking"] + (["--native"] if args.native else [])
+        cmd = [
+            "py-spy",
+            "record",
+            "-p",
+            str(cp.pid),
+            "-d",
+            str(int(args.seconds)),
+            "-r",
+            str(args.rate),
+            "-f",
+            "raw",
+            "-o",
+            str(out),
+            "--nonblocking",
+        ] + (["--native"] if args.native else [])
         cpu0 = cp.cpu_s()
         if args.rate > 0:
             subprocess.run(cmd, check=True, capture_output=True)
@@ -112,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{jobs} jobs submitted; control-plane CPU {cpu:.1f} s while sampled")
         else:
             r = clients.collect(merged)
-            print(f"{r['completed']} jobs in {args.seconds:g} s ({r['completed'] / args.seconds:.0f}/s); "
-                  f"control-plane CPU {cpu / max(1, r['completed']) * 1000:.2f} ms/job")
+            print(
+                f"{r['completed']} jobs in {args.seconds:g} s ({r['completed'] / args.seconds:.0f}/s); "
+                f"control-plane CPU {cpu / max(1, r['completed']) * 1000:.2f} ms/job"
+            )
         if args.rate > 0:
             print(summarize(out, args.top))
         print(f"\ncollapsed stacks: {out}")

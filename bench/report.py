@@ -46,7 +46,11 @@ def median(values: list[float]) -> float:
 
 
 def ms(value: float) -> str:
-    return "n/a" if value != value else (f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms")
+    return (
+        "n/a"
+        if value != value
+        else (f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms")
+    )
 
 
 def ratio(a: float, b: float) -> str:
@@ -83,7 +87,9 @@ def _mem_gib() -> str:
 
 def _git(*args: str) -> str:
     try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent)
+        out = subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent
+        )
         return out.stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return ""
@@ -115,20 +121,32 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render(sections: list[Section], machine_rows: list[tuple[str, str]], command: str, mode: str,
-           duration_s: float) -> str:
-    out = ["# Benchmark results", "",
-           f"Written by `{command}` ({mode} mode, "
-           f"{duration_s:.0f} s). Every figure on a line was measured in the same run on this machine; "
-           "the peer is RunPod's own local test server (`python bench/handler.py --rp_serve_api`, "
-           "runpod on the host) running the same handler file.", "",
-           "| Machine | |", "|---|---|"]
+def render(
+    sections: list[Section], machine_rows: list[tuple[str, str]], command: str, mode: str, duration_s: float
+) -> str:
+    out = [
+        "# Benchmark results",
+        "",
+        f"Written by `{command}` ({mode} mode, "
+        f"{duration_s:.0f} s). Every figure on a line was measured in the same run on this machine; "
+        "the peer is RunPod's own local test server (`python bench/handler.py --rp_serve_api`, "
+        "runpod on the host) running the same handler file.",
+        "",
+        "| Machine | |",
+        "|---|---|",
+    ]
     out += [f"| {k} | {_cell(v)} |" for k, v in machine_rows]
-    out += ["", "| Benchmark | Emulator | Peer / floor | Ratio | Aim | Aim met? |", "|---|---|---|---|---|---|"]
+    out += [
+        "",
+        "| Benchmark | Emulator | Peer / floor | Ratio | Aim | Aim met? |",
+        "|---|---|---|---|---|---|",
+    ]
     for section in sections:
         for row in section.rows:
-            out.append(f"| {_cell(row.what)} <!-- {row.key} --> | {_cell(row.value)} | {_cell(row.reference)} | "
-                       f"{_cell(row.ratio)} | {_cell(row.aim)} | {row.verdict} |")
+            out.append(
+                f"| {_cell(row.what)} <!-- {row.key} --> | {_cell(row.value)} | {_cell(row.reference)} | "
+                f"{_cell(row.ratio)} | {_cell(row.aim)} | {row.verdict} |"
+            )
     out.append("")
     for section in sections:
         if not section.notes and not section.error:
@@ -145,4 +163,6 @@ def failed_rows(section: Section, keys: list[tuple[str, str]], error: str) -> No
     """A failed section still lists its rows, marked as not measured."""
     section.error = error
     present = {r.key for r in section.rows}
-    section.rows += [Row(k, what, "not measured (error)", verdict="n/a") for k, what in keys if k not in present]
+    section.rows += [
+        Row(k, what, "not measured (error)", verdict="n/a") for k, what in keys if k not in present
+    ]

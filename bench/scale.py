@@ -53,8 +53,17 @@ def run(ctx: Run, section: Section) -> None:
     cp = ctx.plane("scale", env={"EMULATOR_MAX_QUEUE_PER_ENDPOINT": "20000"})
     clients: Clients | None = None
     try:
-        cp.create_endpoint({"name": eid, "id": eid, "imageName": dockerx.BENCH_ECHO, "workersMin": c.scale_workers,
-                            "workersMax": c.scale_workers, "extraWorkers": 0, "idleTimeout": 600})
+        cp.create_endpoint(
+            {
+                "name": eid,
+                "id": eid,
+                "imageName": dockerx.BENCH_ECHO,
+                "workersMin": c.scale_workers,
+                "workersMax": c.scale_workers,
+                "extraWorkers": 0,
+                "idleTimeout": 600,
+            }
+        )
         cp.wait_ready(eid, c.scale_workers)
         clients = Clients(c.scale_procs)
         rss_idle_kb = cp.mem_kb()["VmRSS"]
@@ -62,8 +71,17 @@ def run(ctx: Run, section: Section) -> None:
         sampler.start()
         go_at = time.time() + 0.3
         per = [n // c.scale_procs + (1 if i < n % c.scale_procs else 0) for i in range(c.scale_procs)]
-        specs = [dict(base=cp.url, endpoint=eid, n=k, concurrency=c.scale_concurrency, go_at=go_at,
-                      body={"input": {"i": i}}) for i, k in enumerate(per)]
+        specs = [
+            dict(
+                base=cp.url,
+                endpoint=eid,
+                n=k,
+                concurrency=c.scale_concurrency,
+                go_at=go_at,
+                body={"input": {"i": i}},
+            )
+            for i, k in enumerate(per)
+        ]
         time.sleep(max(0.0, go_at - time.time() - 0.05))
         cpu0 = cp.cpu_s()
         parts = clients.map(submit_child, specs)
@@ -75,7 +93,12 @@ def run(ctx: Run, section: Section) -> None:
         deadline = time.monotonic() + max(120.0, n / 20)
         while True:
             jobs = health(cp.url, eid)
-            if jobs and jobs["inQueue"] == 0 and jobs["inProgress"] == 0 and jobs["completed"] + jobs["failed"] >= len(ids):
+            if (
+                jobs
+                and jobs["inQueue"] == 0
+                and jobs["inProgress"] == 0
+                and jobs["completed"] + jobs["failed"] >= len(ids)
+            ):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the queue did not drain in time: {jobs}")
@@ -84,10 +107,12 @@ def run(ctx: Run, section: Section) -> None:
         cpu_total = cp.cpu_s() - cpu0
         sampler.done.set()
         mem = cp.mem_kb()
-        chunks = [ids[i::c.scale_procs] for i in range(c.scale_procs)]
+        chunks = [ids[i :: c.scale_procs] for i in range(c.scale_procs)]
         counts: dict[str, int] = {}
-        for part in clients.map(statuses_child, [dict(base=cp.url, endpoint=eid, ids=ch, concurrency=c.scale_concurrency)
-                                                 for ch in chunks]):
+        for part in clients.map(
+            statuses_child,
+            [dict(base=cp.url, endpoint=eid, ids=ch, concurrency=c.scale_concurrency) for ch in chunks],
+        ):
             for k, v in part.items():
                 counts[k] = counts.get(k, 0) + v
         client_cpu = sum(p["cpu_s"] for p in parts)
@@ -104,17 +129,34 @@ def run(ctx: Run, section: Section) -> None:
     aim_accept = f"{n:,} in < {n / AIM_ACCEPT_RATE:g} s" if n != 10_000 else "< 10 s"
     label = f"{n:,}"
     section.rows += [
-        Row("scale.accept", ROWS[0][1].replace("N", label), f"{accept_s:.2f} s ({accept_rate:.0f} jobs/s)", "", "",
-            aim_accept, verdict(accept_rate >= AIM_ACCEPT_RATE and len(ids) == n)),
-        Row("scale.drain", ROWS[1][1].replace("N", label).replace("8", str(c.scale_workers)),
-            f"{drain_s:.2f} s ({drain_rate:.0f} jobs/s)"),
-        Row("scale.rss", ROWS[2][1], f"{peak_mb:.0f} MB", f"idle before: {rss_idle_kb / 1024:.0f} MB", "",
-            f"< {AIM_RSS_MB:g} MB", verdict(peak_mb < AIM_RSS_MB)),
+        Row(
+            "scale.accept",
+            ROWS[0][1].replace("N", label),
+            f"{accept_s:.2f} s ({accept_rate:.0f} jobs/s)",
+            "",
+            "",
+            aim_accept,
+            verdict(accept_rate >= AIM_ACCEPT_RATE and len(ids) == n),
+        ),
+        Row(
+            "scale.drain",
+            ROWS[1][1].replace("N", label).replace("8", str(c.scale_workers)),
+            f"{drain_s:.2f} s ({drain_rate:.0f} jobs/s)",
+        ),
+        Row(
+            "scale.rss",
+            ROWS[2][1],
+            f"{peak_mb:.0f} MB",
+            f"idle before: {rss_idle_kb / 1024:.0f} MB",
+            "",
+            f"< {AIM_RSS_MB:g} MB",
+            verdict(peak_mb < AIM_RSS_MB),
+        ),
         Row("scale.lost", ROWS[3][1], str(lost), "", "", "0", verdict(lost == 0)),
         Row("cpu.scale", ROWS[4][1], ms(cpu_total / max(1, len(ids)) * 1000)),
     ]
     section.notes += [
-        f"{n:,} jobs (`{{\"input\": {{\"i\": N}}}}`) from {c.scale_procs} client processes x {c.scale_concurrency} "
+        f'{n:,} jobs (`{{"input": {{"i": N}}}}`) from {c.scale_procs} client processes x {c.scale_concurrency} '
         f"keep-alive connections; {len(ids):,} accepted, {rejected} answered 429, {errors} errors. "
         f"{c.scale_workers} warm workers (bench-echo on worker_sdk) drained the queue during and after the submission.",
         f"When the last /run was answered, {left_at_accept.get('inQueue', '?')} jobs were still queued and "

@@ -35,19 +35,25 @@ SLEEP_BODY: dict[str, Any] = {"input": {"sleep": 0.02}}
 AIM_RATIO = 2.0
 
 
-def window(ctx: Run, kind: str, target: _Proc, base: str, endpoint: str, body: dict[str, Any] = BODY) -> dict[str, Any]:
+def window(
+    ctx: Run, kind: str, target: _Proc, base: str, endpoint: str, body: dict[str, Any] = BODY
+) -> dict[str, Any]:
     """One measured window: jobs/s, the server's CPU per job, client-side figures."""
     c = ctx.counts
     clients = ctx.clients()
-    merged = clients.throughput(kind, base, endpoint, c.tput_clients, c.tput_warm_s, c.tput_window_s, c.tput_poll_s, body)
+    merged = clients.throughput(
+        kind, base, endpoint, c.tput_clients, c.tput_warm_s, c.tput_window_s, c.tput_poll_s, body
+    )
     time.sleep(max(0.0, merged["start_at"] - time.time()))
     cpu0, sys0 = target.cpu_s(), SystemCpu()
     time.sleep(max(0.0, merged["end_at"] - time.time()))
     cpu1, sys1 = target.cpu_s(), SystemCpu()
     result = clients.collect(merged)
     name = "control plane" if isinstance(target, ControlPlane) else "peer"
-    result["machine"] = describe_cpu(sys1.since(sys0, {name: {target.pid}, "clients": set(clients.pids),
-                                                       "bench": {os.getpid()}}), c.tput_window_s)
+    result["machine"] = describe_cpu(
+        sys1.since(sys0, {name: {target.pid}, "clients": set(clients.pids), "bench": {os.getpid()}}),
+        c.tput_window_s,
+    )
     done = max(1, result["completed"])
     result["jobs_s"] = result["completed"] / c.tput_window_s
     result["server_cpu_ms"] = (cpu1 - cpu0) / done * 1000
@@ -59,10 +65,12 @@ def window(ctx: Run, kind: str, target: _Proc, base: str, endpoint: str, body: d
 def describe(name: str, r: dict[str, Any]) -> str:
     lat = r["latencies_ms"]
     polls = f", {r['polls'] / max(1, r['completed']):.2f} status calls/job" if r["polls"] else ""
-    return (f"{name}: {r['completed']} jobs in the window ({r['jobs_s']:.0f}/s), {r['errors']} errors, "
-            f"job latency p50 {ms(pct(lat, 50))} p99 {ms(pct(lat, 99))}{polls}; server CPU "
-            f"{r['server_cpu_ms']:.2f} ms/job ({r['server_busy'] * 100:.0f}% of a core); clients' CPU "
-            f"{r['client_cpu_ms']:.2f} ms/job; {r['machine']}.")
+    return (
+        f"{name}: {r['completed']} jobs in the window ({r['jobs_s']:.0f}/s), {r['errors']} errors, "
+        f"job latency p50 {ms(pct(lat, 50))} p99 {ms(pct(lat, 99))}{polls}; server CPU "
+        f"{r['server_cpu_ms']:.2f} ms/job ({r['server_busy'] * 100:.0f}% of a core); clients' CPU "
+        f"{r['client_cpu_ms']:.2f} ms/job; {r['machine']}."
+    )
 
 
 def run(ctx: Run, section: Section) -> None:
@@ -70,12 +78,25 @@ def run(ctx: Run, section: Section) -> None:
     cp = ctx.plane("throughput")
     results: dict[str, dict[str, Any]] = {}
     try:
-        cp.create_endpoint({"name": "tput", "id": "tput", "imageName": dockerx.BENCH_ECHO, "workersMin": 4,
-                            "workersMax": 4, "extraWorkers": 0, "idleTimeout": 600})
+        cp.create_endpoint(
+            {
+                "name": "tput",
+                "id": "tput",
+                "imageName": dockerx.BENCH_ECHO,
+                "workersMin": 4,
+                "workersMax": 4,
+                "extraWorkers": 0,
+                "idleTimeout": 600,
+            }
+        )
         cp.wait_ready("tput", 4)
         peer = ctx.peer()
-        for kind, target, base, endpoint in (("runsync", cp, cp.url, "tput"), ("peer_runsync", peer, peer.url, ""),
-                                             ("run_poll", cp, cp.url, "tput"), ("peer_run_status", peer, peer.url, "")):
+        for kind, target, base, endpoint in (
+            ("runsync", cp, cp.url, "tput"),
+            ("peer_runsync", peer, peer.url, ""),
+            ("run_poll", cp, cp.url, "tput"),
+            ("peer_run_status", peer, peer.url, ""),
+        ):
             results[kind] = window(ctx, kind, target, base, endpoint)
         results["runsync_20ms"] = window(ctx, "runsync", cp, cp.url, "tput", SLEEP_BODY)
         results["peer_runsync_20ms"] = window(ctx, "peer_runsync", peer, peer.url, "", SLEEP_BODY)
@@ -85,16 +106,38 @@ def run(ctx: Run, section: Section) -> None:
     pairs = (("runsync", "peer_runsync", 0, 3), ("run_poll", "peer_run_status", 1, 4))
     for emu_kind, peer_kind, tput_row, _ in pairs:
         e, p = results[emu_kind], results[peer_kind]
-        section.rows.append(Row(ROWS[tput_row][0], ROWS[tput_row][1], f"{e['jobs_s']:.0f} jobs/s", f"{p['jobs_s']:.0f} jobs/s",
-                                ratio(e["jobs_s"], p["jobs_s"]), f">= {AIM_RATIO:g}x peer",
-                                verdict(e["jobs_s"] >= AIM_RATIO * p["jobs_s"])))
+        section.rows.append(
+            Row(
+                ROWS[tput_row][0],
+                ROWS[tput_row][1],
+                f"{e['jobs_s']:.0f} jobs/s",
+                f"{p['jobs_s']:.0f} jobs/s",
+                ratio(e["jobs_s"], p["jobs_s"]),
+                f">= {AIM_RATIO:g}x peer",
+                verdict(e["jobs_s"] >= AIM_RATIO * p["jobs_s"]),
+            )
+        )
     e, p = results["runsync_20ms"], results["peer_runsync_20ms"]
-    section.rows.append(Row(ROWS[2][0], ROWS[2][1], f"{e['jobs_s']:.0f} jobs/s", f"{p['jobs_s']:.0f} jobs/s",
-                            ratio(e["jobs_s"], p["jobs_s"])))
+    section.rows.append(
+        Row(
+            ROWS[2][0],
+            ROWS[2][1],
+            f"{e['jobs_s']:.0f} jobs/s",
+            f"{p['jobs_s']:.0f} jobs/s",
+            ratio(e["jobs_s"], p["jobs_s"]),
+        )
+    )
     for emu_kind, peer_kind, _, cpu_row in pairs:
         e, p = results[emu_kind], results[peer_kind]
-        section.rows.append(Row(ROWS[cpu_row][0], ROWS[cpu_row][1], ms(e["server_cpu_ms"]), ms(p["server_cpu_ms"]),
-                                ratio(e["server_cpu_ms"], p["server_cpu_ms"])))
+        section.rows.append(
+            Row(
+                ROWS[cpu_row][0],
+                ROWS[cpu_row][1],
+                ms(e["server_cpu_ms"]),
+                ms(p["server_cpu_ms"]),
+                ratio(e["server_cpu_ms"], p["server_cpu_ms"]),
+            )
+        )
     section.notes += [
         f"{c.tput_clients} clients (aiohttp, keep-alive) split over {c.client_procs} client processes; "
         f"{c.tput_warm_s:g} s warm-up, then a {c.tput_window_s:g} s window; body `{BODY}` (the handler returns it).",

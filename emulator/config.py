@@ -97,7 +97,9 @@ class Settings(BaseSettings):
     # --- what a worker container gets (RunPod parity) ----------------------------------------
     worker_shm_mb: int = 8192  # /dev/shm of a worker whose endpoint sets neither shmSizeMb nor memoryInMb
     gpu_name: str | None = None  # RUNPOD_GPU_NAME for workers given GPUs
-    hf_hub_cache: Path | None = None  # the host's Hugging Face hub cache; None: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/...
+    hf_hub_cache: Path | None = (
+        None  # the host's Hugging Face hub cache; None: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/...
+    )
     endpoint_log_mb: float = 20.0  # worker output kept per endpoint in the data dir (oldest dropped)
     s3: bool = False  # run a local S3 server (moto) for endpoints with localS3: true
     s3_port: int = 0  # 0: a free port

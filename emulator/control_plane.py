@@ -59,7 +59,9 @@ def bind(host: str, port: int, what: str) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise PortInUse(f"{what} port {host}:{port} is already in use; choose another with --port / EMULATOR_PORT") from exc
+            raise PortInUse(
+                f"{what} port {host}:{port} is already in use; choose another with --port / EMULATOR_PORT"
+            ) from exc
         raise PortInUse(f"cannot listen on {host}:{port} for the {what}: {exc.strerror}") from exc
     sock.listen(2048)
     sock.setblocking(False)
@@ -91,11 +93,18 @@ class ControlPlane:
         metrics.attach(core)  # before the services, which record into it
         jobs = job_service(core)
         endpoints = EndpointService(
-            core.endpoints, core.workers, core.jobs, core.hub, core.clock, templates=TemplateLinks(core),
+            core.endpoints,
+            core.workers,
+            core.jobs,
+            core.hub,
+            core.clock,
+            templates=TemplateLinks(core),
             inputs=lambda e: check_inputs(s, e, core.secrets.values(), core.s3 is not None),
             logs=core.logs,
         )
-        ctx = self.ctx = AppContext(core=core, jobs=jobs, protocol=WorkerProtocol(core, jobs), endpoints=endpoints)
+        ctx = self.ctx = AppContext(
+            core=core, jobs=jobs, protocol=WorkerProtocol(core, jobs), endpoints=endpoints
+        )
         install_dashboard(ctx, self._stop)  # dashboard, event stream, /metrics
         lb = self.lb = LoadBalancer(core, s)  # load-balancing endpoints: proxy, health, scaling numbers
         ctx.client_routers.append(lb.router(require_api_key))
@@ -134,13 +143,19 @@ class ControlPlane:
         self._tasks.append(asyncio.create_task(worker_server.serve(sockets=[worker_sock]), name="worker-api"))
         self._tasks.append(asyncio.create_task(client_server.serve(sockets=[client_sock]), name="client-api"))
         for server in self._servers:
-            while not server.started:
+            # uvicorn sets a flag, no event: polled for the few ms it takes
+            while not server.started:  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
         if self.supervisor is not None:
             await self.supervisor.start()
             lb.attach(self.supervisor)
-        log.info("control plane ready", client_url=self.client_url, worker_url=self.worker_url, runtime=s.runtime,
-                 data_dir=str(s.data_dir))
+        log.info(
+            "control plane ready",
+            client_url=self.client_url,
+            worker_url=self.worker_url,
+            runtime=s.runtime,
+            data_dir=str(s.data_dir),
+        )
         return self
 
     def _bind_worker(self, host: str) -> socket.socket:
@@ -159,7 +174,9 @@ class ControlPlane:
 
     def _server(self, app: Any) -> _Server:
         config = uvicorn.Config(
-            DrainUnreadBody(app, self.settings.drain_body_max_mb * 1024 * 1024, self.settings.drain_body_max_s),
+            DrainUnreadBody(
+                app, self.settings.drain_body_max_mb * 1024 * 1024, self.settings.drain_body_max_s
+            ),
             log_level="warning",
             log_config=None,  # uvicorn logs through the root logger (emulator.logs formats it)
             access_log=False,

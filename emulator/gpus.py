@@ -93,7 +93,7 @@ def _run_nvidia_smi(argv: list[str]) -> str | None:
     if exe is None:
         return None
     try:
-        done = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=10, check=False)  # noqa: S603
+        done = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None

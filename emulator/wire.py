@@ -270,24 +270,27 @@ def recent_job(job: JobRecord, now: float) -> RecentJob:
 
 
 def job_detail(job: JobRecord, now: float, webhook_attempts: list[dict[str, Any]]) -> JobDetail:
-    detail = cast(JobDetail, {
-        **status_body(job, now),
-        "input": job.input,
-        "webhook": job.webhook,
-        "webhookState": job.webhook_state,
-        "webhookAttempts": webhook_attempts,
-        "createdAt": job.created_at,
-        "startedAt": job.started_at,
-        "completedAt": job.completed_at,
-        "lowPriority": job.low_priority,
-        "executionTimeoutMs": job.execution_timeout_ms,
-        "ttlMs": job.ttl_ms,
-        "hasInput": job.has_input,
-        "firstStartedAt": job.first_started_at,
-        "namedAt": job.named_at,
-        "droppedAt": job.dropped_at,
-        "resultRefused": job.result_refused,
-    })
+    detail = cast(
+        JobDetail,
+        {
+            **status_body(job, now),
+            "input": job.input,
+            "webhook": job.webhook,
+            "webhookState": job.webhook_state,
+            "webhookAttempts": webhook_attempts,
+            "createdAt": job.created_at,
+            "startedAt": job.started_at,
+            "completedAt": job.completed_at,
+            "lowPriority": job.low_priority,
+            "executionTimeoutMs": job.execution_timeout_ms,
+            "ttlMs": job.ttl_ms,
+            "hasInput": job.has_input,
+            "firstStartedAt": job.first_started_at,
+            "namedAt": job.named_at,
+            "droppedAt": job.dropped_at,
+            "resultRefused": job.result_refused,
+        },
+    )
     if job.openai:
         detail["openai"] = cast(OpenAICall, job.openai)
     return detail

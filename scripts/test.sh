@@ -44,6 +44,7 @@ ensure_kubernetes() {
 step "Kubernetes API server and scheduler for the runtime tests" ensure_kubernetes
 
 # Lint and types first: quick, and a failure here is cheaper to read than one in a test.
+step "format (ruff format --check)" "$PY" -m ruff format --check emulator worker_sdk tests bench
 step "lint (ruff check)" "$PY" -m ruff check emulator worker_sdk tests bench
 step "types (mypy, strict: emulator, worker_sdk, tests)" "$PY" -m mypy
 step "import rules (lint-imports)" lint-imports --no-cache

@@ -13,7 +13,9 @@ from emulator.testing import BackgroundControlPlane
 @pytest.fixture
 def plane(tmp_path: Path) -> Iterator[BackgroundControlPlane]:
     """A control plane with no container runtime (workers are driven by the test)."""
-    cp = BackgroundControlPlane(default_settings_for_tests(tmp_path / "data", job_take_hold_s=2.0, job_stop_hold_s=2.0))
+    cp = BackgroundControlPlane(
+        default_settings_for_tests(tmp_path / "data", job_take_hold_s=2.0, job_stop_hold_s=2.0)
+    )
     cp.start()
     try:
         yield cp
@@ -29,6 +31,9 @@ def api(plane: BackgroundControlPlane) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def endpoint(api: httpx.Client) -> str:
-    r = api.post("/v1/endpoints", json={"name": "echo", "id": "echo", "imageName": "serverless-emulator/sample-echo:latest"})
+    r = api.post(
+        "/v1/endpoints",
+        json={"name": "echo", "id": "echo", "imageName": "serverless-emulator/sample-echo:latest"},
+    )
     assert r.status_code == 201, r.text
     return "echo"

@@ -14,7 +14,10 @@ T = TypeVar("T")
 
 
 def wait_for(
-    predicate: Callable[[], T | None | Literal[False]], timeout_s: float = 20.0, interval_s: float = 0.05, what: str = "condition"
+    predicate: Callable[[], T | None | Literal[False]],
+    timeout_s: float = 20.0,
+    interval_s: float = 0.05,
+    what: str = "condition",
 ) -> T:
     """Call ``predicate`` every ``interval_s`` until it returns something truthy, and return that.
 
@@ -75,7 +78,10 @@ class ProtocolWorker:
         )
 
     def stream(self, job_id: str, chunk: Any) -> httpx.Response:
-        return self.http.post(self.url("RUNPOD_WEBHOOK_POST_STREAM", job_id) + "&isStream=false", content=json.dumps({"output": chunk}))
+        return self.http.post(
+            self.url("RUNPOD_WEBHOOK_POST_STREAM", job_id) + "&isStream=false",
+            content=json.dumps({"output": chunk}),
+        )
 
     def stops(self) -> httpx.Response:
         url = self.url("RUNPOD_WEBHOOK_GET_JOB").replace("/job-take/", "/job-stop/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import os
@@ -176,10 +177,8 @@ class Execution:
     async def _close(self, gen: AnyGenerator, is_async: bool) -> None:
         if is_async:
             assert inspect.isasyncgen(gen)
-            try:
+            with contextlib.suppress(Exception, asyncio.CancelledError):  # the job is over either way
                 await gen.aclose()
-            except (Exception, asyncio.CancelledError):  # the job is over either way
-                pass
         elif self.thread is not None and inspect.isgenerator(gen):
             self.thread.close(last_call=gen.close)
 

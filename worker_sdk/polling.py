@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 from . import log
@@ -38,10 +39,9 @@ async def pause(seconds: float, event: asyncio.Event) -> None:
     """Sleep, waking early when ``event`` is set."""
     if seconds <= 0 or event.is_set():
         return
-    try:
+    # asyncio.TimeoutError: not the builtin TimeoutError on Python 3.9
+    with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
-    except asyncio.TimeoutError:  # noqa: UP041 - not the builtin TimeoutError on Python 3.9
-        pass
 
 
 def _parse_jobs(response: Response) -> list[dict[str, Any]]:

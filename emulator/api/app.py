@@ -49,7 +49,9 @@ def create_client_app(ctx: AppContext) -> FastAPI:
 
 
 def create_worker_app(ctx: AppContext) -> FastAPI:
-    app = FastAPI(title="serverless-emulator worker protocol", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="serverless-emulator worker protocol", docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.ctx = ctx
     install(app)
 

@@ -73,7 +73,9 @@ async def read_json(request: Request, limit: int, what: str) -> Any:
     except LoneSurrogate as exc:
         raise BadRequest(f"{what} body is not valid UTF-8 text: {exc}", field="body") from exc
     except json.JSONDecodeError as exc:
-        raise BadRequest(f"{what} body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="body") from exc
+        raise BadRequest(
+            f"{what} body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="body"
+        ) from exc
     except RecursionError as exc:
         raise BadRequest(f"{what} body is nested too deeply", field="body") from exc
 

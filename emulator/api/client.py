@@ -32,7 +32,9 @@ router = APIRouter(
     tags=["client"],
     responses=schema.errors(400, 401, 404, 409, 413, 422, 429, 503),
 )
-_JOB_BODY = schema.body(JobRequest, "The job: `input` (any JSON) and optional `webhook`, `policy`, `s3Config`")
+_JOB_BODY = schema.body(
+    JobRequest, "The job: `input` (any JSON) and optional `webhook`, `policy`, `s3Config`"
+)
 
 
 def _get_and_post(path: str, summary: str, answer: type[Any]) -> Callable[[F], F]:
@@ -55,7 +57,7 @@ def _endpoint(ctx: AppContext, endpoint_id: str) -> Endpoint:
 async def _job_request(request: Request, limit: int, what: str) -> JobRequest:
     body = await read_json(request, limit, what)
     if not isinstance(body, dict):
-        raise BadRequest(f"{what} body must be a JSON object, such as {{\"input\": {{...}}}}", field="body")
+        raise BadRequest(f'{what} body must be a JSON object, such as {{"input": {{...}}}}', field="body")
     # no `input` is accepted, as RunPod does: the job reaches the worker without it
     try:
         return JobRequest.model_validate(body)
@@ -77,7 +79,14 @@ async def run(endpoint: EndpointDep, ctx: Ctx, request: Request) -> Mapping[str,
     openapi_extra=_JOB_BODY,
     responses=schema.ok(wire.StatusBody),
 )
-async def runsync(endpoint: EndpointDep, ctx: Ctx, request: Request, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> Mapping[str, Any]:
+async def runsync(
+    endpoint: EndpointDep,
+    ctx: Ctx,
+    request: Request,
+    wait: str | None = schema.query(
+        None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT
+    ),
+) -> Mapping[str, Any]:
     wait_s = wait_ms(wait)
     job_request = await _job_request(request, ctx.core.settings.max_runsync_body_bytes, "/runsync")
     job = ctx.jobs.submit(endpoint, job_request, sync=True)
@@ -93,13 +102,27 @@ async def status(endpoint: EndpointDep, job_id: JobIdDep, ctx: Ctx) -> Mapping[s
 
 
 @_get_and_post("/status-sync/{job_id}", summary="Wait for a job's result", answer=wire.StatusBody)
-async def status_sync(endpoint: EndpointDep, job_id: JobIdDep, ctx: Ctx, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> Mapping[str, Any]:
+async def status_sync(
+    endpoint: EndpointDep,
+    job_id: JobIdDep,
+    ctx: Ctx,
+    wait: str | None = schema.query(
+        None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT
+    ),
+) -> Mapping[str, Any]:
     job = await ctx.jobs.wait_terminal(endpoint.id, job_id, wait_ms(wait))
     return wire.status_body(job, ctx.core.clock.now())
 
 
 @_get_and_post("/stream/{job_id}", summary="Stream chunks not yet delivered", answer=wire.StreamBody)
-async def stream(endpoint: EndpointDep, job_id: JobIdDep, ctx: Ctx, wait: str | None = schema.query(None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT)) -> Mapping[str, Any]:
+async def stream(
+    endpoint: EndpointDep,
+    job_id: JobIdDep,
+    ctx: Ctx,
+    wait: str | None = schema.query(
+        None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT
+    ),
+) -> Mapping[str, Any]:
     wait_s = 0.0 if not wait else wait_ms(wait)  # no wait (or an empty one): answer at once
     job, chunks = await ctx.jobs.stream(endpoint.id, job_id, wait_s)
     return wire.stream_body(job, chunks)
@@ -110,7 +133,9 @@ async def cancel(endpoint: EndpointDep, job_id: JobIdDep, ctx: Ctx) -> Mapping[s
     return wire.accepted(ctx.jobs.cancel(endpoint.id, job_id))
 
 
-@router.post("/retry/{job_id}", summary="Retry a FAILED or TIMED_OUT job", responses=schema.ok(wire.JobAccepted))
+@router.post(
+    "/retry/{job_id}", summary="Retry a FAILED or TIMED_OUT job", responses=schema.ok(wire.JobAccepted)
+)
 async def retry(endpoint: EndpointDep, job_id: JobIdDep, ctx: Ctx) -> Mapping[str, Any]:
     return wire.accepted(ctx.jobs.retry(endpoint.id, job_id))
 
@@ -129,4 +154,6 @@ async def health(endpoint: EndpointDep, ctx: Ctx) -> Mapping[str, Any]:
 async def requests_table(endpoint: EndpointDep, ctx: Ctx) -> JSONResponse:
     recent = ctx.core.jobs.recent(endpoint.id, 50)
     now = ctx.core.clock.now()
-    return JSONResponse({"requests": [{"id": j.id, "status": j.status.value, "delayTime": j.delay_ms(now)} for j in recent]})
+    return JSONResponse(
+        {"requests": [{"id": j.id, "status": j.status.value, "delayTime": j.delay_ms(now)} for j in recent]}
+    )

@@ -14,6 +14,7 @@ nothing gets its 413 at once, not after ``max_s``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -83,10 +84,8 @@ class DrainUnreadBody:
         async def draining_send(message: Message) -> None:
             over_bound = declared is not None and declared - received > self.max_bytes
             if message["type"] == "http.response.start" and not finished and not over_bound:
-                try:
+                with contextlib.suppress(TimeoutError):  # a slow sender: answer anyway
                     await asyncio.wait_for(drain(), self.max_s)
-                except TimeoutError:
-                    pass  # a slow sender: answer anyway
             await send(message)
 
         await self.app(scope, tracked_receive, draining_send)

@@ -77,7 +77,9 @@ def _selector(
     }
 
 
-@router.get("/endpoints/{endpoint_id}/logs", summary="The endpoint's worker output (kept after workers are gone)")
+@router.get(
+    "/endpoints/{endpoint_id}/logs", summary="The endpoint's worker output (kept after workers are gone)"
+)
 async def endpoint_logs(
     endpoint_id: EndpointId,
     request: Request,
@@ -118,11 +120,11 @@ async def endpoint_logs_stream(
             left = KEEPALIVE_S if deadline is None else min(KEEPALIVE_S, deadline - loop.time())
             if left <= 0 or await request.is_disconnected():
                 return
-            if not await store.wait(endpoint_id, left, mark) and (
-                deadline is None or loop.time() < deadline
-            ):
+            if not await store.wait(endpoint_id, left, mark) and (deadline is None or loop.time() < deadline):
                 yield b": keep-alive\n\n"
 
     return StreamingResponse(
-        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -98,6 +98,10 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # the traceback as text: a rich console traceback would print local variables, and with them
         # request headers (the worker token, the API key) and container specs (env secrets)
-        log.error("unexpected error", path=request.url.path, error=f"{type(exc).__name__}: {exc}",
-                  traceback="".join(traceback.format_exception(exc)))
+        log.error(
+            "unexpected error",
+            path=request.url.path,
+            error=f"{type(exc).__name__}: {exc}",
+            traceback="".join(traceback.format_exception(exc)),
+        )
         return JSONResponse(error_body(f"internal error: {type(exc).__name__}"), status_code=500)

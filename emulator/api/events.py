@@ -186,10 +186,7 @@ def endpoint_snapshot(ctx: AppContext, endpoint: Endpoint, jobs_limit: int = REC
     else:
         in_queue, in_progress, oldest_s = stats.in_queue, stats.in_progress, stats.oldest_scaling_wait_s
     counters = core.jobs.counter(endpoint.id)
-    jobs = [
-        _job_row(wire.recent_job(j, now))
-        for j in core.jobs.recent(endpoint.id, jobs_limit)
-    ]
+    jobs = [_job_row(wire.recent_job(j, now)) for j in core.jobs.recent(endpoint.id, jobs_limit)]
     return {
         "id": endpoint.id,
         "name": endpoint.name,
@@ -216,8 +213,11 @@ def endpoint_snapshot(ctx: AppContext, endpoint: Endpoint, jobs_limit: int = REC
         # counters count since the endpoint was created (kept across restarts); "jobs" are the newest
         # jobs whose results are still kept (runRetentionS after /run, syncRetentionS after /runsync)
         "countersSince": endpoint.createdAt,
-        "recentJobs": {"limit": jobs_limit, "runRetentionS": core.settings.run_retention_s,
-                       "syncRetentionS": core.settings.sync_retention_s},
+        "recentJobs": {
+            "limit": jobs_limit,
+            "runRetentionS": core.settings.run_retention_s,
+            "syncRetentionS": core.settings.sync_retention_s,
+        },
         "counters": {
             "completed": counters.get("completed", 0),
             "failed": counters.get("failed", 0),
@@ -304,10 +304,7 @@ async def _stream(ctx: AppContext, resume_after: int | None) -> AsyncIterator[by
     hub = ctx.core.hub
     stop = ctx.stop
     yield b"retry: 2000\n\n"
-    if resume_after is None or resume_after > log.last_seq:
-        backlog = log.replay()
-    else:
-        backlog = log.since(resume_after)
+    backlog = log.replay() if resume_after is None or resume_after > log.last_seq else log.since(resume_after)
     cursor = log.last_seq  # the backlog covers everything up to here (read in the same step)
     last_sent = b""
     pending: list[Transition] = backlog

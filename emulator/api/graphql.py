@@ -75,7 +75,9 @@ def _args(node: FieldNode) -> dict[str, Any]:
 async def _run(ctx: AppContext, kind: str, node: FieldNode) -> Any:
     name, args = node.name.value, _args(node)
     if kind == "query" and name == "myself":
-        return _select({"endpoints": [_endpoint_doc(ctx, e) for e in ctx.endpoints.all()]}, node.selection_set)
+        return _select(
+            {"endpoints": [_endpoint_doc(ctx, e) for e in ctx.endpoints.all()]}, node.selection_set
+        )
     if kind == "mutation":
         if name == "saveTemplate":
             return _select(_save_template(ctx, _input(args)), node.selection_set)
@@ -136,7 +138,9 @@ def _template_doc(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         **doc,
         "dockerArgs": " ".join(start) if isinstance(start, list) else (start or ""),
-        "ports": ",".join(doc.get("ports") or []) if isinstance(doc.get("ports"), list) else doc.get("ports") or "",
+        "ports": ",".join(doc.get("ports") or [])
+        if isinstance(doc.get("ports"), list)
+        else doc.get("ports") or "",
         "env": [{"key": k, "value": v} for k, v in (doc.get("env") or {}).items()],
     }
 
@@ -179,7 +183,9 @@ def _endpoint_doc(ctx: AppContext, e: Endpoint) -> dict[str, Any]:
         "workersStandby": e.extraWorkers,
         "env": [{"key": k, "value": v} for k, v in masked_env(e.env).items()],
         "createdAt": iso_time(e.createdAt),
-        "networkVolume": None if not e.networkVolumeId else {"id": e.networkVolumeId, "dataCenterId": "LOCAL"},
+        "networkVolume": None
+        if not e.networkVolumeId
+        else {"id": e.networkVolumeId, "dataCenterId": "LOCAL"},
     }
 
 

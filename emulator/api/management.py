@@ -96,7 +96,9 @@ async def get_endpoint(endpoint: EndpointDep, ctx: Ctx, request: Request) -> dic
     "/endpoints/{endpoint_id}",
     summary="Change an endpoint (a change to what workers run starts a rolling update)",
     responses=schema.ok(schema.EndpointAnswer),
-    openapi_extra=schema.body(EndpointPatch, "Any field but `id`; `env` values sent back as ******** keep theirs"),
+    openapi_extra=schema.body(
+        EndpointPatch, "Any field but `id`; `env` values sent back as ******** keep theirs"
+    ),
 )
 async def patch_endpoint(current: EndpointDep, ctx: Ctx, request: Request) -> dict[str, Any]:
     body = await read_json(request, MAX_MANAGEMENT_BODY, "PATCH /v1/endpoints")
@@ -106,7 +108,11 @@ async def patch_endpoint(current: EndpointDep, ctx: Ctx, request: Request) -> di
     return await reply_with_image(ctx, await update_endpoint(ctx, current.id, patch))
 
 
-@router.delete("/endpoints/{endpoint_id}", status_code=204, summary="Delete an endpoint (drains, then removes its workers)")
+@router.delete(
+    "/endpoints/{endpoint_id}",
+    status_code=204,
+    summary="Delete an endpoint (drains, then removes its workers)",
+)
 async def delete_endpoint(endpoint: EndpointDep, ctx: Ctx) -> Response:
     await ctx.endpoints.delete(endpoint.id)
     return Response(status_code=204)
@@ -144,7 +150,11 @@ async def delete_worker(worker_id: WorkerId, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/workers/{worker_id}/logs", response_class=PlainTextResponse, summary="A worker container's recent output")
+@router.get(
+    "/workers/{worker_id}/logs",
+    response_class=PlainTextResponse,
+    summary="A worker container's recent output",
+)
 async def worker_logs(
     worker_id: WorkerId, request: Request, tail: int = schema.query(200, "Lines", minimum=1, maximum=100_000)
 ) -> str:

@@ -35,9 +35,16 @@ NO_RETRY = {"x-should-retry": "false"}
 
 router = APIRouter(prefix="/v2/{endpoint_id}/openai", tags=["openai"])
 
-_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
-          404: "not_found_error", 409: "invalid_request_error", 413: "invalid_request_error",
-          422: "invalid_request_error", 429: "rate_limit_error"}
+_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
 _CODES = {401: "invalid_api_key", 404: "not_found", 413: "payload_too_large", 429: "queue_full"}
 
 
@@ -126,7 +133,12 @@ async def passthrough(endpoint_id: EndpointId, path: str, request: Request) -> R
 
 
 async def _stream(
-    request: Request, service: OpenAIPassthrough, endpoint_id: str, job_id: str, stats: StreamStats, route: str
+    request: Request,
+    service: OpenAIPassthrough,
+    endpoint_id: str,
+    job_id: str,
+    stats: StreamStats,
+    route: str,
 ) -> Response:
     """The status line waits for the first chunk (or the job's end): see ``OpenAIPassthrough.open_stream``."""
     stats.extra.update(route=route, stream=True)

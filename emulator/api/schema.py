@@ -61,7 +61,9 @@ def ok(model: type[Any] | None, code: int = 200, array: bool = False) -> dict[in
     schema: dict[str, Any] = {"$ref": REF.format(model=model.__name__)}
     if array:
         schema = {"type": "array", "items": schema}
-    return {code: {"description": model.__doc__ or "Success", "content": {"application/json": {"schema": schema}}}}
+    return {
+        code: {"description": model.__doc__ or "Success", "content": {"application/json": {"schema": schema}}}
+    }
 
 
 def query(default: Any, description: str, **bounds: Any) -> Any:
@@ -70,7 +72,6 @@ def query(default: Any, description: str, **bounds: Any) -> Any:
 
 
 WAIT = r"^[0-9]{1,9}$"
-
 
 
 ERROR_REF = REF.format(model="ErrorBody")

@@ -62,7 +62,9 @@ def _ok(code: int = 200, array: bool = False) -> dict[int | str, dict[str, Any]]
     shape: dict[str, Any] = SecretInfo.model_json_schema()
     if array:
         shape = {"type": "array", "items": shape}
-    return {code: {"description": "Secrets: names and times", "content": {"application/json": {"schema": shape}}}}
+    return {
+        code: {"description": "Secrets: names and times", "content": {"application/json": {"schema": shape}}}
+    }
 
 
 def _body(model: type[BaseModel], description: str) -> dict[str, Any]:
@@ -81,7 +83,9 @@ async def _object(request: Request, what: str, allowed: set[str]) -> dict[str, A
         raise BadRequest("the body must be a JSON object", field="body")
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]!r}: expected {', '.join(sorted(allowed))}", field=unknown[0])
+        raise InvalidInput(
+            f"unknown field {unknown[0]!r}: expected {', '.join(sorted(allowed))}", field=unknown[0]
+        )
     return body
 
 

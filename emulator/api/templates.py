@@ -68,10 +68,16 @@ async def _json_or_empty(request: Request) -> Any:
 
 
 # --- /v1/templates --------------------------------------------------------------------------------
-@router.post("/templates", summary="Create a template", openapi_extra=schema.body(t.TemplateSpec, "RunPod's TemplateCreateInput"))
+@router.post(
+    "/templates",
+    summary="Create a template",
+    openapi_extra=schema.body(t.TemplateSpec, "RunPod's TemplateCreateInput"),
+)
 async def post_template(request: Request) -> dict[str, Any]:
     ctx = context(request)
-    spec: t.TemplateSpec = validated(t.TemplateSpec, await read_json(request, MAX_MANAGEMENT_BODY, "POST /v1/templates"))
+    spec: t.TemplateSpec = validated(
+        t.TemplateSpec, await read_json(request, MAX_MANAGEMENT_BODY, "POST /v1/templates")
+    )
     t.check_auth_id(ctx.core, spec.containerRegistryAuthId)
     doc = {"id": t.new_id(), **spec.model_dump()}
     return t.template_answer(ctx.core.templates.put(doc, create=True))
@@ -106,14 +112,20 @@ async def _update_template(template_id: str, request: Request) -> dict[str, Any]
     return t.template_answer(saved)
 
 
-@router.patch("/templates/{template_id}", summary="Change a template (its endpoints roll out a new version)",
-              openapi_extra=schema.body(t.TemplatePatch, "Any field"))
+@router.patch(
+    "/templates/{template_id}",
+    summary="Change a template (its endpoints roll out a new version)",
+    openapi_extra=schema.body(t.TemplatePatch, "Any field"),
+)
 async def patch_template(template_id: str, request: Request) -> dict[str, Any]:
     return await _update_template(template_id, request)
 
 
-@router.post("/templates/{template_id}/update", summary="Change a template (as PATCH)",
-             openapi_extra=schema.body(t.TemplatePatch, "Any field"))
+@router.post(
+    "/templates/{template_id}/update",
+    summary="Change a template (as PATCH)",
+    openapi_extra=schema.body(t.TemplatePatch, "Any field"),
+)
 async def post_template_update(template_id: str, request: Request) -> dict[str, Any]:
     return await _update_template(template_id, request)
 
@@ -125,14 +137,19 @@ async def delete_template(template_id: str, request: Request) -> Response:
     ctx.core.templates.require(template_id)
     users = t.users_of_template(ctx.core, template_id)
     if users:
-        raise Conflict(f"template {template_id!r} is used by endpoints {users}; delete them first", field="templateId")
+        raise Conflict(
+            f"template {template_id!r} is used by endpoints {users}; delete them first", field="templateId"
+        )
     ctx.core.templates.delete(template_id)
     return Response(status_code=204)
 
 
 # --- /v1/containerregistryauth ---------------------------------------------------------------------
-@router.post("/containerregistryauth", summary="Store registry credentials (the password is write-only)",
-             openapi_extra=schema.body(t.RegistryAuthSpec, "name, username, password"))
+@router.post(
+    "/containerregistryauth",
+    summary="Store registry credentials (the password is write-only)",
+    openapi_extra=schema.body(t.RegistryAuthSpec, "name, username, password"),
+)
 async def post_registry_auth(request: Request) -> dict[str, Any]:
     ctx = context(request)
     spec: t.RegistryAuthSpec = validated(
@@ -153,7 +170,9 @@ async def get_registry_auth(auth_id: str, request: Request) -> dict[str, Any]:
     return t.registry_auth_answer(context(request).core.registry_auths.require(auth_id))
 
 
-@router.delete("/containerregistryauth/{auth_id}", status_code=204, summary="Delete a registry credential no one uses")
+@router.delete(
+    "/containerregistryauth/{auth_id}", status_code=204, summary="Delete a registry credential no one uses"
+)
 async def delete_registry_auth(auth_id: str, request: Request) -> Response:
     ctx = context(request)
     check_id(auth_id, "containerRegistryAuth")

@@ -68,7 +68,9 @@ async def job_take_batch(endpoint_id: str, worker_id: str, request: Request) -> 
     ctx = context(request)
     worker = _worker(request, endpoint_id, worker_id)
     size = max(1, min(MAX_BATCH, _int(request.query_params.get("batch_size"), "batch_size", 1)))
-    jobs = await ctx.protocol.take(worker, size, ctx.core.settings.job_take_hold_s, gone=request.is_disconnected)
+    jobs = await ctx.protocol.take(
+        worker, size, ctx.core.settings.job_take_hold_s, gone=request.is_disconnected
+    )
     if not jobs:
         return Response(status_code=204)
     return Response(dumps_compact(jobs), media_type="application/json")

@@ -11,6 +11,7 @@ did not build or its worker did not start.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import time
@@ -49,12 +50,14 @@ def load_plan(directory: Path | None, input_file: Path | None, expect: Path | No
     """The plan for ``directory`` (or ``--input``); exits 1 with a hint when there is none or it is wrong."""
     found = hubtests.find_tests(directory, input_file)
     if found is None:
-        fail(f"no tests in {directory or '.'}: none of .runpod/tests.json, .github/tests.json, test_input.json",
-             'write {"input": {...}} to test_input.json beside the Dockerfile, '
-             "add RunPod Hub tests in .runpod/tests.json, or pass --input FILE")
+        fail(
+            f"no tests in {directory or '.'}: none of .runpod/tests.json, .github/tests.json, test_input.json",
+            'write {"input": {...}} to test_input.json beside the Dockerfile, '
+            "add RunPod Hub tests in .runpod/tests.json, or pass --input FILE",
+        )
     kind, path = found
     if not path.is_file():
-        fail(f"no test input: {path} does not exist", "pass --input FILE with {\"input\": {...}}")
+        fail(f"no test input: {path} does not exist", 'pass --input FILE with {"input": {...}}')
     data = load_json_file(path, "--input" if input_file is not None else "the test file")
     if input_file is not None:
         kind = hubtests.sniff_kind(data)
@@ -119,8 +122,12 @@ def run_job(emu: Any, case: TestCase, index: int, total: int, deadline_s: float)
                 problem = f"no result within {deadline_s:g} s (the job was {body.get('status')})"
                 not_started = waiting and (worker is None or worker.get("status") not in READY_STATES)
                 break
-            if (waiting and worker is not None and worker.get("status") == "UNHEALTHY"
-                    and int(worker.get("restarts") or 0) >= GIVE_UP_RESTARTS):
+            if (
+                waiting
+                and worker is not None
+                and worker.get("status") == "UNHEALTHY"
+                and int(worker.get("restarts") or 0) >= GIVE_UP_RESTARTS
+            ):
                 reason = str(worker.get("reason") or "no reason given").splitlines()[0]
                 problem = f"the worker keeps failing to start: {reason}"
                 not_started = True
@@ -131,10 +138,8 @@ def run_job(emu: Any, case: TestCase, index: int, total: int, deadline_s: float)
                 err_console.print(f"status of {job_id} failed: {exc}", style="dim")
                 time.sleep(0.5)
     if body.get("status") not in TERMINAL:
-        try:
+        with contextlib.suppress(typer.Exit):
             emu.post(f"{base}/cancel/{job_id}")
-        except typer.Exit:
-            pass
     result.body = body
     result.seconds = time.monotonic() - started
     result.verdict = hubtests.Verdict(problem) if problem else hubtests.judge(case, body)
@@ -150,17 +155,30 @@ def run_job(emu: Any, case: TestCase, index: int, total: int, deadline_s: float)
 def results_table(results: list[JobResult], image: str) -> Table:
     table = Table(title=f"serverless-emulator test: {image}", title_justify="left")
     for column in ("TEST", "STATUS", "CHECK", "CREATE", "START", "READY", "QUEUE WAIT", "EXECUTION", "TOTAL"):
-        table.add_column(column, justify="left" if column in ("TEST", "STATUS", "CHECK") else "right", no_wrap=True)
+        table.add_column(
+            column, justify="left" if column in ("TEST", "STATUS", "CHECK") else "right", no_wrap=True
+        )
     for r in results:
         cold = r.body.get("coldStart") or {}
         warm = bool(cold) and not cold.get("coldStart")
         checked = r.case.expected is not NOTHING or r.case.no_error or r.case.status != "COMPLETED"
-        check_text = (Text("pass", style="green") if r.ok and checked
-                      else Text("ran", style="green") if r.ok else Text("FAIL", style="bold red"))
+        check_text = (
+            Text("pass", style="green")
+            if r.ok and checked
+            else Text("ran", style="green")
+            if r.ok
+            else Text("FAIL", style="bold red")
+        )
         table.add_row(
-            r.case.name, job_status_text(r.body.get("status")), check_text,
-            *(Text("warm", style="dim") if warm else fmt_ms(cold.get(key)) for key in ("createMs", "startMs", "readyMs")),
-            fmt_ms(cold.get("queueWaitMs", r.body.get("delayTime"))), fmt_ms(r.body.get("executionTime")),
+            r.case.name,
+            job_status_text(r.body.get("status")),
+            check_text,
+            *(
+                Text("warm", style="dim") if warm else fmt_ms(cold.get(key))
+                for key in ("createMs", "startMs", "readyMs")
+            ),
+            fmt_ms(cold.get("queueWaitMs", r.body.get("delayTime"))),
+            fmt_ms(r.body.get("executionTime")),
             f"{r.seconds:.1f} s",
         )
     return table
@@ -170,8 +188,15 @@ def print_failure(r: JobResult) -> None:
     console.print(Text.assemble(("✗ ", "bold red"), f"{r.case.name}: ", (r.verdict.problem or "", "red")))
     if r.verdict.diff:
         for line in r.verdict.diff.splitlines():
-            style = ("red" if line.startswith("-") else "green" if line.startswith("+")
-                     else "cyan" if line.startswith("@@") else "")
+            style = (
+                "red"
+                if line.startswith("-")
+                else "green"
+                if line.startswith("+")
+                else "cyan"
+                if line.startswith("@@")
+                else ""
+            )
             console.print(Text(line, style=style))
     if r.logs.strip():
         console.print(Text(f"last lines of the worker's log ({r.case.name}):", style="bold"))
@@ -180,27 +205,54 @@ def print_failure(r: JobResult) -> None:
 
 
 def check_image_command(
-    target: str = typer.Argument(..., metavar="IMAGE_OR_DIR", help="A handler folder (built first) or an image"),
-    input_file: Path | None = typer.Option(None, "--input", "-i", help="Tests to run: {\"input\": ...}, a list of "
-                                           "them, a Hub tests.json or a test-runner list [found in DIR: "
-                                           ".runpod/tests.json, .github/tests.json, test_input.json]"),
-    expect: Path | None = typer.Option(None, "--expect", "-e", help="Expected output: {\"output\": ...} or the "
-                                       "bare output, or a list per job [DIR/expected_output.json with "
-                                       "DIR/test_input.json]"),
-    timeout: float = typer.Option(300.0, "--timeout", help="Seconds each job may take, cold start included "
-                                  "(for tests without a timeout of their own)"),
-    cold_start: float = typer.Option(300.0, "--cold-start", help="Seconds added to a Hub test's own timeout "
-                                     "for the worker's cold start"),
+    target: str = typer.Argument(
+        ..., metavar="IMAGE_OR_DIR", help="A handler folder (built first) or an image"
+    ),
+    input_file: Path | None = typer.Option(
+        None,
+        "--input",
+        "-i",
+        help='Tests to run: {"input": ...}, a list of '
+        "them, a Hub tests.json or a test-runner list [found in DIR: "
+        ".runpod/tests.json, .github/tests.json, test_input.json]",
+    ),
+    expect: Path | None = typer.Option(
+        None,
+        "--expect",
+        "-e",
+        help='Expected output: {"output": ...} or the '
+        "bare output, or a list per job [DIR/expected_output.json with "
+        "DIR/test_input.json]",
+    ),
+    timeout: float = typer.Option(
+        300.0,
+        "--timeout",
+        help="Seconds each job may take, cold start included (for tests without a timeout of their own)",
+    ),
+    cold_start: float = typer.Option(
+        300.0, "--cold-start", help="Seconds added to a Hub test's own timeout for the worker's cold start"
+    ),
     tag: str | None = typer.Option(None, "--tag", "-t", help="Tag for the image built from DIR"),
     base_image: str | None = typer.Option(None, "--base-image", help="BASE_IMAGE for the build"),
-    env: list[str] | None = typer.Option(None, "--env", help="KEY=VALUE for the worker (repeatable; overrides "
-                                         "hub.json and tests.json)"),
-    gpu_count: int | None = typer.Option(None, "--gpu-count", help="GPUs for the worker [tests.json or hub.json "
-                                         "config.gpuCount, else 0]; emulated when the host has none"),
-    tests_from: Path | None = typer.Option(None, "--tests-from", help="Folder whose test files to read when "
-                                           "IMAGE_OR_DIR is an image (as if it had been built from there)"),
+    env: list[str] | None = typer.Option(
+        None, "--env", help="KEY=VALUE for the worker (repeatable; overrides hub.json and tests.json)"
+    ),
+    gpu_count: int | None = typer.Option(
+        None,
+        "--gpu-count",
+        help="GPUs for the worker [tests.json or hub.json "
+        "config.gpuCount, else 0]; emulated when the host has none",
+    ),
+    tests_from: Path | None = typer.Option(
+        None,
+        "--tests-from",
+        help="Folder whose test files to read when "
+        "IMAGE_OR_DIR is an image (as if it had been built from there)",
+    ),
     port: int = typer.Option(0, "--port", help="Port of the throw-away emulator [any free port]"),
-    junit_xml: Path | None = typer.Option(None, "--junit-xml", help="Write a JUnit XML report (one test case per job)"),
+    junit_xml: Path | None = typer.Option(
+        None, "--junit-xml", help="Write a JUnit XML report (one test case per job)"
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show build output and the emulator's log"),
 ) -> None:
     """Run a handler image's tests in a throw-away emulator and judge them as RunPod's Hub does (for CI).
@@ -228,19 +280,28 @@ def check_image_command(
     not_started = False
     try:
         with EphemeralEmulator(port, verbose, settings=overrides) as emu:
-            err_console.print(f"emulator on {emu.url} (network {emu.network}); starting a worker from {image}",
-                              style="dim")
+            err_console.print(
+                f"emulator on {emu.url} (network {emu.network}); starting a worker from {image}", style="dim"
+            )
             deadlines = [timeout if c.timeout_s is None else c.timeout_s + cold_start for c in plan.cases]
             emu.create_endpoint(image, worker_env, gpus, max(deadlines))
             for number, (case, deadline_s) in enumerate(zip(plan.cases, deadlines, strict=True), 1):
                 result, not_started = run_job(emu, case, number, len(plan.cases), deadline_s)
                 results.append(result)
                 mark = Text("✓ ", style="green") if result.ok else Text("✗ ", style="red")
-                err_console.print(Text.assemble(mark, f"{case.name} ", job_status_text(result.body.get("status")),
-                                                f" in {result.seconds:.1f}s"))
+                err_console.print(
+                    Text.assemble(
+                        mark,
+                        f"{case.name} ",
+                        job_status_text(result.body.get("status")),
+                        f" in {result.seconds:.1f}s",
+                    )
+                )
                 if not_started:  # no worker: the other tests cannot run either
-                    results += [JobResult(later, verdict=hubtests.Verdict("not run: the worker did not start"))
-                                for later in plan.cases[number:]]
+                    results += [
+                        JobResult(later, verdict=hubtests.Verdict("not run: the worker did not start"))
+                        for later in plan.cases[number:]
+                    ]
                     break
     except KeyboardInterrupt:
         fail("interrupted; the worker, endpoint and network it started were removed", code=130)
@@ -251,8 +312,14 @@ def check_image_command(
         raise typer.Exit(1)
 
 
-def image_to_test(target: str, directory: Path | None, tag: str | None, base_image: str | None, verbose: bool,
-                  junit_xml: Path | None) -> str:
+def image_to_test(
+    target: str,
+    directory: Path | None,
+    tag: str | None,
+    base_image: str | None,
+    verbose: bool,
+    junit_xml: Path | None,
+) -> str:
     """The image built from ``directory`` (its ``.runpod/Dockerfile`` first), or ``target`` when it is
     present locally; exits 2 (with the reason in the JUnit file and the job summary) otherwise."""
     from emulator.cli.common import BUILD_HINT
@@ -265,23 +332,25 @@ def image_to_test(target: str, directory: Path | None, tag: str | None, base_ima
         finish([], target, junit_xml, [], image_problem=message)
         if exc is None:
             fail(message, hint, code=IMAGE_FAILED)
-        try:
+        with contextlib.suppress(typer.Exit):
             fail_build(exc)  # its hints
-        except typer.Exit:
-            pass
         raise typer.Exit(IMAGE_FAILED)
 
     try:
         images.require_docker()
         if directory is None:
             if images.image_id(target) is None:
-                image_failed(f"the image {target} is not present locally", BUILD_HINT + " (or `docker pull` it)")
+                image_failed(
+                    f"the image {target} is not present locally", BUILD_HINT + " (or `docker pull` it)"
+                )
             return target
     except RuntimeUnavailable as exc:
         image_failed(exc.message, DOCKER_HINT)
     dockerfile = dockerfile_for(directory)
     if dockerfile.parent != directory:
-        err_console.print(f"building {dockerfile} (.runpod/ takes precedence, as on RunPod's Hub)", style="dim")
+        err_console.print(
+            f"building {dockerfile} (.runpod/ takes precedence, as on RunPod's Hub)", style="dim"
+        )
     try:
         with BuildDisplay(f"building {tag or images.default_tag_for(directory)}", verbose) as display:
             # a fresh CI runner has neither base image yet: let `docker build` pull python:3.12-slim when
@@ -305,13 +374,22 @@ def gpu_settings(gpus: int) -> tuple[dict[str, Any], list[str]]:
     inventory = gpu_inventory.discover(Settings())
     if len(inventory.ids) >= gpus:
         return {}, []
-    return ({"gpu_mode": "emulate", "gpus": None, "emulated_gpus": gpus},
-            [f"the tests ask for {gpus} GPU(s) and this host has {len(inventory.ids)}: the worker gets "
-             f"{gpus} emulated GPU(s) (RUNPOD_GPU_COUNT set, no devices; CUDA code will not find one)"])
+    return (
+        {"gpu_mode": "emulate", "gpus": None, "emulated_gpus": gpus},
+        [
+            f"the tests ask for {gpus} GPU(s) and this host has {len(inventory.ids)}: the worker gets "
+            f"{gpus} emulated GPU(s) (RUNPOD_GPU_COUNT set, no devices; CUDA code will not find one)"
+        ],
+    )
 
 
-def finish(results: list[JobResult], image: str, junit_xml: Path | None, notes: list[str],
-           image_problem: str | None = None) -> None:
+def finish(
+    results: list[JobResult],
+    image: str,
+    junit_xml: Path | None,
+    notes: list[str],
+    image_problem: str | None = None,
+) -> None:
     """Print the table and failures; write the JUnit file, the job summary and the step outputs."""
     if results:
         console.print(results_table(results, image))
@@ -335,5 +413,9 @@ def finish(results: list[JobResult], image: str, junit_xml: Path | None, notes: 
         console.print(Text(f"FAILED: {len(failed)} of {len(results)} test(s)", style="bold red"))
         return
     checked = sum(1 for r in results if r.case.expected is not NOTHING)
-    console.print(Text(f"PASSED: {len(results)} test(s)" + (f", {checked} output(s) as expected" if checked
-                                                              else ""), style="bold green"))
+    console.print(
+        Text(
+            f"PASSED: {len(results)} test(s)" + (f", {checked} output(s) as expected" if checked else ""),
+            style="bold green",
+        )
+    )

@@ -71,10 +71,16 @@ def busy(message: str) -> contextlib.AbstractContextManager[Any]:
 
 # --- options shared by the commands that talk to a running emulator ------------------------------------
 
-URL_OPTION = typer.Option(DEFAULT_URL, "--url", envvar="EMULATOR_URL", help="The emulator's address",
-                          show_envvar=True)
-API_KEY_OPTION = typer.Option(None, "--api-key", envvar="EMULATOR_API_KEY",
-                              help="The emulator's API key (sent as a Bearer token)", show_envvar=True)
+URL_OPTION = typer.Option(
+    DEFAULT_URL, "--url", envvar="EMULATOR_URL", help="The emulator's address", show_envvar=True
+)
+API_KEY_OPTION = typer.Option(
+    None,
+    "--api-key",
+    envvar="EMULATOR_API_KEY",
+    help="The emulator's API key (sent as a Bearer token)",
+    show_envvar=True,
+)
 
 
 # --- HTTP ------------------------------------------------------------------------------------------------
@@ -121,8 +127,13 @@ def hint_for(error: ApiError) -> str | None:
 class Api:
     """A small synchronous client for a running emulator; every failure becomes ``fail`` with a hint."""
 
-    def __init__(self, url: str, api_key: str | None = None, timeout_s: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s, transport=transport)
@@ -152,8 +163,10 @@ class Api:
         if isinstance(exc, httpx.ConnectError):
             fail(f"the emulator is not reachable at {self.url}", SERVE_HINT)
         if isinstance(exc, httpx.TimeoutException):
-            fail(f"the emulator at {self.url} did not answer {method} {path} in time",
-                 "it may be overloaded or stuck; check its log")
+            fail(
+                f"the emulator at {self.url} did not answer {method} {path} in time",
+                "it may be overloaded or stuck; check its log",
+            )
         fail(f"{method} {self.url}{path} failed: {exc}", SERVE_HINT)
 
     def call(self, method: str, path: str, **kw: Any) -> Any:
@@ -176,7 +189,11 @@ class Api:
 
 
 def fail_api(exc: ApiError) -> NoReturn:
-    message = exc.message if exc.field is None or exc.field in exc.message else f"{exc.message} [field: {exc.field}]"
+    message = (
+        exc.message
+        if exc.field is None or exc.field in exc.message
+        else f"{exc.message} [field: {exc.field}]"
+    )
     fail(f"{message} (HTTP {exc.status})", hint_for(exc))
 
 
@@ -195,8 +212,10 @@ def load_json_arg(value: str, what: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as exc:
-        fail(f"{what} is not valid JSON ({source}): {exc}",
-             "quote it for the shell, e.g. --input '{\"prompt\": \"hi\"}', or pass @file.json")
+        fail(
+            f"{what} is not valid JSON ({source}): {exc}",
+            'quote it for the shell, e.g. --input \'{"prompt": "hi"}\', or pass @file.json',
+        )
 
 
 def read_text(path: Path, what: str) -> str:

@@ -24,7 +24,9 @@ from emulator.cli.common import (
     read_text,
 )
 
-app = typer.Typer(help="Create, list, change and delete endpoints of a running emulator.", no_args_is_help=True)
+app = typer.Typer(
+    help="Create, list, change and delete endpoints of a running emulator.", no_args_is_help=True
+)
 
 # Options shared by `create` and `update` (their flag names follow the API's field names)
 NAME = typer.Option(None, "--name", help="Unique name")
@@ -37,22 +39,40 @@ IDLE_TIMEOUT = typer.Option(None, "--idle-timeout", help="Seconds an idle flex w
 EXEC_TIMEOUT = typer.Option(None, "--execution-timeout-ms", help="Per-job time limit in ms [600000]")
 SCALER_TYPE = typer.Option(None, "--scaler-type", help="QUEUE_DELAY or REQUEST_COUNT")
 SCALER_VALUE = typer.Option(None, "--scaler-value", help="Seconds of queue delay, or jobs per worker [4]")
-FLASHBOOT = typer.Option(None, "--flashboot/--no-flashboot", help="Pause idle workers instead of removing them")
-START_CMD = typer.Option(None, "--start-cmd", help="dockerStartCmd: the command workers run instead of the image's CMD")
+FLASHBOOT = typer.Option(
+    None, "--flashboot/--no-flashboot", help="Pause idle workers instead of removing them"
+)
+START_CMD = typer.Option(
+    None, "--start-cmd", help="dockerStartCmd: the command workers run instead of the image's CMD"
+)
 MEMORY = typer.Option(None, "--memory-mb", help="Hard memory limit per worker (memoryInMb)")
-TEMPLATE = typer.Option(None, "--template", help="templateId: a /v1/templates entry gives the image, env, start command")
-PULL = typer.Option(False, "--pull", help="Pull the image again; a new digest behind the tag rolls out as a new version")
-FILE = typer.Option(None, "--file", "-f", help="A JSON (or TOML) file with the endpoint's fields; flags override it")
+TEMPLATE = typer.Option(
+    None, "--template", help="templateId: a /v1/templates entry gives the image, env, start command"
+)
+PULL = typer.Option(
+    False, "--pull", help="Pull the image again; a new digest behind the tag rolls out as a new version"
+)
+FILE = typer.Option(
+    None, "--file", "-f", help="A JSON (or TOML) file with the endpoint's fields; flags override it"
+)
 AS_JSON = typer.Option(False, "--json", help="Print the API's JSON instead of a table")
 
 
 def _fields(**values: Any) -> dict[str, Any]:
     """The flags that were given, under the API's field names."""
     names = {
-        "name": "name", "image": "imageName", "workers_min": "workersMin", "workers_max": "workersMax",
-        "gpu_count": "gpuCount", "idle_timeout": "idleTimeout", "execution_timeout_ms": "executionTimeoutMs",
-        "scaler_type": "scalerType", "scaler_value": "scalerValue", "flashboot": "flashboot",
-        "start_cmd": "dockerStartCmd", "memory_mb": "memoryInMb",
+        "name": "name",
+        "image": "imageName",
+        "workers_min": "workersMin",
+        "workers_max": "workersMax",
+        "gpu_count": "gpuCount",
+        "idle_timeout": "idleTimeout",
+        "execution_timeout_ms": "executionTimeoutMs",
+        "scaler_type": "scalerType",
+        "scaler_value": "scalerValue",
+        "flashboot": "flashboot",
+        "start_cmd": "dockerStartCmd",
+        "memory_mb": "memoryInMb",
     }
     return {names[k]: v for k, v in values.items() if v is not None}
 
@@ -68,8 +88,10 @@ def load_endpoint_file(path: Path) -> list[dict[str, Any]]:
         data = data["endpoints"]
     items = data if isinstance(data, list) else [data]
     if not items or not all(isinstance(item, dict) for item in items):
-        fail(f"{path} must hold an endpoint object (or a list of them)",
-             'e.g. {"name": "mine", "imageName": "my-handler:latest", "workersMax": 2}')
+        fail(
+            f"{path} must hold an endpoint object (or a list of them)",
+            'e.g. {"name": "mine", "imageName": "my-handler:latest", "workersMax": 2}',
+        )
     return items
 
 
@@ -77,9 +99,26 @@ def details_table(ep: dict[str, Any]) -> Table:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    order = ["id", "name", "imageName", "version", "workersMin", "workersMax", "extraWorkers", "idleTimeout",
-             "scalerType", "scalerValue", "gpuCount", "executionTimeoutMs", "flashboot", "env", "dockerStartCmd",
-             "memoryInMb", "networkVolumeId", "rollout"]
+    order = [
+        "id",
+        "name",
+        "imageName",
+        "version",
+        "workersMin",
+        "workersMax",
+        "extraWorkers",
+        "idleTimeout",
+        "scalerType",
+        "scalerValue",
+        "gpuCount",
+        "executionTimeoutMs",
+        "flashboot",
+        "env",
+        "dockerStartCmd",
+        "memoryInMb",
+        "networkVolumeId",
+        "rollout",
+    ]
     for key in order + sorted(set(ep) - set(order) - {"createdAt", "updatedAt", "backoff", "imageStatus"}):
         if key in ep and ep[key] not in (None, {}, []):
             value = ep[key]
@@ -92,8 +131,13 @@ def _show(ep: dict[str, Any], as_json: bool, verb: str | None = None) -> None:
         console.print_json(data=ep)
         return
     if verb:
-        console.print(Text.assemble((f"{verb} endpoint ", "green"), (ep.get("id", "?"), "bold"),
-                                    f" (version {ep.get('version', '?')})"))
+        console.print(
+            Text.assemble(
+                (f"{verb} endpoint ", "green"),
+                (ep.get("id", "?"), "bold"),
+                f" (version {ep.get('version', '?')})",
+            )
+        )
     console.print(details_table(ep))
 
 
@@ -120,9 +164,20 @@ def create(
     api_key: str | None = API_KEY_OPTION,
 ) -> None:
     """Create an endpoint from flags (--name and --image) or from --file endpoint.json."""
-    flags = _fields(name=name, image=image, workers_min=workers_min, workers_max=workers_max, gpu_count=gpu_count,
-                    idle_timeout=idle_timeout, execution_timeout_ms=execution_timeout_ms, scaler_type=scaler_type,
-                    scaler_value=scaler_value, flashboot=flashboot, start_cmd=start_cmd, memory_mb=memory_mb)
+    flags = _fields(
+        name=name,
+        image=image,
+        workers_min=workers_min,
+        workers_max=workers_max,
+        gpu_count=gpu_count,
+        idle_timeout=idle_timeout,
+        execution_timeout_ms=execution_timeout_ms,
+        scaler_type=scaler_type,
+        scaler_value=scaler_value,
+        flashboot=flashboot,
+        start_cmd=start_cmd,
+        memory_mb=memory_mb,
+    )
     if endpoint_id is not None:
         flags["id"] = endpoint_id
     if template is not None:
@@ -138,9 +193,11 @@ def create(
         if body.get("templateId") and "--image" in missing:
             missing.remove("--image")  # the template names the image
         if missing:
-            fail(f"missing {' and '.join(missing)}",
-                 "e.g. serverless-emulator endpoints create --name mine --image my-handler:latest "
-                 "(or --file endpoint.json)")
+            fail(
+                f"missing {' and '.join(missing)}",
+                "e.g. serverless-emulator endpoints create --name mine --image my-handler:latest "
+                "(or --file endpoint.json)",
+            )
     with Api(url, api_key, timeout_s=120) as api:
         for body in bodies:
             with busy(f"creating {body.get('name')}…"):
@@ -160,7 +217,10 @@ def _image_note(answer: dict[str, Any], as_json: bool) -> None:
     if pulled and pulled.get("error"):
         console.print(Text(f"pull failed: {pulled['error']}", style="red"))
     elif pulled and pulled.get("pulled"):
-        console.print("pulled: " + ("a new image, rolled out as a new version" if pulled.get("changed") else "no change"))
+        console.print(
+            "pulled: "
+            + ("a new image, rolled out as a new version" if pulled.get("changed") else "no change")
+        )
 
 
 def worker_summary(summary: dict[str, Any] | None) -> Text:
@@ -189,8 +249,10 @@ def list_endpoints(
             console.print_json(data=endpoints)
             return
         if not endpoints:
-            console.print("no endpoints yet; create one with `serverless-emulator endpoints create --name NAME "
-                          "--image IMAGE`")
+            console.print(
+                "no endpoints yet; create one with `serverless-emulator endpoints create --name NAME "
+                "--image IMAGE`"
+            )
             return
         table = Table(title=f"Endpoints at {api.url}", title_justify="left")
         for column in ("ID", "NAME", "IMAGE", "MIN–MAX", "GPUS", "VERSION", "WORKERS"):
@@ -202,9 +264,15 @@ def list_endpoints(
                 summary = None  # deleted meanwhile
             rollout = ep.get("rollout") or {}
             version = str(ep.get("version", "?")) + (f" ({rollout.get('status')})" if rollout else "")
-            table.add_row(Text(ep["id"], style="bold"), ep.get("name", ""), ep.get("imageName", ""),
-                          f"{ep.get('workersMin', 0)}–{ep.get('workersMax', 0)}", str(ep.get("gpuCount", 0)),
-                          version, worker_summary(summary))
+            table.add_row(
+                Text(ep["id"], style="bold"),
+                ep.get("name", ""),
+                ep.get("imageName", ""),
+                f"{ep.get('workersMin', 0)}–{ep.get('workersMax', 0)}",
+                str(ep.get("gpuCount", 0)),
+                version,
+                worker_summary(summary),
+            )
         console.print(table)
 
 
@@ -255,10 +323,22 @@ def update(
             fail(f"{file} holds {len(items)} endpoints; update takes one")
         body = items[0]
         body.pop("id", None)
-    body.update(_fields(name=name, image=image, workers_min=workers_min, workers_max=workers_max,
-                        gpu_count=gpu_count, idle_timeout=idle_timeout, execution_timeout_ms=execution_timeout_ms,
-                        scaler_type=scaler_type, scaler_value=scaler_value, flashboot=flashboot,
-                        start_cmd=start_cmd, memory_mb=memory_mb))
+    body.update(
+        _fields(
+            name=name,
+            image=image,
+            workers_min=workers_min,
+            workers_max=workers_max,
+            gpu_count=gpu_count,
+            idle_timeout=idle_timeout,
+            execution_timeout_ms=execution_timeout_ms,
+            scaler_type=scaler_type,
+            scaler_value=scaler_value,
+            flashboot=flashboot,
+            start_cmd=start_cmd,
+            memory_mb=memory_mb,
+        )
+    )
     with Api(url, api_key, timeout_s=120) as api:
         before = api.checked("GET", f"/v1/endpoints/{endpoint_id}")
         if env or unset_env:
@@ -278,12 +358,17 @@ def update(
         return
     same = ("updatedAt", "version", "imageStatus", "notEmulated")
     changed = [key for key in after if key not in same and before.get(key) != after.get(key)]
-    console.print(Text.assemble(("updated endpoint ", "green"), (endpoint_id, "bold"),
-                                f": {', '.join(changed) or 'no change'}"))
+    console.print(
+        Text.assemble(
+            ("updated endpoint ", "green"), (endpoint_id, "bold"), f": {', '.join(changed) or 'no change'}"
+        )
+    )
     _image_note(after, as_json)
     if after.get("version") != before.get("version"):
-        console.print(f"version {before.get('version')} → {after.get('version')}: rolling update started "
-                      f"(watch it with `serverless-emulator workers {endpoint_id} --watch`)")
+        console.print(
+            f"version {before.get('version')} → {after.get('version')}: rolling update started "
+            f"(watch it with `serverless-emulator workers {endpoint_id} --watch`)"
+        )
 
 
 @app.command()

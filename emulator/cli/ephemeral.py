@@ -25,7 +25,9 @@ ENDPOINT_LABEL = "serverless-emulator.endpoint"
 
 def docker_cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str] | None:
     try:
-        return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout_s, check=False)
+        return subprocess.run(
+            ["docker", *args], capture_output=True, text=True, timeout=timeout_s, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
 
@@ -69,8 +71,15 @@ class EphemeralEmulator:
         logs.configure("console", "info" if self.verbose else "error", stream=sys.__stderr__)
         structlog.configure(cache_logger_on_first_use=False)
         settings = Settings(
-            host="127.0.0.1", port=self.port, data_dir=Path(self._tmp.name) / "data", runtime="docker",
-            network=self.network, config=None, api_key=None, keep_workers=False, **self.overrides,
+            host="127.0.0.1",
+            port=self.port,
+            data_dir=Path(self._tmp.name) / "data",
+            runtime="docker",
+            network=self.network,
+            config=None,
+            api_key=None,
+            keep_workers=False,
+            **self.overrides,
         )
         try:
             from emulator.testing import BackgroundControlPlane
@@ -78,8 +87,10 @@ class EphemeralEmulator:
             self.plane = BackgroundControlPlane(settings)
             self.plane.start(timeout_s=120)
         except ImportError as exc:
-            fail(f"this build of the emulator cannot run Docker workers ({exc})",
-                 "update the emulator; `serverless-emulator serve --runtime none` works without them")
+            fail(
+                f"this build of the emulator cannot run Docker workers ({exc})",
+                "update the emulator; `serverless-emulator serve --runtime none` works without them",
+            )
         except RuntimeUnavailable as exc:
             fail(exc.message, DOCKER_HINT)
         except EmulatorError as exc:
@@ -98,8 +109,15 @@ class EphemeralEmulator:
     def create_endpoint(self, image: str, env: dict[str, str], gpu_count: int, timeout_s: float) -> str:
         assert self.http is not None
         body = {
-            "id": self.endpoint_id, "name": self.endpoint_id, "imageName": image, "workersMin": 1,
-            "workersMax": 1, "extraWorkers": 0, "idleTimeout": 3600, "env": env, "gpuCount": gpu_count,
+            "id": self.endpoint_id,
+            "name": self.endpoint_id,
+            "imageName": image,
+            "workersMin": 1,
+            "workersMax": 1,
+            "extraWorkers": 0,
+            "idleTimeout": 3600,
+            "env": env,
+            "gpuCount": gpu_count,
             "executionTimeoutMs": max(5_000, int(timeout_s * 1000)),
         }
         r = self.http.post("/v1/endpoints", json=body)

@@ -126,11 +126,11 @@ def _env_entries(entries: Any, source: str, defaults: bool) -> dict[str, str]:
     if isinstance(entries, dict):
         return {str(k): env_value(v) for k, v in entries.items() if v is not None}
     if not isinstance(entries, list):
-        raise ValueError(f"{source}: config.env must be a list of {{\"key\", \"value\"}} objects")
+        raise ValueError(f'{source}: config.env must be a list of {{"key", "value"}} objects')
     env: dict[str, str] = {}
     for number, entry in enumerate(entries, 1):
         if not isinstance(entry, dict) or not isinstance(entry.get("key"), str) or not entry["key"]:
-            raise ValueError(f"{source}: config.env item {number} needs a \"key\" (a non-empty string)")
+            raise ValueError(f'{source}: config.env item {number} needs a "key" (a non-empty string)')
         value = entry.get("value")
         if value is None and defaults and isinstance(entry.get("input"), dict):
             value = entry["input"].get("default")
@@ -183,11 +183,20 @@ def parse_hub(data: Any, source: str, hub: Any = None, hub_source: str = "hub.js
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"{where}: name must be a non-empty string")
         timeout_ms = test.get("timeout")
-        if timeout_ms is not None and (isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float))
-                                       or timeout_ms <= 0):
-            raise ValueError(f"{where} ({name}): timeout must be a number of milliseconds > 0, not {timeout_ms!r}")
-        cases.append(TestCase(name, {"input": test["input"]},
-                              None if timeout_ms is None else timeout_ms / 1000, no_error=True))
+        if timeout_ms is not None and (
+            isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or timeout_ms <= 0
+        ):
+            raise ValueError(
+                f"{where} ({name}): timeout must be a number of milliseconds > 0, not {timeout_ms!r}"
+            )
+        cases.append(
+            TestCase(
+                name,
+                {"input": test["input"]},
+                None if timeout_ms is None else timeout_ms / 1000,
+                no_error=True,
+            )
+        )
     _unique_names(cases, source)
     return TestPlan("hub", source, cases, env, own_gpus if own_gpus is not None else gpus)
 
@@ -204,7 +213,12 @@ def split_expected(value: Any) -> tuple[str, Any]:
     """An expected value -> (status, output or NOTHING). ``{"status": X}`` alone means status X; a
     pasted status answer (only /status keys) gives its status and output; anything else is the bare
     output of a COMPLETED job."""
-    if isinstance(value, dict) and value and set(value) <= STATUS_KEYS and ("status" in value or "output" in value):
+    if (
+        isinstance(value, dict)
+        and value
+        and set(value) <= STATUS_KEYS
+        and ("status" in value or "output" in value)
+    ):
         status = value.get("status", "COMPLETED")
         if not isinstance(status, str) or status not in TERMINAL:
             raise ValueError(f"expected status {status!r} is not one of {', '.join(sorted(TERMINAL))}")
@@ -227,8 +241,14 @@ def parse_runner(data: Any, source: str) -> TestPlan:
                 status, output = split_expected(item[expected_key])
             except ValueError as exc:
                 raise ValueError(f"{source}: item {number}: {exc}") from None
-        cases.append(TestCase(str(item.get("name") or item.get("id") or f"job {number}"),
-                              {"input": item["input"]}, expected=output, status=status))
+        cases.append(
+            TestCase(
+                str(item.get("name") or item.get("id") or f"job {number}"),
+                {"input": item["input"]},
+                expected=output,
+                status=status,
+            )
+        )
     return TestPlan("test-runner", source, cases)
 
 
@@ -247,8 +267,9 @@ def parse_inputs(data: Any, source: str) -> list[dict[str, Any]]:
     for number, item in enumerate(items, 1):
         if not isinstance(item, dict) or "input" not in item:
             where = f" (item {number})" if isinstance(data, list) else ""
-            raise ValueError(f'{source}{where} must be an object like {{"input": {{...}}}} '
-                             "(or a list of such objects)")
+            raise ValueError(
+                f'{source}{where} must be an object like {{"input": {{...}}}} (or a list of such objects)'
+            )
     return items
 
 
@@ -265,10 +286,15 @@ def parse_expected(data: Any, jobs: int, many: bool, source: str) -> list[Any]:
 def parse_input_file(data: Any, source: str, expected: Any = NOTHING, expected_source: str = "") -> TestPlan:
     """``test_input.json``/``--input`` (and the expected output(s), if any) -> a plan."""
     requests = parse_inputs(data, source)
-    wants = ([NOTHING] * len(requests) if expected is NOTHING
-             else parse_expected(expected, len(requests), isinstance(data, list), expected_source))
-    cases = [TestCase(f"job {n}", request, expected=want)
-             for n, (request, want) in enumerate(zip(requests, wants, strict=True), 1)]
+    wants = (
+        [NOTHING] * len(requests)
+        if expected is NOTHING
+        else parse_expected(expected, len(requests), isinstance(data, list), expected_source)
+    )
+    cases = [
+        TestCase(f"job {n}", request, expected=want)
+        for n, (request, want) in enumerate(zip(requests, wants, strict=True), 1)
+    ]
     return TestPlan("inputs", source, cases)
 
 
@@ -298,10 +324,7 @@ def json_diff(expected: Any, actual: Any) -> str | None:
 
 
 def format_error(error: Any) -> str:
-    if isinstance(error, str):
-        text = error
-    else:
-        text = json.dumps(error, ensure_ascii=False, default=str)
+    text = error if isinstance(error, str) else json.dumps(error, ensure_ascii=False, default=str)
     return text if len(text) <= 300 else text[:300] + "…"
 
 

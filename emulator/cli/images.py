@@ -37,8 +37,13 @@ class BuildDisplay:
 
     def __enter__(self) -> BuildDisplay:
         if err_console.is_terminal:
-            self.live = Live(self._render(), console=err_console, refresh_per_second=8, transient=True,
-                             get_renderable=self._render)
+            self.live = Live(
+                self._render(),
+                console=err_console,
+                refresh_per_second=8,
+                transient=True,
+                get_renderable=self._render,
+            )
             self.live.start()
         else:
             err_console.print(f"{self.title}…")
@@ -52,7 +57,7 @@ class BuildDisplay:
     def __call__(self, line: str) -> None:
         """The ``progress`` callback: module messages as they are, command lines indented."""
         if line.startswith(images.COMMAND_OUTPUT):
-            text = line[len(images.COMMAND_OUTPUT):]
+            text = line[len(images.COMMAND_OUTPUT) :]
             self.count += 1
             self.output.append(text)
             if self.verbose:
@@ -68,11 +73,18 @@ class BuildDisplay:
 
     def _render(self) -> Group:
         # the steps themselves are printed above the live area; the spinner shows what and how long
-        spinner = Spinner("dots", text=Text.assemble(
-            (self.title, "bold"), (f"  {time.monotonic() - self.started:.0f}s", "dim"),
-            (f"  · {self.count} lines of output" if self.count else "", "dim")))
-        tail = [Text("  " + line[: max(20, err_console.width - 4)], style="dim", no_wrap=True)
-                for line in self.output]
+        spinner = Spinner(
+            "dots",
+            text=Text.assemble(
+                (self.title, "bold"),
+                (f"  {time.monotonic() - self.started:.0f}s", "dim"),
+                (f"  · {self.count} lines of output" if self.count else "", "dim"),
+            ),
+        )
+        tail = [
+            Text("  " + line[: max(20, err_console.width - 4)], style="dim", no_wrap=True)
+            for line in self.output
+        ]
         return Group(spinner, *([] if self.verbose else tail))
 
     def done(self, message: str) -> None:
@@ -90,8 +102,14 @@ def fail_build(exc: EmulatorError) -> None:
     fail(exc.message)
 
 
-def build_directory(directory: Path, tag: str | None = None, base_image: str | None = None,
-                    verbose: bool = False, no_cache: bool = False, **kw: Any) -> str:
+def build_directory(
+    directory: Path,
+    tag: str | None = None,
+    base_image: str | None = None,
+    verbose: bool = False,
+    no_cache: bool = False,
+    **kw: Any,
+) -> str:
     """Build a handler folder with the progress display; exits with a hint on failure."""
     title = f"building {tag or images.default_tag_for(directory)}"
     try:
@@ -119,8 +137,9 @@ def build_base(
         fail_build(exc)
     display.done(f"base image {result}")
     if result != images.UPSTREAM_BASE_IMAGE:
-        err_console.print(f"worker builds use it automatically; or export {images.BASE_IMAGE_ENV}={result}",
-                          style="dim")
+        err_console.print(
+            f"worker builds use it automatically; or export {images.BASE_IMAGE_ENV}={result}", style="dim"
+        )
     console.out(result, highlight=False)
 
 
@@ -128,8 +147,11 @@ def build_base(
 def build(
     directory: Path = typer.Argument(..., metavar="DIR", help="A folder with a Dockerfile (your handler)"),
     tag: str | None = typer.Option(None, "--tag", "-t", help="Image tag [NAME:latest from the folder name]"),
-    base_image: str | None = typer.Option(None, "--base-image", help="BASE_IMAGE build argument "
-                                          "[EMULATOR_BASE_IMAGE, python:3.12-slim or the local base]"),
+    base_image: str | None = typer.Option(
+        None,
+        "--base-image",
+        help="BASE_IMAGE build argument [EMULATOR_BASE_IMAGE, python:3.12-slim or the local base]",
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Build without Docker's cache"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every line of docker build's output"),
 ) -> None:
@@ -137,6 +159,7 @@ def build(
     if not directory.is_dir():
         fail(f"{directory} is not a directory", "pass the folder that holds your handler's Dockerfile")
     built = build_directory(directory, tag, base_image, verbose, no_cache)
-    err_console.print(f"run it: serverless-emulator test {directory}   (or endpoints create --image {built})",
-                      style="dim")
+    err_console.print(
+        f"run it: serverless-emulator test {directory}   (or endpoints create --image {built})", style="dim"
+    )
     console.out(built, highlight=False)

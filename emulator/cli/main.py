@@ -31,8 +31,11 @@ def hint_for(exc: EmulatorError) -> str | None:
     return next((HINTS[kind] for kind in type(exc).__mro__ if kind in HINTS), None)
 
 
-app = typer.Typer(help="A local emulator of RunPod Serverless that runs real Docker containers as workers.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="A local emulator of RunPod Serverless that runs real Docker containers as workers.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 @app.callback()
@@ -46,19 +49,36 @@ def serve(
     port: int | None = typer.Option(None, help="Client API port [8000]"),
     config: Path | None = typer.Option(None, help="endpoints.toml to create or update at start-up"),
     data_dir: Path | None = typer.Option(None, help="Where the job store lives [./.emulator]"),
-    runtime: str | None = typer.Option(None, help="docker (default) or none (no containers: bring your own workers)"),
-    keep_workers: bool | None = typer.Option(None, "--keep-workers", help="Leave worker containers running on exit"),
+    runtime: str | None = typer.Option(
+        None, help="docker (default) or none (no containers: bring your own workers)"
+    ),
+    keep_workers: bool | None = typer.Option(
+        None, "--keep-workers", help="Leave worker containers running on exit"
+    ),
     log_format: str | None = typer.Option(None, help="auto, json or console"),
     log_level: str | None = typer.Option(None, help="debug, info, warning"),
-    s3: bool | None = typer.Option(None, "--s3", help="Run a local S3 server for endpoints with localS3 "
-                                   "(needs moto: pip install 'serverless-emulator[s3]')"),
+    s3: bool | None = typer.Option(
+        None,
+        "--s3",
+        help="Run a local S3 server for endpoints with localS3 "
+        "(needs moto: pip install 'serverless-emulator[s3]')",
+    ),
 ) -> None:
     """Run the control plane and its supervisor until Ctrl-C or SIGTERM."""
     from emulator.control_plane import ControlPlane
 
     try:
-        settings = Settings.load(host=host, port=port, config=config, data_dir=data_dir, runtime=runtime,
-                                 keep_workers=keep_workers, log_format=log_format, log_level=log_level, s3=s3)
+        settings = Settings.load(
+            host=host,
+            port=port,
+            config=config,
+            data_dir=data_dir,
+            runtime=runtime,
+            keep_workers=keep_workers,
+            log_format=log_format,
+            log_level=log_level,
+            s3=s3,
+        )
     except Exception as exc:  # pydantic ValidationError: a bad flag or EMULATOR_* value
         fail(f"bad setting: {exc}")
         return

@@ -36,7 +36,9 @@ class JobResult:
         return self.verdict.problem is None
 
 
-def write_junit(path: Path, results: Sequence[JobResult], suite_name: str, extra_failure: str | None = None) -> None:
+def write_junit(
+    path: Path, results: Sequence[JobResult], suite_name: str, extra_failure: str | None = None
+) -> None:
     """Write ``results`` as a JUnit XML file (one test case per job). ``extra_failure`` (the image did
     not build or start) becomes one failed test case of its own when there are no results.
     Raises OSError when the file cannot be written."""
@@ -74,27 +76,53 @@ def _cell(text: str) -> str:
 def summary_markdown(results: Sequence[JobResult], image: str, notes: Sequence[str] = ()) -> str:
     """A Markdown table for a GitHub Actions job summary: one row per job, failures explained below."""
     passed = sum(1 for r in results if r.ok)
-    mark = "✅" if results and passed == len(results) else "❌"  # no results: the image did not build or start
-    lines = [f"### {mark} serverless-emulator test: `{image}`", "",
-             f"{passed} of {len(results)} test(s) passed.", ""]
+    mark = (
+        "✅" if results and passed == len(results) else "❌"
+    )  # no results: the image did not build or start
+    lines = [
+        f"### {mark} serverless-emulator test: `{image}`",
+        "",
+        f"{passed} of {len(results)} test(s) passed.",
+        "",
+    ]
     lines += [f"> {note}" for note in notes]
-    lines += ["", "| test | status | result | cold start | execution | total |",
-              "| --- | --- | --- | ---: | ---: | ---: |"]
+    lines += [
+        "",
+        "| test | status | result | cold start | execution | total |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
     for r in results:
         cold = r.body.get("coldStart") or {}
-        start_ms = (sum(cold.get(k) or 0 for k in ("createMs", "startMs", "readyMs")) if cold.get("coldStart")
-                    else None)
+        start_ms = (
+            sum(cold.get(k) or 0 for k in ("createMs", "startMs", "readyMs"))
+            if cold.get("coldStart")
+            else None
+        )
         execution = r.body.get("executionTime")
-        lines.append("| " + " | ".join((
-            _cell(r.case.name), str(r.body.get("status") or "-"), "pass" if r.ok else "**FAIL**",
-            "warm" if cold and start_ms is None else (f"{start_ms / 1000:.1f} s" if start_ms is not None else "-"),
-            f"{execution / 1000:.2f} s" if isinstance(execution, (int, float)) else "-",
-            f"{r.seconds:.1f} s",
-        )) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                (
+                    _cell(r.case.name),
+                    str(r.body.get("status") or "-"),
+                    "pass" if r.ok else "**FAIL**",
+                    "warm"
+                    if cold and start_ms is None
+                    else (f"{start_ms / 1000:.1f} s" if start_ms is not None else "-"),
+                    f"{execution / 1000:.2f} s" if isinstance(execution, (int, float)) else "-",
+                    f"{r.seconds:.1f} s",
+                )
+            )
+            + " |"
+        )
     for r in results:
         if r.ok:
             continue
-        lines += ["", f"<details><summary>{_cell(r.case.name)}: {_cell(r.verdict.problem or '')}</summary>", ""]
+        lines += [
+            "",
+            f"<details><summary>{_cell(r.case.name)}: {_cell(r.verdict.problem or '')}</summary>",
+            "",
+        ]
         if r.verdict.diff:
             lines += ["```diff", r.verdict.diff, "```"]
         if r.logs.strip():

@@ -74,9 +74,8 @@ def print_result(body: dict[str, Any], as_json: bool, show_output: bool = True) 
         print_json(body)
     elif show_output and "output" in body:
         print_json(body["output"])
-    if status != "COMPLETED":
-        if body.get("error") is not None:
-            err_console.print(Text(f"error: {format_error(body['error'])}", style="red"))
+    if status != "COMPLETED" and body.get("error") is not None:
+        err_console.print(Text(f"error: {format_error(body['error'])}", style="red"))
 
 
 def print_json(value: Any) -> None:
@@ -101,7 +100,10 @@ class Waiter:
 
     def status_sync(self, job_id: str, wait_ms: int) -> dict[str, Any]:
         result: dict[str, Any] = self.api.checked(
-            "GET", f"{self.base}/status-sync/{job_id}", params={"wait": wait_ms}, timeout_s=wait_ms / 1000 + 30
+            "GET",
+            f"{self.base}/status-sync/{job_id}",
+            params={"wait": wait_ms},
+            timeout_s=wait_ms / 1000 + 30,
         )
         return result
 
@@ -119,7 +121,9 @@ class Waiter:
         return body
 
     def describe(self, body: dict[str, Any]) -> Text:
-        text = Text.assemble("waiting for ", (str(body.get("id")), "bold"), ": ", job_status_text(body.get("status")))
+        text = Text.assemble(
+            "waiting for ", (str(body.get("id")), "bold"), ": ", job_status_text(body.get("status"))
+        )
         text.append(f"  {time.monotonic() - self.started:.0f}s", style="dim")
         if body.get("status") == "IN_PROGRESS" and body.get("output") is not None:
             text.append(f"  progress {short_json(body['output'])}", style="cyan")
@@ -128,12 +132,20 @@ class Waiter:
 
 def run(
     endpoint_id: str = typer.Argument(..., metavar="ENDPOINT", help="Endpoint id"),
-    input_: str = typer.Option(..., "--input", "-i", help="The job's input as JSON, @file.json or - (stdin); "
-                               'a {"input": ...} object is taken as the whole request'),
+    input_: str = typer.Option(
+        ...,
+        "--input",
+        "-i",
+        help="The job's input as JSON, @file.json or - (stdin); "
+        'a {"input": ...} object is taken as the whole request',
+    ),
     sync: bool = typer.Option(False, "--sync", help="Use /runsync (then status-sync until the job ends)"),
     stream: bool = typer.Option(False, "--stream", help="Print the job's stream chunks as they arrive"),
-    wait_ms: int = typer.Option(90_000, "--wait-ms", help="How long each runsync / status-sync / stream "
-                                "request waits on the server (1000..300000)"),
+    wait_ms: int = typer.Option(
+        90_000,
+        "--wait-ms",
+        help="How long each runsync / status-sync / stream request waits on the server (1000..300000)",
+    ),
     timeout: float | None = typer.Option(None, "--timeout", help="Give up waiting after S seconds [never]"),
     as_json: bool = typer.Option(False, "--json", help="Print the whole status body, not just the output"),
     url: str = URL_OPTION,
@@ -152,8 +164,13 @@ def run(
         try:
             if sync:
                 with busy(f"runsync on {endpoint_id}…"):
-                    result = api.checked("POST", f"{base}/runsync", params={"wait": wait_ms}, json=body,
-                                         timeout_s=wait_ms / 1000 + 30)
+                    result = api.checked(
+                        "POST",
+                        f"{base}/runsync",
+                        params={"wait": wait_ms},
+                        json=body,
+                        timeout_s=wait_ms / 1000 + 30,
+                    )
                 result = waiter.until_terminal(result, spinner=True)
             else:
                 queued = api.checked("POST", f"{base}/run", json=body)
@@ -164,13 +181,17 @@ def run(
                 else:
                     result = waiter.until_terminal(queued, spinner=True)
         except KeyboardInterrupt:
-            err_console.print("stopped waiting; the job goes on (`serverless-emulator run` does not cancel it)",
-                              style="yellow")
+            err_console.print(
+                "stopped waiting; the job goes on (`serverless-emulator run` does not cancel it)",
+                style="yellow",
+            )
             raise typer.Exit(130) from None
     if result.get("status") not in TERMINAL:
         err_console.print(Text.assemble(job_status_text(result.get("status")), " ", str(result.get("id"))))
-        fail(f"gave up waiting after {timeout:g} s; the job is still {result.get('status')}",
-             f"check it later with GET {url}{base}/status/{result.get('id')}")
+        fail(
+            f"gave up waiting after {timeout:g} s; the job is still {result.get('status')}",
+            f"check it later with GET {url}{base}/status/{result.get('id')}",
+        )
     print_result(result, as_json, show_output=chunks == 0)  # a handler that did not stream: its output
     if result.get("status") != "COMPLETED":
         raise typer.Exit(1)
@@ -181,13 +202,18 @@ def _stream(api: Api, base: str, job_id: str, waiter: Waiter) -> tuple[dict[str,
     and the number of chunks."""
     chunks = 0
     while not waiter.expired():
-        body = api.checked("GET", f"{base}/stream/{job_id}", params={"wait": waiter.wait_ms},
-                           timeout_s=waiter.wait_ms / 1000 + 30)
+        body = api.checked(
+            "GET",
+            f"{base}/stream/{job_id}",
+            params={"wait": waiter.wait_ms},
+            timeout_s=waiter.wait_ms / 1000 + 30,
+        )
         for chunk in body.get("stream") or []:
             chunks += 1
             output = chunk.get("output") if isinstance(chunk, dict) else chunk
-            console.out(output if isinstance(output, str) else json.dumps(output, ensure_ascii=False),
-                        highlight=False)
+            console.out(
+                output if isinstance(output, str) else json.dumps(output, ensure_ascii=False), highlight=False
+            )
         if body.get("status") in TERMINAL:
             break
     status: dict[str, Any] = api.checked("GET", f"{base}/status/{job_id}")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -58,15 +59,18 @@ def fetch(api: Api, endpoint_id: str | None) -> list[tuple[str, dict[str, Any]]]
         raise Unreachable(f"the emulator is not reachable at {api.url} ({type(exc).__name__})") from exc
 
 
-def workers_table(data: list[tuple[str, dict[str, Any]]], now: float | None = None, title: str | None = None) -> Table:
+def workers_table(
+    data: list[tuple[str, dict[str, Any]]], now: float | None = None, title: str | None = None
+) -> Table:
     now = time.time() if now is None else now
     many = len(data) != 1
     table = Table(title=title, title_justify="left", expand=False)
     if many:
         table.add_column("ENDPOINT", no_wrap=True)
     for column in ("WORKER", "STATE", "VERSION", "JOB", "UPTIME", "RESTARTS", "REASON", "NEXT RETRY"):
-        table.add_column(column, no_wrap=column not in ("REASON", "JOB"), min_width=len(column),
-                         overflow="fold")
+        table.add_column(
+            column, no_wrap=column not in ("REASON", "JOB"), min_width=len(column), overflow="fold"
+        )
     for endpoint_id, body in data:
         for w in body.get("workers", []):
             version = Text(str(w.get("version", "?")))
@@ -89,13 +93,16 @@ def workers_table(data: list[tuple[str, dict[str, Any]]], now: float | None = No
             ]
             table.add_row(*([endpoint_id] if many else []), *row)
     if any(w.get("status") == "STANDBY" for _, body in data for w in body.get("workers", [])):
-        table.caption = "STANDBY: a standby container (extraWorkers), created but not started; not a serving worker"
+        table.caption = (
+            "STANDBY: a standby container (extraWorkers), created but not started; not a serving worker"
+        )
         table.caption_justify = "left"
     return table
 
 
-def render(api: Api, endpoint_id: str | None, watching: bool,
-           data: list[tuple[str, dict[str, Any]]] | None = None) -> Group:
+def render(
+    api: Api, endpoint_id: str | None, watching: bool, data: list[tuple[str, dict[str, Any]]] | None = None
+) -> Group:
     stamp = time.strftime("%H:%M:%S")
     if data is None:
         try:
@@ -112,16 +119,28 @@ def render(api: Api, endpoint_id: str | None, watching: bool,
     parts: list[Any] = []
     if not any(body.get("workers") for _, body in data):
         parts.append(Text(title, style="italic"))
-        parts.append(Text("no workers" + (" (endpoints start workers when jobs arrive, or keep "
-                                          "workersMin running)" if data else "; no endpoints either"), style="dim"))
+        parts.append(
+            Text(
+                "no workers"
+                + (
+                    " (endpoints start workers when jobs arrive, or keep workersMin running)"
+                    if data
+                    else "; no endpoints either"
+                ),
+                style="dim",
+            )
+        )
     else:
         parts.append(workers_table(data, title=title))
     totals: dict[str, int] = {}
     for _, body in data:
         for key, value in (body.get("summary") or {}).items():
             totals[key] = totals.get(key, 0) + int(value)
-    footer = Text.assemble(worker_summary(totals), f"  · {totals.get('total', 0)} total") if totals.get("total") \
+    footer = (
+        Text.assemble(worker_summary(totals), f"  · {totals.get('total', 0)} total")
+        if totals.get("total")
         else Text()
+    )
     if watching:
         footer.append(f"  · {stamp}  (Ctrl-C to stop)", style="dim")
     parts.append(footer)
@@ -130,7 +149,9 @@ def render(api: Api, endpoint_id: str | None, watching: bool,
 
 def workers(
     endpoint_id: str | None = typer.Argument(None, metavar="[ENDPOINT]", help="Endpoint id [all endpoints]"),
-    watch: bool = typer.Option(False, "--watch", "-w", help="Keep the table on screen, refreshed every second"),
+    watch: bool = typer.Option(
+        False, "--watch", "-w", help="Keep the table on screen, refreshed every second"
+    ),
     interval: float = typer.Option(1.0, "--interval", help="Seconds between refreshes with --watch"),
     count: int | None = typer.Option(None, "--count", "-n", help="With --watch: stop after N refreshes"),
     url: str = URL_OPTION,
@@ -186,7 +207,7 @@ def new_lines(previous: list[str], current: list[str]) -> list[str]:
     for new in range(0, len(current) + 1):
         end = len(current) - new
         overlap = min(len(previous), end)
-        if overlap and current[end - overlap:end] == previous[len(previous) - overlap:]:
+        if overlap and current[end - overlap : end] == previous[len(previous) - overlap :]:
             return current[end:]
     return current  # no overlap: everything is new (the log moved past our window, or restarted)
 
@@ -201,8 +222,8 @@ class LogFollower:
     def update(self, current: list[str]) -> list[str]:
         if len(current) < self.window and len(self.seen) < self.window:
             # the whole log fits in the window: a count is exact (repeated lines included)
-            if len(current) >= len(self.seen) and current[:len(self.seen)] == self.seen:
-                fresh = current[len(self.seen):]
+            if len(current) >= len(self.seen) and current[: len(self.seen)] == self.seen:
+                fresh = current[len(self.seen) :]
             else:
                 fresh = current  # shorter or different: a new container's log
         else:
@@ -211,9 +232,14 @@ class LogFollower:
         return fresh
 
 
-def follow(fetch_lines: Callable[[int], list[str] | None], tail: int, emit: Callable[[str], None],
-           interval_s: float = 1.0, sleep: Callable[[float], None] = time.sleep,
-           polls: int | None = None) -> None:
+def follow(
+    fetch_lines: Callable[[int], list[str] | None],
+    tail: int,
+    emit: Callable[[str], None],
+    interval_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+    polls: int | None = None,
+) -> None:
     """Print the last ``tail`` lines, then new lines as they come; stop when ``fetch_lines`` answers
     None (the worker is gone) or after ``polls`` polls."""
     follower = LogFollower()
@@ -235,14 +261,22 @@ def follow(fetch_lines: Callable[[int], list[str] | None], tail: int, emit: Call
 
 
 def logs(
-    worker_id: str | None = typer.Argument(None, metavar="[WORKER]", help="Worker id (see `serverless-emulator workers`)"),
+    worker_id: str | None = typer.Argument(
+        None, metavar="[WORKER]", help="Worker id (see `serverless-emulator workers`)"
+    ),
     follow_: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines"),
     tail: int = typer.Option(200, "--tail", "-t", help="How many recent lines to print first"),
     interval: float = typer.Option(1.0, "--interval", help="Seconds between polls with --follow"),
-    endpoint: str | None = typer.Option(None, "--endpoint", "-e", help="The endpoint's logs, kept after its "
-                                        "workers are gone (WORKER then filters)"),
+    endpoint: str | None = typer.Option(
+        None,
+        "--endpoint",
+        "-e",
+        help="The endpoint's logs, kept after its workers are gone (WORKER then filters)",
+    ),
     job: str | None = typer.Option(None, "--job", "-j", help="With --endpoint: only this job's lines"),
-    since: str | None = typer.Option(None, "--since", help="With --endpoint: unix seconds or an ISO 8601 time"),
+    since: str | None = typer.Option(
+        None, "--since", help="With --endpoint: unix seconds or an ISO 8601 time"
+    ),
     url: str = URL_OPTION,
     api_key: str | None = API_KEY_OPTION,
 ) -> None:
@@ -252,16 +286,16 @@ def logs(
     if endpoint is not None:
         from emulator.cli import endpoint_logs
 
-        params = {k: v for k, v in {"worker": worker_id, "job": job, "since": since, "limit": tail}.items() if v}
-        with Api(url, api_key, timeout_s=30) as api:
-            try:
-                endpoint_logs.show(api, endpoint, params, follow_, interval)
-            except KeyboardInterrupt:
-                pass
+        params = {
+            k: v for k, v in {"worker": worker_id, "job": job, "since": since, "limit": tail}.items() if v
+        }
+        with Api(url, api_key, timeout_s=30) as api, contextlib.suppress(KeyboardInterrupt):
+            endpoint_logs.show(api, endpoint, params, follow_, interval)
         return
     if worker_id is None or job is not None or since is not None:
         fail("give a WORKER, or --endpoint ID (with --job / --since to filter)")
     with Api(url, api_key, timeout_s=30) as api:
+
         def fetch_lines(n: int) -> list[str] | None:
             response = api.request("GET", f"/v1/workers/{worker_id}/logs", params={"tail": min(n, 100_000)})
             if response.status_code == 404 and gone[0]:

@@ -20,7 +20,10 @@ from emulator.images.build import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emulator.images", description="Build the local Python base image and the sample worker images.")
+    parser = argparse.ArgumentParser(
+        prog="python -m emulator.images",
+        description="Build the local Python base image and the sample worker images.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     base = sub.add_parser("build-base", help="make sure a Python base image exists; print its tag")
     base.add_argument("--tag", default=LOCAL_BASE_IMAGE)
@@ -56,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(result)
     return 0
-
 
 
 if __name__ == "__main__":

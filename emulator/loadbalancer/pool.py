@@ -11,6 +11,7 @@ for its requests exactly as for jobs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
 from collections import deque
@@ -91,7 +92,9 @@ class Pool:
         self._changed = asyncio.Event()
         self.requests: deque[dict[str, Any]] = deque(maxlen=max(1, kept_requests))
         self.on_wait: Callable[[str], None] = lambda endpoint_id: None  # wake the supervisor
-        self.on_resume: Callable[[str], None] = lambda worker_id: None  # strict-resume: resume a paused worker
+        self.on_resume: Callable[[str], None] = lambda worker_id: (
+            None
+        )  # strict-resume: resume a paused worker
         workers.subscribe(self._worker_changed)
 
     # --- what the health poller and the registry report ---------------------------------------------
@@ -190,10 +193,8 @@ class Pool:
                         raise AffinityTimeout(wanted.worker_id)
                     raise NoWorker(endpoint.id)
                 changed = self._changed
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), timeout=min(remaining, RECHECK_S))
-                except TimeoutError:
-                    pass
         finally:
             if registered:
                 waiting = self._waiting.get(endpoint.id, {})

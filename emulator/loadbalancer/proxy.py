@@ -127,7 +127,9 @@ class HttpExchange:
     def _check_declared_size(self) -> None:
         declared = _header(self.scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            raise Refused(413, {"error": f"request body of {int(declared)} bytes exceeds {self._limit_text()}"})
+            raise Refused(
+                413, {"error": f"request body of {int(declared)} bytes exceeds {self._limit_text()}"}
+            )
 
     def _limit_text(self) -> str:
         return f"the {self.lb.settings.lb_max_body_mb} MB limit of load-balancing endpoints"
@@ -166,7 +168,9 @@ class HttpExchange:
                 return
             limit = self.lb.settings.lb_request_timeout_s
             log.warning("load-balancing request timed out", worker=worker, timeout_s=limit)
-            await self._error(524, {"error": f"the request exceeded {limit:g}s (lb_request_timeout_s)"}, lease)
+            await self._error(
+                524, {"error": f"the request exceeded {limit:g}s (lb_request_timeout_s)"}, lease
+            )
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -190,13 +194,18 @@ class HttpExchange:
             )
             return
         except httpx.HTTPError as exc:
-            await self._error(502, {"error": f"worker {worker} failed the request: {_why(exc)}"}, None, worker)
+            await self._error(
+                502, {"error": f"worker {worker} failed the request: {_why(exc)}"}, None, worker
+            )
             return
         try:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.limit:
                 await self._error(
-                    502, {"error": f"worker {worker} answered {declared} bytes, over {self._limit_text()}"}, None, worker
+                    502,
+                    {"error": f"worker {worker} answered {declared} bytes, over {self._limit_text()}"},
+                    None,
+                    worker,
                 )
                 return
             self.status = response.status_code
@@ -245,7 +254,9 @@ class HttpExchange:
             if message["type"] == "http.disconnect":
                 return
 
-    async def _error(self, status: int, body: dict[str, Any], lease: Lease | None, worker: str | None = None) -> None:
+    async def _error(
+        self, status: int, body: dict[str, Any], lease: Lease | None, worker: str | None = None
+    ) -> None:
         if self.started:
             raise ConnectionAbortedError(body.get("error"))  # the head went out: only the connection can end
         self.status = status

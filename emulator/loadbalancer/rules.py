@@ -203,7 +203,7 @@ def split_lb_path(path: str) -> tuple[str, str] | None:
     """``/lb/{endpoint_id}/{rest}`` -> (endpoint id, ``/{rest}``); None for other paths."""
     if not path.startswith(PATH_PREFIX):
         return None
-    endpoint_id, slash, rest = path[len(PATH_PREFIX):].partition("/")
+    endpoint_id, slash, rest = path[len(PATH_PREFIX) :].partition("/")
     if not endpoint_id:
         return None
     return endpoint_id, "/" + rest if slash else "/"

@@ -90,7 +90,10 @@ class LoadBalancer:
         def resume(worker_id: str) -> None:
             worker = self.core.workers.get(worker_id)
             if worker is not None and worker.paused:
-                actuator.run(Resume(worker_id, "a request with strict-resume affinity"), self.core.endpoints.get(worker.endpoint_id))
+                actuator.run(
+                    Resume(worker_id, "a request with strict-resume affinity"),
+                    self.core.endpoints.get(worker.endpoint_id),
+                )
 
         self.pool.on_resume = resume
         self.poller = HealthPoller(self.core, self.settings, self.pool, supervisor.runtime, fail)
@@ -165,9 +168,8 @@ class LoadBalancer:
     def admit(self, scope: Scope, endpoint_id: str) -> tuple[Endpoint, Ports]:
         """The endpoint and its ports, or Refused (401, 404, 400) with RunPod-like error bodies."""
         key = self.settings.api_key
-        if key:
-            if not rules.has_token(_header(scope, b"authorization"), key):
-                raise Refused(401, {"error": "missing or wrong API key: send 'Authorization: Bearer <key>'"})
+        if key and not rules.has_token(_header(scope, b"authorization"), key):
+            raise Refused(401, {"error": "missing or wrong API key: send 'Authorization: Bearer <key>'"})
         endpoint = self.core.endpoints.get(endpoint_id)
         if endpoint is None:
             raise Refused(404, {"error": f"endpoint {endpoint_id!r} does not exist"})
@@ -217,8 +219,15 @@ class LoadBalancer:
         if self._requests is not None and self._latency is not None:
             self._requests.labels(endpoint_id, str(status)).inc()
             self._latency.labels(endpoint_id).observe(seconds)
-        log.debug("load-balancing request", endpoint=endpoint_id, worker=row["workerId"], method=row["method"],
-                  path=path, status=status, ms=row["ms"])
+        log.debug(
+            "load-balancing request",
+            endpoint=endpoint_id,
+            worker=row["workerId"],
+            method=row["method"],
+            path=path,
+            status=status,
+            ms=row["ms"],
+        )
 
     def view(self, endpoint_id: str, limit: int) -> tuple[int, int, list[dict[str, Any]]]:
         """The dashboard's numbers: (requests waiting, requests in flight, the last ``limit`` rows)."""

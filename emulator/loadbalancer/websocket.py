@@ -31,7 +31,9 @@ POLICY = 1008
 SERVER_ERROR = 1011
 
 
-async def relay(lb: LoadBalancer, scope: Scope, receive: Receive, send: Send, endpoint_id: str, path: str) -> None:
+async def relay(
+    lb: LoadBalancer, scope: Scope, receive: Receive, send: Send, endpoint_id: str, path: str
+) -> None:
     first = await receive()
     if first["type"] != "websocket.connect":
         return
@@ -58,7 +60,9 @@ async def relay(lb: LoadBalancer, scope: Scope, receive: Receive, send: Send, en
             )
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             detail = f"answered {exc.response.status_code}" if isinstance(exc, InvalidStatus) else str(exc)
-            raise Refused(502, {"error": f"worker {lease.worker_id}: WebSocket to port {where.port}: {detail}"}) from exc
+            raise Refused(
+                502, {"error": f"worker {lease.worker_id}: WebSocket to port {where.port}: {detail}"}
+            ) from exc
         async with upstream:
             await send(
                 {
@@ -71,7 +75,9 @@ async def relay(lb: LoadBalancer, scope: Scope, receive: Receive, send: Send, en
             await _pump(upstream, receive, send)
     except Refused as exc:
         code = exc.status
-        await _close(send, POLICY if exc.status in (400, 401, 404) else SERVER_ERROR, str(exc.body.get("error")))
+        await _close(
+            send, POLICY if exc.status in (400, 401, 404) else SERVER_ERROR, str(exc.body.get("error"))
+        )
     except NoWorker:
         code = 400
         await _close(send, SERVER_ERROR, "no workers available")

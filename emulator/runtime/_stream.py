@@ -52,7 +52,9 @@ class ThreadStream(Generic[T]):
         self._lock = threading.Lock()
         self._stream: Any = None
 
-    def _put(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[tuple[str, Any]], item: tuple[str, Any]) -> bool:
+    def _put(
+        self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[tuple[str, Any]], item: tuple[str, Any]
+    ) -> bool:
         """Hand ``item`` to the loop, blocking while the queue is full; False once stopped."""
         try:
             future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)

@@ -58,7 +58,9 @@ class ContainerInfo:
     finished_at: float | None = None
     error: str | None = None  # the engine's own error text, when it recorded one
     ip_address: str | None = None  # on its network, while running (load-balancing workers are reached there)
-    pending: str | None = None  # a cluster engine's reason a created container waits (Kubernetes: Unschedulable: …)
+    pending: str | None = (
+        None  # a cluster engine's reason a created container waits (Kubernetes: Unschedulable: …)
+    )
 
 
 @dataclass(frozen=True)

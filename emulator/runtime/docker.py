@@ -426,6 +426,3 @@ def _tolerate(*statuses: int, explanation: str = "") -> Iterator[None]:
         if exc.status_code in statuses and explanation and explanation in _explain(exc):
             return
         raise
-
-
-

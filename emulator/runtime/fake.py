@@ -315,7 +315,9 @@ class FakeRuntime:
                 while position < len(container.logs):
                     line = container.logs[position]
                     if timestamps:  # the time it is read stands in for the time it was written
-                        stamp = datetime.fromtimestamp(self.clock.now(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                        stamp = datetime.fromtimestamp(self.clock.now(), UTC).strftime(
+                            "%Y-%m-%dT%H:%M:%S.%fZ"
+                        )
                         line = f"{stamp} {line}"
                     yield line
                     position += 1

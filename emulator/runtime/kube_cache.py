@@ -76,7 +76,9 @@ class PodCache:
         with self.lock:
             found = list(self.infos.values()) + list(self.ended.values())
             found += [container_info(manifest) for manifest in self.unstarted.values()]
-        return sorted((i for i in found if all(i.labels.get(k) == v for k, v in labels.items())), key=lambda i: i.id)
+        return sorted(
+            (i for i in found if all(i.labels.get(k) == v for k, v in labels.items())), key=lambda i: i.id
+        )
 
     def apply(self, kind: str | None, pod: dict[str, Any], now: float) -> None:
         """Update the cache with one Pod document (ignoring one older than what we hold) and tell subscribers."""
@@ -86,7 +88,9 @@ class PodCache:
     def _apply(self, kind: str | None, pod: dict[str, Any], now: float) -> None:
         name = pod["metadata"]["name"]
         held = self.pods.get(name)
-        if kind != "DELETED" and (name in self.removed or (held is not None and version_of(held) > version_of(pod))):
+        if kind != "DELETED" and (
+            name in self.removed or (held is not None and version_of(held) > version_of(pod))
+        ):
             return
         if kind == "DELETED":
             self.removed.discard(name)
@@ -131,7 +135,13 @@ def ended_info(last: ContainerInfo, now: float) -> ContainerInfo:
     if last.status == "exited":
         return last
     return ContainerInfo(
-        id=last.id, name=last.name, labels=last.labels, status="exited", exit_code=last.exit_code,
-        oom_killed=last.oom_killed, started_at=last.started_at, finished_at=now,
+        id=last.id,
+        name=last.name,
+        labels=last.labels,
+        status="exited",
+        exit_code=last.exit_code,
+        oom_killed=last.oom_killed,
+        started_at=last.started_at,
+        finished_at=now,
         error=last.error or "deleted before its container reported an exit",
     )

@@ -243,8 +243,10 @@ def events_between(
 
     was = before.status if before is not None else None
     now = after.status if after is not None else None
-    if now in ("running", "exited") and was not in ("running", "exited") and (
-        now == "running" or (after is not None and after.started_at is not None)
+    if (
+        now in ("running", "exited")
+        and was not in ("running", "exited")
+        and (now == "running" or (after is not None and after.started_at is not None))
     ):
         events.append(event("start"))
     if now in ("exited", "dead") and was not in ("exited", "dead") and after is not None:

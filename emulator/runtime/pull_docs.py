@@ -16,7 +16,15 @@ from typing import Any
 DEFAULT_REGISTRY = "docker.io"
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _DONE = ("pull complete", "already exists")
-_UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "dial tcp", "tls:", "network is unreachable", "timeout")
+_UNREACHABLE = (
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "dial tcp",
+    "tls:",
+    "network is unreachable",
+    "timeout",
+)
 _DOWNLOADED = ("download complete", "verifying checksum", "extracting", "pull complete", "already exists")
 
 
@@ -63,10 +71,7 @@ def parse_image(image: str) -> ImageRef:
     if colon > slash:
         text, tag = text[:colon], text[colon + 1 :]
     first, _, rest = text.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        registry = first
-    else:
-        registry = DEFAULT_REGISTRY
+    registry = first if rest and ("." in first or ":" in first or first == "localhost") else DEFAULT_REGISTRY
     return ImageRef(registry=registry, repository=text, tag=tag, digest=digest)
 
 
@@ -105,7 +110,9 @@ class PullProgress:
             return
         if doc.get("error") or doc.get("errorDetail"):
             detail = doc.get("errorDetail") or {}
-            self.error = str(doc.get("error") or (detail.get("message") if isinstance(detail, dict) else detail))
+            self.error = str(
+                doc.get("error") or (detail.get("message") if isinstance(detail, dict) else detail)
+            )
             return
         status = str(doc.get("status") or "")
         layer = doc.get("id")
@@ -165,7 +172,11 @@ def explain_pull_error(image: str, text: str, credential: str | None) -> str:
         if credential
         else f"the host's Docker credentials (~/.docker/config.json) for {ref.registry}"
     )
-    if "no basic auth credentials" in lowered or "authentication required" in lowered or "unauthorized" in lowered:
+    if (
+        "no basic auth credentials" in lowered
+        or "authentication required" in lowered
+        or "unauthorized" in lowered
+    ):
         return (
             f"authentication failed: {ref.registry} refused {used} for {image}; check the user name and "
             f"password (POST /v1/containerregistryauth, then set containerRegistryAuthId on the template) "

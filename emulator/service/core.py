@@ -73,5 +73,12 @@ def job_service(core: Core) -> JobService:
     from emulator.service.jobs import JobService
 
     return JobService(
-        core.jobs, core.streams, core.workers, core.hub, core.webhooks, core.clock, core.settings, core.metrics
+        core.jobs,
+        core.streams,
+        core.workers,
+        core.hub,
+        core.webhooks,
+        core.clock,
+        core.settings,
+        core.metrics,
     )

@@ -132,7 +132,9 @@ class EndpointService:
         except ValidationError as exc:
             message, field = describe_validation(list(exc.errors()))
             raise InvalidInput(message, field=field) from exc
-        updated = updated.model_copy(update={"updatedAt": self.clock.now(), "rollout": None if bumped else current.rollout})
+        updated = updated.model_copy(
+            update={"updatedAt": self.clock.now(), "rollout": None if bumped else current.rollout}
+        )
         if self.inputs is not None and patch.model_fields_set & INPUT_FIELDS:
             self.inputs(updated)
         if self.supervisor is not None:
@@ -146,7 +148,9 @@ class EndpointService:
     def new_version(self, endpoint_id: str) -> Endpoint:
         """The same spec as a new version (a new image behind the same tag): a rolling update."""
         current = self.store.require(endpoint_id)
-        bumped = current.model_copy(update={"version": current.version + 1, "updatedAt": self.clock.now(), "rollout": None})
+        bumped = current.model_copy(
+            update={"version": current.version + 1, "updatedAt": self.clock.now(), "rollout": None}
+        )
         self.store.save(bumped)
         if self.supervisor is not None:
             self.supervisor.endpoint_changed(bumped)

@@ -21,7 +21,9 @@ def load_endpoints_file(path: Path) -> list[EndpointSpec]:
     tables = data.get("endpoints", [])
     unknown = sorted(set(data) - {"endpoints"})
     if unknown:
-        raise InvalidInput(f"{path}: unknown top-level keys {unknown}; expected [[endpoints]] tables", field="config")
+        raise InvalidInput(
+            f"{path}: unknown top-level keys {unknown}; expected [[endpoints]] tables", field="config"
+        )
     if not isinstance(tables, list):
         raise InvalidInput(f"{path}: 'endpoints' must be an array of tables ([[endpoints]])", field="config")
     specs: list[EndpointSpec] = []

@@ -7,6 +7,7 @@ store stays the source of truth; a woken waiter re-reads it. All calls happen on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
@@ -84,10 +85,8 @@ class Hub:
         finally:
             if not fut.done():
                 fut.cancel()
-            try:
+            with contextlib.suppress(ValueError):
                 queue.remove(fut)
-            except ValueError:
-                pass
 
     def work_available(self, endpoint_id: str, count: int = 1) -> None:
         queue = self._takers.get(endpoint_id)
@@ -120,7 +119,9 @@ class Hub:
 
     # --- job changes (runsync, status-sync, stream?wait) ------------------------------------------
     async def wait_for_job(self, job_id: str, timeout_s: float) -> bool:
-        return await self._park(self._job_watchers[job_id], timeout_s, cleanup_key=(self._job_watchers, job_id))
+        return await self._park(
+            self._job_watchers[job_id], timeout_s, cleanup_key=(self._job_watchers, job_id)
+        )
 
     def job_changed(self, job_id: str) -> None:
         self._wake(self._job_watchers.pop(job_id, []))
@@ -149,10 +150,8 @@ class Hub:
         finally:
             if not fut.done():
                 fut.cancel()
-            try:
+            with contextlib.suppress(ValueError):
                 bucket.remove(fut)
-            except ValueError:
-                pass
             if cleanup_key is not None:
                 mapping, key = cleanup_key
                 if key in mapping and not mapping[key]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -128,7 +129,14 @@ class JobService:
             now,
         )
         self._depth[endpoint.id] = (depth + 1, self._depth[endpoint.id][1])
-        log.info("job queued", endpoint=endpoint.id, job=job.id, worker=None, sync=sync, low_priority=policy.lowPriority)
+        log.info(
+            "job queued",
+            endpoint=endpoint.id,
+            job=job.id,
+            worker=None,
+            sync=sync,
+            low_priority=policy.lowPriority,
+        )
         self.hub.publish(Change(endpoint.id, queued=1))
         return job
 
@@ -137,7 +145,9 @@ class JobService:
         job = self.store.get(job_id)
         now = self.clock.now()
         if job is None or job.endpoint_id != endpoint_id or self._expired(job, now):
-            raise NotFound(f"job {job_id!r} does not exist on endpoint {endpoint_id!r} (or has expired)", job=job_id)
+            raise NotFound(
+                f"job {job_id!r} does not exist on endpoint {endpoint_id!r} (or has expired)", job=job_id
+            )
         return job
 
     @staticmethod
@@ -176,7 +186,9 @@ class JobService:
     def retry(self, endpoint_id: str, job_id: str) -> JobRecord:
         job = self.require(endpoint_id, job_id)
         if job.status not in (JobStatus.FAILED, JobStatus.TIMED_OUT):
-            raise Conflict(f"job {job_id!r} is {job.status.value}; only FAILED or TIMED_OUT jobs can be retried")
+            raise Conflict(
+                f"job {job_id!r} is {job.status.value}; only FAILED or TIMED_OUT jobs can be retried"
+            )
         again = self.store.retry(job_id, self.clock.now())
         if again is None:
             raise Conflict(f"job {job_id!r} changed state; retry again")
@@ -264,8 +276,12 @@ class JobService:
 
     def requeued(self, outcomes: list[Requeued], worker_id: str | None = None) -> None:
         for outcome in outcomes:
-            log.info("job requeued" if not outcome.failed else "job failed: retries exhausted",
-                     endpoint=outcome.endpoint_id, job=outcome.job_id, worker=worker_id)
+            log.info(
+                "job requeued" if not outcome.failed else "job failed: retries exhausted",
+                endpoint=outcome.endpoint_id,
+                job=outcome.job_id,
+                worker=worker_id,
+            )
             if worker_id is not None:
                 worker = self.workers.get(worker_id)
                 if worker is not None:
@@ -328,8 +344,12 @@ class JobService:
             if worker is None or not worker_in_touch(worker, now, window_s):
                 lost.append(job.id)
             elif self.store.mark_dropped(worker.id, [job.id], now, named_only=False):
-                log.warning("worker stopped reporting a job; it stays IN_PROGRESS until its execution timeout",
-                            endpoint=job.endpoint_id, worker=worker.id, job=job.id)
+                log.warning(
+                    "worker stopped reporting a job; it stays IN_PROGRESS until its execution timeout",
+                    endpoint=job.endpoint_id,
+                    worker=worker.id,
+                    job=job.id,
+                )
                 self.workers.job_released(worker, job.id)  # the worker is free: held job-takes re-check
                 self.hub.publish(Change(job.endpoint_id, jobs=(job.id,), takers_recheck=True))
         outcomes = self.store.requeue_jobs(
@@ -353,8 +373,5 @@ class JobService:
                 self.sweep()
             except Exception:
                 log.exception("janitor pass failed")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
-            except TimeoutError:
-                pass
-

@@ -51,7 +51,11 @@ class CreateBucketsOnWrite:
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        bucket = bucket_of(environ.get("PATH_INFO", "")) if environ.get("REQUEST_METHOD") in _WRITE_METHODS else None
+        bucket = (
+            bucket_of(environ.get("PATH_INFO", ""))
+            if environ.get("REQUEST_METHOD") in _WRITE_METHODS
+            else None
+        )
         if bucket is not None:
             with self._lock:
                 if bucket not in self.known:
@@ -65,12 +69,24 @@ class CreateBucketsOnWrite:
         create = {
             key: value
             for key, value in environ.items()
-            if key in ("SERVER_NAME", "SERVER_PORT", "HTTP_HOST", "HTTP_AUTHORIZATION", "REMOTE_ADDR", "SERVER_PROTOCOL")
+            if key
+            in (
+                "SERVER_NAME",
+                "SERVER_PORT",
+                "HTTP_HOST",
+                "HTTP_AUTHORIZATION",
+                "REMOTE_ADDR",
+                "SERVER_PROTOCOL",
+            )
             or key.startswith("wsgi.")
         }
         create.update(
-            REQUEST_METHOD="PUT", PATH_INFO=f"/{bucket}", QUERY_STRING="", CONTENT_LENGTH="0",
-            CONTENT_TYPE="", SCRIPT_NAME="",
+            REQUEST_METHOD="PUT",
+            PATH_INFO=f"/{bucket}",
+            QUERY_STRING="",
+            CONTENT_LENGTH="0",
+            CONTENT_TYPE="",
+            SCRIPT_NAME="",
         )
         create["wsgi.input"] = io.BytesIO(b"")
         for _chunk in self.app(create, lambda *_args, **_kw: None):
@@ -97,6 +113,7 @@ class LocalS3:
             from werkzeug.serving import make_server
         except ImportError as exc:
             raise S3Unavailable(f"the local S3 server needs moto: {INSTALL_HINT} ({exc})") from exc
+
         class QuietHandler(MotoRequestHandler):
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 """No access log line per request (the control plane logs what matters)."""
@@ -105,7 +122,9 @@ class LocalS3:
         try:
             self._server = make_server(host, port, app, threaded=True, request_handler=QuietHandler)
         except OSError as exc:
-            raise S3Unavailable(f"the local S3 server cannot listen on {host}:{port}: {exc.strerror}") from exc
+            raise S3Unavailable(
+                f"the local S3 server cannot listen on {host}:{port}: {exc.strerror}"
+            ) from exc
         self._thread = threading.Thread(target=self._server.serve_forever, name="local-s3", daemon=True)
         self._thread.start()
         bound_port = self._server.server_address[1]

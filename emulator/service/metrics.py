@@ -196,7 +196,9 @@ class _StateCollector(Collector):
         )
         endpoints = core.endpoints.list()
         known = {e.id for e in endpoints}
-        counts: dict[str, dict[str, int]] = {e.id: {s.value: 0 for s in WorkerState} | {STANDBY: 0} for e in endpoints}
+        counts: dict[str, dict[str, int]] = {
+            e.id: {s.value: 0 for s in WorkerState} | {STANDBY: 0} for e in endpoints
+        }
         for worker in core.workers.all():
             if worker.endpoint_id in known:
                 counts[worker.endpoint_id][worker.status] += 1

@@ -67,7 +67,9 @@ class OpenAIPassthrough:
         job = self.jobs.submit(endpoint, JobRequest(input=job_input(path, body, has_body)), sync=True)
         route = job.input["openai_route"]
         self.core.jobs.set_openai(job.id, {"route": route, "stream": stream})
-        log.info("openai call queued", endpoint=endpoint.id, job=job.id, worker=None, route=route, stream=stream)
+        log.info(
+            "openai call queued", endpoint=endpoint.id, job=job.id, worker=None, route=route, stream=stream
+        )
         return job
 
     # --- an answer -------------------------------------------------------------------------------
@@ -99,7 +101,13 @@ class OpenAIPassthrough:
             job = self.jobs.require(endpoint_id, job_id)
             if not job.status.terminal:
                 self.jobs.cancel(endpoint_id, job_id)
-                log.info("openai call cancelled", endpoint=endpoint_id, job=job_id, worker=job.worker_id, reason=why)
+                log.info(
+                    "openai call cancelled",
+                    endpoint=endpoint_id,
+                    job=job_id,
+                    worker=job.worker_id,
+                    reason=why,
+                )
         except EmulatorError:  # gone already
             pass
 
@@ -109,7 +117,9 @@ class OpenAIPassthrough:
         job, chunks = await self.jobs.stream(endpoint_id, job_id, self.wait_s)
         return StreamStart(job.status, chunks, job.error)
 
-    async def open_stream(self, endpoint_id: str, job_id: str, stats: StreamStats) -> StreamStart | OpenAIError:
+    async def open_stream(
+        self, endpoint_id: str, job_id: str, stats: StreamStats
+    ) -> StreamStart | OpenAIError:
         """What a streamed call answers before its status line: its first chunks (the stream goes on
         with ``events``), or the HTTP error when the job ended without a chunk (FAILED, TIMED_OUT,
         CANCELLED) or none came within ``wait_s`` (the job is cancelled). Waiting for the first chunk
@@ -184,5 +194,11 @@ class OpenAIPassthrough:
         except Exception:  # the job may be gone (purged, endpoint deleted): figures are best effort
             log.debug("openai stream figures not kept", endpoint=endpoint_id, job=job_id)
         metrics.openai_stream(self.core, endpoint_id, stats.ttft_ms, stats.chunks_per_s)
-        log.info("openai stream ended", endpoint=endpoint_id, job=job_id, chunks=stats.chunks,
-                 ttft_ms=stats.ttft_ms, chunks_per_s=stats.chunks_per_s)
+        log.info(
+            "openai stream ended",
+            endpoint=endpoint_id,
+            job=job_id,
+            chunks=stats.chunks,
+            ttft_ms=stats.ttft_ms,
+            chunks_per_s=stats.chunks_per_s,
+        )

@@ -116,11 +116,15 @@ def error_in_output(value: Any) -> OpenAIError | None:
         return None
     if value.get("object") == "error" and isinstance(value.get("message"), str):
         code = value.get("code")
-        return OpenAIError(_status_from(code, 400), value["message"], str(value.get("type") or "invalid_request_error"), code)
+        return OpenAIError(
+            _status_from(code, 400), value["message"], str(value.get("type") or "invalid_request_error"), code
+        )
     inner = value.get("error")
     if len(value) == 1 and isinstance(inner, dict) and isinstance(inner.get("message"), str):
         code = inner.get("code")
-        return OpenAIError(_status_from(code, 400), inner["message"], str(inner.get("type") or "invalid_request_error"), code)
+        return OpenAIError(
+            _status_from(code, 400), inner["message"], str(inner.get("type") or "invalid_request_error"), code
+        )
     return None
 
 
@@ -150,8 +154,12 @@ def job_error(status: str, error: str | None) -> OpenAIError:
     if status == "FAILED":
         return handler_error(error)
     if status == "TIMED_OUT":
-        return OpenAIError(504, error or "the job exceeded its execution timeout", "timeout_error", "job_timed_out")
-    return OpenAIError(409, error or f"the job was {status.lower()}", "invalid_request_error", "job_cancelled")
+        return OpenAIError(
+            504, error or "the job exceeded its execution timeout", "timeout_error", "job_timed_out"
+        )
+    return OpenAIError(
+        409, error or f"the job was {status.lower()}", "invalid_request_error", "job_cancelled"
+    )
 
 
 @dataclass
@@ -187,5 +195,10 @@ class StreamStats:
 
     def summary(self) -> dict[str, Any]:
         stream_ms = None if self.last_s is None else round((self.last_s - self.started_s) * 1000, 1)
-        return {"chunks": self.chunks, "ttftMs": self.ttft_ms, "chunksPerS": self.chunks_per_s,
-                "streamMs": stream_ms, **self.extra}
+        return {
+            "chunks": self.chunks,
+            "ttftMs": self.ttft_ms,
+            "chunksPerS": self.chunks_per_s,
+            "streamMs": stream_ms,
+            **self.extra,
+        }

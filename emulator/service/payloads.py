@@ -57,4 +57,6 @@ def check_chunk(size_bytes: int, stored_bytes: int, is_sync: bool, settings: Set
     refusal = check_post("the stream", total, is_sync, settings)
     if refusal is None:
         return None
-    return Refusal(f"{refusal.message} (the chunks so far and this one of {size_bytes} bytes)", refusal.limit_bytes)
+    return Refusal(
+        f"{refusal.message} (the chunks so far and this one of {size_bytes} bytes)", refusal.limit_bytes
+    )

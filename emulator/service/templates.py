@@ -117,7 +117,9 @@ def check_auth_id(core: Core, auth_id: str | None) -> None:
 def _template(core: Core, template_id: str) -> dict[str, Any]:
     found = core.templates.get(template_id)
     if found is None:
-        raise InvalidInput(f"templateId {template_id!r} names no template (POST /v1/templates)", field="templateId")
+        raise InvalidInput(
+            f"templateId {template_id!r} names no template (POST /v1/templates)", field="templateId"
+        )
     return found
 
 
@@ -152,7 +154,10 @@ def patch_from_template(core: Core, current: Endpoint, patch: EndpointPatch) -> 
 
 
 def _template_changes(
-    endpoint: Endpoint, old: dict[str, Any] | None, new: dict[str, Any], given: set[str] | frozenset[str] = frozenset()
+    endpoint: Endpoint,
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+    given: set[str] | frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     old_env = (old or {}).get("env", {})
     own_env = {k: v for k, v in endpoint.env.items() if old_env.get(k) != v}  # set on the endpoint itself
@@ -166,7 +171,9 @@ def _template_changes(
     return changes
 
 
-def endpoint_patches_for(core: Core, old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, EndpointPatch]]:
+def endpoint_patches_for(
+    core: Core, old: dict[str, Any], new: dict[str, Any]
+) -> list[tuple[str, EndpointPatch]]:
     """For a template changed from ``old`` to ``new``: each endpoint made from it and its patch."""
     found = []
     for endpoint in core.endpoints.list():

@@ -68,7 +68,14 @@ class WebhookSender:
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self.store.record_attempt(job_id, attempt, self.clock.now(), url, status, error)
-            log.info("webhook attempt", job=job_id, endpoint=job.endpoint_id, attempt=attempt, status=status, error=error)
+            log.info(
+                "webhook attempt",
+                job=job_id,
+                endpoint=job.endpoint_id,
+                attempt=attempt,
+                status=status,
+                error=error,
+            )
             if error is None:
                 self.store.set_state(job_id, "delivered")
                 return

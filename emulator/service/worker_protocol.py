@@ -94,7 +94,11 @@ class WorkerProtocol:
         now = self.core.clock.now()
         cold = "consumedBy" not in worker.timings and worker.started_at is not None
         for job in claimed:
-            breakdown: dict[str, Any] = {"queueWaitMs": job.delay_ms(now), "coldStart": cold, "workerId": worker.id}
+            breakdown: dict[str, Any] = {
+                "queueWaitMs": job.delay_ms(now),
+                "coldStart": cold,
+                "workerId": worker.id,
+            }
             if cold:
                 for key in ("pullS", "createS", "startS", "readyS", "resumeS"):
                     if key in worker.timings:
@@ -118,8 +122,13 @@ class WorkerProtocol:
     def _refuse(self, worker: WorkerRecord, job: JobRecord, refusal: Refusal) -> BadRequest:
         """Record on the job that a post was refused (its /v1 detail, the log) and the 400 to answer."""
         self.core.jobs.set_result_refused(job.id, refusal.message)
-        log.warning("worker post refused", endpoint=worker.endpoint_id, worker=worker.id, job=job.id,
-                    reason=refusal.message)
+        log.warning(
+            "worker post refused",
+            endpoint=worker.endpoint_id,
+            worker=worker.id,
+            job=job.id,
+            reason=refusal.message,
+        )
         self.core.hub.publish(Change(job.endpoint_id, jobs=(job.id,)))
         return BadRequest(refusal.message, field="output")
 
@@ -133,7 +142,9 @@ class WorkerProtocol:
             body = {"output": body}
         progress = body.get("status") == "IN_PROGRESS"
         if not job.status.terminal:
-            refusal = check_post("progress" if progress else "the result", size_bytes, job.is_sync, self.core.settings)
+            refusal = check_post(
+                "progress" if progress else "the result", size_bytes, job.is_sync, self.core.settings
+            )
             if refusal is not None:
                 raise self._refuse(worker, job, refusal)
         if progress:
@@ -147,13 +158,19 @@ class WorkerProtocol:
             log.info("worker asked to be recycled", endpoint=worker.endpoint_id, worker=worker.id, job=job_id)
         if job.status.terminal:
             self._let_go(worker, job_id)
-            raise Conflict(f"job {job_id!r} is already {job.status.value}; the result was not recorded", job=job_id)
+            raise Conflict(
+                f"job {job_id!r} is already {job.status.value}; the result was not recorded", job=job_id
+            )
         error = body.get("error")
         if error is not None and error != "":
             text = error if isinstance(error, str) else json.dumps(error)
-            finished = self.jobs.finish(job, JobStatus.FAILED, output=body.get("output"), error=text, reason="handler error")
+            finished = self.jobs.finish(
+                job, JobStatus.FAILED, output=body.get("output"), error=text, reason="handler error"
+            )
         else:
-            finished = self.jobs.finish(job, JobStatus.COMPLETED, output=body.get("output"), reason="completed")
+            finished = self.jobs.finish(
+                job, JobStatus.COMPLETED, output=body.get("output"), reason="completed"
+            )
         if finished is None:
             current = self.core.jobs.get(job_id)
             state = current.status.value if current else "gone"
@@ -161,7 +178,9 @@ class WorkerProtocol:
         if worker.id != job.worker_id:
             # a late result from a worker the job was taken away from: let the new holder stop
             if job.worker_id:
-                self.core.hub.publish(Change(job.endpoint_id, stopped_workers=(job.worker_id,), counted=False))
+                self.core.hub.publish(
+                    Change(job.endpoint_id, stopped_workers=(job.worker_id,), counted=False)
+                )
             self.core.workers.job_released(worker, job_id)
         return {"accepted": True, "status": finished.status.value}
 
@@ -172,7 +191,9 @@ class WorkerProtocol:
         job = self._job_of(worker, job_id)
         if job.status.terminal:
             self._let_go(worker, job_id)
-            raise Conflict(f"job {job_id!r} is already {job.status.value}; the chunk was not recorded", job=job_id)
+            raise Conflict(
+                f"job {job_id!r} is already {job.status.value}; the chunk was not recorded", job=job_id
+            )
         chunk = body.get("output") if isinstance(body, dict) and "output" in body else body
         size = len(dumps(chunk).encode())  # as stored
         refusal = check_chunk(size, self.core.streams.total_bytes(job_id), job.is_sync, self.core.settings)
@@ -205,8 +226,13 @@ class WorkerProtocol:
         self.seen(worker)
         if status and status.lower() == "unhealthy":
             text = f"worker reported itself unhealthy: {reason or 'no reason given'}"
-            log.warning("worker unhealthy", endpoint=worker.endpoint_id, worker=worker.id,
-                        job=",".join(worker.job_ids) or None, reason=text)
+            log.warning(
+                "worker unhealthy",
+                endpoint=worker.endpoint_id,
+                worker=worker.id,
+                job=",".join(worker.job_ids) or None,
+                reason=text,
+            )
             self.core.workers.apply(worker, WorkerEvent.FAILED, text)
             self.jobs.worker_lost(worker.id, text)
             return
@@ -226,7 +252,9 @@ class WorkerProtocol:
         left alone: its hand-over may still be on its way, and its lease decides."""
         released = False
         for job_id in [j for j in worker.ending if j not in named]:
-            log.info("worker let go of an ended job", endpoint=worker.endpoint_id, worker=worker.id, job=job_id)
+            log.info(
+                "worker let go of an ended job", endpoint=worker.endpoint_id, worker=worker.id, job=job_id
+            )
             self.core.workers.job_released(worker, job_id)
             released = True
         candidates = [j for j in worker.job_ids if j not in named and j not in worker.ending]

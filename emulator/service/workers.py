@@ -101,8 +101,16 @@ class WorkerRegistry:
         self._workers[record.id] = record
         self._by_token[record.token] = record.id
         self.save(record)
-        log.info("worker created", endpoint=endpoint_id, worker=record.id, job=None, from_state=None, to_state=record.status,
-                 kind=kind, reason=reason)
+        log.info(
+            "worker created",
+            endpoint=endpoint_id,
+            worker=record.id,
+            job=None,
+            from_state=None,
+            to_state=record.status,
+            kind=kind,
+            reason=reason,
+        )
         self._notify(record, None, reason)
         return record
 
@@ -113,8 +121,15 @@ class WorkerRegistry:
         self._by_token.pop(record.token, None)
         with transaction(self.conn):
             self.conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
-        log.info("worker removed", endpoint=record.endpoint_id, worker=worker_id, job=",".join(record.job_ids) or None,
-                 from_state=record.state.value, to_state="REMOVED", reason=reason)
+        log.info(
+            "worker removed",
+            endpoint=record.endpoint_id,
+            worker=worker_id,
+            job=",".join(record.job_ids) or None,
+            from_state=record.state.value,
+            to_state="REMOVED",
+            reason=reason,
+        )
         self._notify(record, record.state, f"removed: {reason}")
 
     def save(self, record: WorkerRecord) -> None:
@@ -183,8 +198,13 @@ class WorkerRegistry:
         worker.ending_reason = worker.ending_reason or reason
         worker.reason = f"{reason} ({job_id}){_ENDING_NOTE}"
         self.save(worker)
-        log.info("worker still runs an ended job", endpoint=worker.endpoint_id, worker=worker.id, job=job_id,
-                 reason=reason)
+        log.info(
+            "worker still runs an ended job",
+            endpoint=worker.endpoint_id,
+            worker=worker.id,
+            job=job_id,
+            reason=reason,
+        )
 
     def job_released(self, worker: WorkerRecord, job_id: str) -> None:
         if job_id in worker.job_ids:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from emulator.errors import StoreError, describe_store_error
@@ -121,7 +121,9 @@ def connect(path: Path) -> sqlite3.Connection:
         migrate(conn)
     except (sqlite3.Error, OSError) as exc:
         if _read_only(path):
-            message = f"cannot open the job store at {path}: the data dir is read-only ({exc}); make it writable"
+            message = (
+                f"cannot open the job store at {path}: the data dir is read-only ({exc}); make it writable"
+            )
         else:
             message = describe_store_error(exc, f"cannot open the job store at {path}")
         raise StoreError(message, path=str(path)) from exc
@@ -147,10 +149,8 @@ def _rollback(conn: sqlite3.Connection) -> None:
     # SQLite may already have rolled back by itself (a full disk does): a second ROLLBACK would fail
     # with "no transaction is active" and hide the real error
     if conn.in_transaction:
-        try:
+        with suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
 
 
 @contextmanager

@@ -32,7 +32,13 @@ class LogLine:
     line: str
 
     def public(self) -> dict[str, Any]:
-        return {"seq": self.seq, "ts": self.ts, "workerId": self.worker, "requestId": self.job, "line": self.line}
+        return {
+            "seq": self.seq,
+            "ts": self.ts,
+            "workerId": self.worker,
+            "requestId": self.job,
+            "line": self.line,
+        }
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,13 @@ class EndpointLogStore:
                     for raw in source:
                         try:
                             d = json.loads(raw)
-                            yield LogLine(int(d["seq"]), float(d["ts"]), str(d["workerId"]), d.get("requestId"), str(d["line"]))
+                            yield LogLine(
+                                int(d["seq"]),
+                                float(d["ts"]),
+                                str(d["workerId"]),
+                                d.get("requestId"),
+                                str(d["line"]),
+                            )
                         except (ValueError, KeyError, TypeError):
                             continue  # a line cut by a crash mid-write
             except FileNotFoundError:

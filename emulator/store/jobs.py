@@ -169,7 +169,9 @@ class JobStore:
             [(now + lease_s, now, job_id, worker_id) for job_id in job_ids],
         )
 
-    def mark_dropped(self, worker_id: str, job_ids: list[str], now: float, named_only: bool = True) -> list[str]:
+    def mark_dropped(
+        self, worker_id: str, job_ids: list[str], now: float, named_only: bool = True
+    ) -> list[str]:
         """Of ``job_ids`` (held by ``worker_id``), those the live worker dropped: a ping named them
         before and no longer does, or (``named_only`` False) their lease ran out while the worker
         kept in touch. RunPod's SDK drops a result it cannot post. They stay IN_PROGRESS, without a
@@ -270,7 +272,11 @@ class JobStore:
 
         Jobs it had dropped while alive (``dropped_at``) stay: they end at their execution timeout."""
         return self._requeue(
-            "worker_id = ? AND status = 'IN_PROGRESS' AND dropped_at IS NULL", (worker_id,), now, max_retries, reason
+            "worker_id = ? AND status = 'IN_PROGRESS' AND dropped_at IS NULL",
+            (worker_id,),
+            now,
+            max_retries,
+            reason,
         )
 
     def expired_leases(self, now: float) -> list[JobRecord]:
@@ -288,14 +294,18 @@ class JobStore:
         if not job_ids:
             return []
         marks = ",".join("?" * len(job_ids))
-        return self._requeue(f"status = 'IN_PROGRESS' AND id IN ({marks})", tuple(job_ids), now, max_retries, reason)
+        return self._requeue(
+            f"status = 'IN_PROGRESS' AND id IN ({marks})", tuple(job_ids), now, max_retries, reason
+        )
 
     def _requeue(
         self, where: str, args: tuple[Any, ...], now: float, max_retries: int, reason: str
     ) -> list[Requeued]:
         out: list[Requeued] = []
         with transaction(self.conn):
-            rows = self.conn.execute(f"SELECT id, endpoint_id, retries, worker_id FROM jobs WHERE {where}", args)
+            rows = self.conn.execute(
+                f"SELECT id, endpoint_id, retries, worker_id FROM jobs WHERE {where}", args
+            )
             for job_id, endpoint_id, retries, worker_id in rows.fetchall():
                 if retries >= max_retries:
                     self.conn.execute(
@@ -358,9 +368,12 @@ class JobStore:
         """Delete every job of the endpoint; their ids."""
         with transaction(self.conn):
             self.conn.execute(
-                "DELETE FROM job_stream WHERE job_id IN (SELECT id FROM jobs WHERE endpoint_id = ?)", (endpoint_id,)
+                "DELETE FROM job_stream WHERE job_id IN (SELECT id FROM jobs WHERE endpoint_id = ?)",
+                (endpoint_id,),
             )
-            rows = self.conn.execute("DELETE FROM jobs WHERE endpoint_id = ? RETURNING id", (endpoint_id,)).fetchall()
+            rows = self.conn.execute(
+                "DELETE FROM jobs WHERE endpoint_id = ? RETURNING id", (endpoint_id,)
+            ).fetchall()
             self.conn.execute("DELETE FROM endpoint_counters WHERE endpoint_id = ?", (endpoint_id,))
         return [r[0] for r in rows]
 

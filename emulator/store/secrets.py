@@ -60,7 +60,9 @@ class SecretStore:
 
     def create(self, name: str, value: str, now: float) -> Secret:
         if name in self._secrets:
-            raise Conflict(f"a secret named {name!r} already exists (PATCH it to change its value)", field="name")
+            raise Conflict(
+                f"a secret named {name!r} already exists (PATCH it to change its value)", field="name"
+            )
         secret = Secret(name, value, now, now)
         self._write({**self._secrets, name: secret})
         return secret

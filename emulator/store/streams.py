@@ -19,7 +19,9 @@ class StreamStore:
                 "SELECT COALESCE(MAX(n), 0) + 1 FROM job_stream WHERE job_id = ?", (job_id,)
             ).fetchone()
             n = int(row[0])
-            self.conn.execute("INSERT INTO job_stream (job_id, n, chunk) VALUES (?, ?, ?)", (job_id, n, dumps(chunk)))
+            self.conn.execute(
+                "INSERT INTO job_stream (job_id, n, chunk) VALUES (?, ?, ?)", (job_id, n, dumps(chunk))
+            )
         return n
 
     def take_undelivered(self, job_id: str) -> list[Any]:
@@ -39,7 +41,9 @@ class StreamStore:
         return int(row[0])
 
     def all_chunks(self, job_id: str) -> list[Any]:
-        rows = self.conn.execute("SELECT chunk FROM job_stream WHERE job_id = ? ORDER BY n", (job_id,)).fetchall()
+        rows = self.conn.execute(
+            "SELECT chunk FROM job_stream WHERE job_id = ? ORDER BY n", (job_id,)
+        ).fetchall()
         return [loads(r[0]) for r in rows]
 
 
@@ -64,9 +68,7 @@ class WebhookStore:
             "SELECT attempt, at, url, status_code, error FROM webhook_attempts WHERE job_id = ? ORDER BY attempt",
             (job_id,),
         ).fetchall()
-        return [
-            {"attempt": r[0], "at": r[1], "url": r[2], "statusCode": r[3], "error": r[4]} for r in rows
-        ]
+        return [{"attempt": r[0], "at": r[1], "url": r[2], "statusCode": r[3], "error": r[4]} for r in rows]
 
     def pending_job_ids(self) -> list[str]:
         rows = self.conn.execute(

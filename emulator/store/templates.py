@@ -63,9 +63,13 @@ class NamedDocs:
             if create:
                 if doc_id in self._cache:
                     raise Conflict(f"a {self.what} with id {doc_id!r} already exists", field="id")
-                self.conn.execute(f"INSERT INTO {self.table} (id, name, body) VALUES (?, ?, ?)", (doc_id, name, body))
+                self.conn.execute(
+                    f"INSERT INTO {self.table} (id, name, body) VALUES (?, ?, ?)", (doc_id, name, body)
+                )
             else:
-                cur = self.conn.execute(f"UPDATE {self.table} SET name = ?, body = ? WHERE id = ?", (name, body, doc_id))
+                cur = self.conn.execute(
+                    f"UPDATE {self.table} SET name = ?, body = ? WHERE id = ?", (name, body, doc_id)
+                )
                 if cur.rowcount == 0:
                     raise NotFound(f"{self.what} {doc_id!r} does not exist")
         self._cache[doc_id] = dict(doc)

@@ -49,6 +49,7 @@ from emulator.workers.states import WorkerEvent
 
 log = structlog.get_logger("emulator.supervisor")
 
+
 class Actuator:
     def __init__(
         self, core: Core, jobs: JobService, settings: Settings, runtime: Runtime, instance: str
@@ -62,7 +63,9 @@ class Actuator:
         self.faults = Faults()
         self.failures = Failures(core, jobs, runtime, self.faults)
         self.pulls = PullManager(core, runtime)
-        self.launcher = Launcher(core, settings, runtime, instance, self.ops, self.failures, self.faults, self.pulls)
+        self.launcher = Launcher(
+            core, settings, runtime, instance, self.ops, self.failures, self.faults, self.pulls
+        )
         self._handlers: dict[type[Any], Callable[[Any, Endpoint | None], None]] = {
             RemoveContainer: self._do_remove_container,
             SetRollout: self._do_set_rollout,
@@ -132,7 +135,9 @@ class Actuator:
 
     # --- one handler per action type --------------------------------------------------------------
     def _do_remove_container(self, action: RemoveContainer, endpoint: Endpoint | None) -> None:
-        self.spawn(f"container:{action.container_id}", self._remove_container(action.container_id, action.reason))
+        self.spawn(
+            f"container:{action.container_id}", self._remove_container(action.container_id, action.reason)
+        )
 
     def _do_set_rollout(self, action: SetRollout, endpoint: Endpoint | None) -> None:
         self._set_rollout(action)

@@ -95,7 +95,9 @@ def container_spec(
         volume=None if is_host_folder(endpoint.networkVolumeId) else endpoint.networkVolumeId,
         nano_cpus=resources.nano_cpus(endpoint, host),
         shm_mb=resources.shm_mb(endpoint, settings),
-        host_mounts=tuple(HostMount(m.source, m.target, m.read_only) for m in host_mounts(settings, endpoint)),
+        host_mounts=tuple(
+            HostMount(m.source, m.target, m.read_only) for m in host_mounts(settings, endpoint)
+        ),
         gpu_device_ids=() if settings.gpu_mode == "emulate" else tuple(worker.gpu_ids),
         network=settings.network,
     )

@@ -86,7 +86,9 @@ class Launcher:
         if isinstance(action, CreateStandby):
             if self._standby_blocked_until.get(endpoint.id, 0.0) > self.core.clock.monotonic():
                 return
-            worker = workers.create(endpoint.id, endpoint.version, reason="standby (extraWorkers)", standby=True)
+            worker = workers.create(
+                endpoint.id, endpoint.version, reason="standby (extraWorkers)", standby=True
+            )
             self.ops.spawn(worker.id, self._create_standby(worker, endpoint))
             return
         if action.standby_id is not None:
@@ -187,7 +189,13 @@ class Launcher:
             async with self._starts:
                 started = clock.monotonic()
                 spec = container_spec(
-                    self.settings, self.worker_url, endpoint, worker, self.instance, self.core.secrets.values(), self.core.s3
+                    self.settings,
+                    self.worker_url,
+                    endpoint,
+                    worker,
+                    self.instance,
+                    self.core.secrets.values(),
+                    self.core.s3,
                 )
                 container_id = await self.runtime.create(spec)
         except EmulatorError as exc:
@@ -240,7 +248,9 @@ class Launcher:
             return False, None
         except EmulatorError as exc:
             if workers.get(worker.id) is worker and not worker.stopping:
-                self.failures.mark_failed(worker, f"could not check its image: {exc.message}", endpoint.backoff)
+                self.failures.mark_failed(
+                    worker, f"could not check its image: {exc.message}", endpoint.backoff
+                )
             return False, None
         if pull_s is None:
             worker.pull = None  # no pull for this start
@@ -274,7 +284,13 @@ class Launcher:
                             "hang_startup fault: this start will never make contact", worker=worker.id
                         )
                     spec = container_spec(
-                        self.settings, url, endpoint, worker, self.instance, self.core.secrets.values(), self.core.s3
+                        self.settings,
+                        url,
+                        endpoint,
+                        worker,
+                        self.instance,
+                        self.core.secrets.values(),
+                        self.core.s3,
                     )
                     worker.container_id = await runtime.create(spec)
                     create_s = clock.monotonic() - began
@@ -295,7 +311,9 @@ class Launcher:
             raise
         except EmulatorError as exc:
             metrics.container_start_failed(self.core, endpoint.id)
-            self.failures.mark_failed(worker, f"could not start its container: {exc.message}", endpoint.backoff)
+            self.failures.mark_failed(
+                worker, f"could not start its container: {exc.message}", endpoint.backoff
+            )
             return
         metrics.container_started(self.core, endpoint.id, seconds=create_s + start_s)
         if worker.container_id:

@@ -92,7 +92,9 @@ class LogCollector:
         except asyncio.CancelledError:
             raise
         except EmulatorError as exc:  # the container went away under us: its output so far is kept
-            log.debug("worker output no longer followed", endpoint=endpoint_id, worker=worker_id, error=exc.message)
+            log.debug(
+                "worker output no longer followed", endpoint=endpoint_id, worker=worker_id, error=exc.message
+            )
         except OSError as exc:  # the data dir: full or read-only; the worker itself is not affected
             log.warning("worker output not stored", endpoint=endpoint_id, worker=worker_id, error=str(exc))
         finally:

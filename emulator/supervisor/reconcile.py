@@ -80,7 +80,11 @@ def _health(o: Observed, now: float, settings: Settings) -> Fail | None:
     if w.state == S.INITIALIZING and w.ready_at is None and w.started_at is not None:
         waited = now - w.started_at
         if waited > settings.startup_timeout_s:
-            contact = "no contact with the control plane" if w.health is None else "its health check never answered 200"
+            contact = (
+                "no contact with the control plane"
+                if w.health is None
+                else "its health check never answered 200"
+            )
             answer = "" if w.health is None else f"; last health check: {w.health}"
             return Fail(
                 w.id,

@@ -75,9 +75,13 @@ def status(endpoint: Endpoint, observed: Sequence[Observed]) -> dict[str, Any] |
     if failed is not None:
         reason = f"the new version's workers fail to start: {failed.reason or 'unknown reason'}"
         return {"status": "halted", **base, "reason": reason, "worker": failed.id}
-    if same_version and previous is not None and previous.get("status") == "halted":
-        if not any(_ready(o) for o in current):
-            return {**previous, **base, "status": "halted"}  # the failed worker may be gone: stay halted
+    if (
+        same_version
+        and previous is not None
+        and previous.get("status") == "halted"
+        and not any(_ready(o) for o in current)
+    ):
+        return {**previous, **base, "status": "halted"}  # the failed worker may be gone: stay halted
     return {"status": "rolling", **base}
 
 

@@ -42,7 +42,9 @@ class EndpointClient:
 
     def run_sync(self, input: Any, timeout_s: float = 300, **extra: Any) -> dict[str, Any]:
         """Submit and wait for the terminal status body (polls status-sync past runsync's wait)."""
-        r = self.http.post("/runsync", params={"wait": int(min(timeout_s, 300) * 1000)}, json={"input": input, **extra})
+        r = self.http.post(
+            "/runsync", params={"wait": int(min(timeout_s, 300) * 1000)}, json={"input": input, **extra}
+        )
         r.raise_for_status()
         body: dict[str, Any] = r.json()
         deadline = time.monotonic() + timeout_s

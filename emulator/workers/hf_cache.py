@@ -56,7 +56,11 @@ def parse(reference: str) -> ModelRef:
             break
     text = text.rstrip("/")
     repo, _, revision = text.partition(":")
-    if ".." in repo or not _REPO.match(repo) or (revision and (not _REVISION.match(revision) or ".." in revision)):
+    if (
+        ".." in repo
+        or not _REPO.match(repo)
+        or (revision and (not _REVISION.match(revision) or ".." in revision))
+    ):
         raise InvalidInput(
             f"model reference {reference[:200]!r} is not a Hugging Face model: expected org/name, "
             f"org/name:revision or https://huggingface.co/org/name",
@@ -74,7 +78,9 @@ def locate(ref: ModelRef, cache_dir: Path) -> Path:
     try:
         if not snapshots.is_dir() or not any(p.is_dir() for p in snapshots.iterdir()):
             problem = "is not in"
-        elif ref.revision and not ((folder / "refs" / ref.revision).is_file() or (snapshots / ref.revision).is_dir()):
+        elif ref.revision and not (
+            (folder / "refs" / ref.revision).is_file() or (snapshots / ref.revision).is_dir()
+        ):
             problem = f"has no revision {ref.revision!r} in"
     except OSError as exc:  # unreadable cache folder
         problem = f"cannot be read ({exc.strerror}) from"

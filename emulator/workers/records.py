@@ -53,7 +53,9 @@ class WorkerRecord:
         data: dict[str, Any] = {}
         for name in _FIELDS:
             value = getattr(self, name)
-            data[name] = list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
+            data[name] = (
+                list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
+            )
         data["state"] = self.state.value
         return data
 

@@ -55,7 +55,7 @@ def check_references(env: Mapping[str, str], known: set[str] | Mapping[str, obje
         names = ", ".join(missing)
         raise MissingSecret(
             f"env refers to secret(s) that do not exist: {names}; create them first with "
-            f"POST /v1/secrets {{\"name\": \"{missing[0]}\", \"value\": \"...\"}}",
+            f'POST /v1/secrets {{"name": "{missing[0]}", "value": "..."}}',
             field="env",
         )
 

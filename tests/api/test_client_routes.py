@@ -33,7 +33,9 @@ def test_run_status_and_result_shape(api: httpx.Client, plane: BackgroundControl
     assert isinstance(body["delayTime"], int) and isinstance(body["executionTime"], int)
 
 
-def test_runsync_completes_within_wait(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
+def test_runsync_completes_within_wait(
+    api: httpx.Client, plane: BackgroundControlPlane, endpoint: str
+) -> None:
     worker = ProtocolWorker(plane.client_url, endpoint)
 
     def serve_one() -> None:
@@ -58,7 +60,9 @@ def test_runsync_incomplete_shape_after_wait(api: httpx.Client, endpoint: str) -
     assert set(r.json()) <= {"id", "status", "delayTime"}
 
 
-def test_status_sync_waits_for_the_end(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
+def test_status_sync_waits_for_the_end(
+    api: httpx.Client, plane: BackgroundControlPlane, endpoint: str
+) -> None:
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": 1}).json()["id"]
     worker = ProtocolWorker(plane.client_url, endpoint)
     worker.take_job()
@@ -67,7 +71,9 @@ def test_status_sync_waits_for_the_end(api: httpx.Client, plane: BackgroundContr
     assert body["status"] == "COMPLETED" and body["output"] == "late"
 
 
-def test_stream_returns_undelivered_chunks_and_always_carries_stream(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
+def test_stream_returns_undelivered_chunks_and_always_carries_stream(
+    api: httpx.Client, plane: BackgroundControlPlane, endpoint: str
+) -> None:
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": {}}).json()["id"]
     first = api.get(f"/v2/{endpoint}/stream/{job_id}").json()
     assert first["stream"] == [] and first["status"] == "IN_QUEUE"
@@ -104,7 +110,9 @@ def test_cancel_signals_the_worker(api: httpx.Client, plane: BackgroundControlPl
     assert api.post(f"/v2/{endpoint}/cancel/{queued}").json() == {"id": queued, "status": "CANCELLED"}
 
 
-def test_retry_only_failed_or_timed_out(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
+def test_retry_only_failed_or_timed_out(
+    api: httpx.Client, plane: BackgroundControlPlane, endpoint: str
+) -> None:
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": {"try": 1}}).json()["id"]
     assert api.post(f"/v2/{endpoint}/retry/{job_id}").status_code == 409
     worker = ProtocolWorker(plane.client_url, endpoint)
@@ -136,11 +144,17 @@ def test_purge_queue_and_health(api: httpx.Client, plane: BackgroundControlPlane
     assert api.get(f"/v2/{endpoint}/status/{ids[0]}").json()["status"] == "IN_PROGRESS"
 
 
-def test_execution_timeout_times_out_and_stops_the_worker(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
-    job_id = api.post(f"/v2/{endpoint}/run", json={"input": {}, "policy": {"executionTimeout": 5000}}).json()["id"]
+def test_execution_timeout_times_out_and_stops_the_worker(
+    api: httpx.Client, plane: BackgroundControlPlane, endpoint: str
+) -> None:
+    job_id = api.post(f"/v2/{endpoint}/run", json={"input": {}, "policy": {"executionTimeout": 5000}}).json()[
+        "id"
+    ]
     worker = ProtocolWorker(plane.client_url, endpoint)
     worker.take_job()
-    stop = wait_for(lambda: (r := worker.stops()).status_code == 200 and r.json(), timeout_s=15, what="a stop signal")
+    stop = wait_for(
+        lambda: (r := worker.stops()).status_code == 200 and r.json(), timeout_s=15, what="a stop signal"
+    )
     assert stop == {"jobsToStop": [job_id]}
     body = api.get(f"/v2/{endpoint}/status/{job_id}").json()
     assert body["status"] == "TIMED_OUT" and "execution timeout" in body["error"]
@@ -149,10 +163,14 @@ def test_execution_timeout_times_out_and_stops_the_worker(api: httpx.Client, pla
 def test_ttl_expiry_gives_404(api: httpx.Client, endpoint: str) -> None:
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": {}, "policy": {"ttl": 10000}}).json()["id"]
     assert api.get(f"/v2/{endpoint}/status/{job_id}").status_code == 200
-    wait_for(lambda: api.get(f"/v2/{endpoint}/status/{job_id}").status_code == 404, timeout_s=20, what="TTL expiry")
+    wait_for(
+        lambda: api.get(f"/v2/{endpoint}/status/{job_id}").status_code == 404, timeout_s=20, what="TTL expiry"
+    )
 
 
-def test_progress_is_shown_and_ignored_after_the_end(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
+def test_progress_is_shown_and_ignored_after_the_end(
+    api: httpx.Client, plane: BackgroundControlPlane, endpoint: str
+) -> None:
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": {}}).json()["id"]
     worker = ProtocolWorker(plane.client_url, endpoint)
     worker.take_job()

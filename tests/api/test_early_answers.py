@@ -50,7 +50,7 @@ def _body(size: int) -> bytes:
 def with_urllib(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         with exc:
@@ -76,14 +76,18 @@ AUTH = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
 
 
 @pytest.mark.parametrize("client", sorted(CLIENTS))
-def test_413_for_a_body_over_the_limit_reaches_the_client(keyed_plane: BackgroundControlPlane, client: str) -> None:
+def test_413_for_a_body_over_the_limit_reaches_the_client(
+    keyed_plane: BackgroundControlPlane, client: str
+) -> None:
     status, body = CLIENTS[client](f"{keyed_plane.client_url}/v2/echo/run", _body(BIG), AUTH)
     assert status == 413
     assert "limit" in str(body["error"]) and str(10 * 1024 * 1024) in str(body["error"])
 
 
 @pytest.mark.parametrize("client", sorted(CLIENTS))
-def test_404_for_an_unknown_endpoint_reaches_the_client(keyed_plane: BackgroundControlPlane, client: str) -> None:
+def test_404_for_an_unknown_endpoint_reaches_the_client(
+    keyed_plane: BackgroundControlPlane, client: str
+) -> None:
     status, body = CLIENTS[client](f"{keyed_plane.client_url}/v2/no-such-endpoint/run", _body(BIG), AUTH)
     assert status == 404
     assert "no-such-endpoint" in str(body["error"])
@@ -102,5 +106,7 @@ def test_the_connection_still_serves_after_an_early_answer(keyed_plane: Backgrou
     with requests.Session() as session:
         r = session.post(f"{keyed_plane.client_url}/v2/echo/run", data=_body(BIG), headers=AUTH, timeout=60)
         assert r.status_code == 413
-        r = session.post(f"{keyed_plane.client_url}/v2/echo/run", json={"input": {"n": 1}}, headers=AUTH, timeout=60)
+        r = session.post(
+            f"{keyed_plane.client_url}/v2/echo/run", json={"input": {"n": 1}}, headers=AUTH, timeout=60
+        )
         assert r.status_code == 200 and r.json()["status"] == "IN_QUEUE"

@@ -30,7 +30,11 @@ TIMEOUT_MS = 5000  # RunPod's smallest executionTimeout
 def short_plane(tmp_path: Path) -> Iterator[BackgroundControlPlane]:
     """Leases of 1 s (worker_lost_after_s) and a fast janitor, so requeues would show at once."""
     settings = default_settings_for_tests(
-        tmp_path / "data", worker_lost_after_s=1.0, janitor_interval_s=0.1, job_take_hold_s=1.0, job_stop_hold_s=1.0
+        tmp_path / "data",
+        worker_lost_after_s=1.0,
+        janitor_interval_s=0.1,
+        job_take_hold_s=1.0,
+        job_stop_hold_s=1.0,
     )
     cp = BackgroundControlPlane(settings)
     cp.start()
@@ -77,7 +81,9 @@ def _worker(client: httpx.Client, worker_id: str) -> dict[str, Any]:
     return next(w for w in workers if w["id"] == worker_id)
 
 
-def _pinging_until(worker: ProtocolWorker, names: list[str], done: Any, what: str, timeout_s: float = 20) -> Any:
+def _pinging_until(
+    worker: ProtocolWorker, names: list[str], done: Any, what: str, timeout_s: float = 20
+) -> Any:
     """Ping (naming ``names``) every 0.2 s until ``done()`` is truthy: the worker is alive meanwhile."""
 
     def probe() -> Any:
@@ -90,7 +96,9 @@ def _pinging_until(worker: ProtocolWorker, names: list[str], done: Any, what: st
 # --- item 1 ------------------------------------------------------------------------------------------------
 
 
-def test_a_job_a_live_worker_dropped_is_not_run_again_and_times_out(client: httpx.Client, new_worker: Any) -> None:
+def test_a_job_a_live_worker_dropped_is_not_run_again_and_times_out(
+    client: httpx.Client, new_worker: Any
+) -> None:
     job_id = _run(client, executionTimeout=TIMEOUT_MS)
     worker = new_worker()
     assert worker.take_job()["id"] == job_id
@@ -102,7 +110,10 @@ def test_a_job_a_live_worker_dropped_is_not_run_again_and_times_out(client: http
     assert (body["status"], body["retries"]) == ("IN_PROGRESS", 0)  # not requeued, not run again
     assert _worker(client, worker.id)["status"] == "IDLE"  # it runs nothing
     final = _pinging_until(
-        worker, [], lambda: (b := _status(client, job_id))["status"] != "IN_PROGRESS" and b, "the execution timeout"
+        worker,
+        [],
+        lambda: (b := _status(client, job_id))["status"] != "IN_PROGRESS" and b,
+        "the execution timeout",
     )
     assert final["status"] == "TIMED_OUT" and final["retries"] == 0 and final["workerId"] == worker.id
     assert "stopped reporting the job" in final["error"]
@@ -117,8 +128,11 @@ def test_the_execution_timeout_counts_from_the_first_start_across_requeues(
     assert lost.take_job()["id"] == job_id  # then silent: the lease runs out, the job is requeued
     requeued = wait_for(lambda: (b := _status(client, job_id))["retries"] == 1 and b, what="the requeue")
     assert requeued["status"] in ("IN_QUEUE", "TIMED_OUT")
-    final = wait_for(lambda: (b := _status(client, job_id))["status"] == "TIMED_OUT" and b, timeout_s=20,
-                     what="TIMED_OUT counted from the first start, while queued again")
+    final = wait_for(
+        lambda: (b := _status(client, job_id))["status"] == "TIMED_OUT" and b,
+        timeout_s=20,
+        what="TIMED_OUT counted from the first start, while queued again",
+    )
     assert "first start" in final["error"]
     # nobody gets it any more
     assert new_worker().take().status_code == 204
@@ -134,7 +148,10 @@ def test_a_worker_still_running_a_timed_out_job_stays_running_until_it_lets_go(
     worker = new_worker()
     assert worker.take_job()["id"] == job_id
     final = _pinging_until(  # its handler still runs: every ping names the job
-        worker, [job_id], lambda: (b := _status(client, job_id))["status"] != "IN_PROGRESS" and b, "the timeout"
+        worker,
+        [job_id],
+        lambda: (b := _status(client, job_id))["status"] != "IN_PROGRESS" and b,
+        "the timeout",
     )
     assert final["status"] == "TIMED_OUT"
     shown = _worker(client, worker.id)
@@ -152,7 +169,9 @@ def test_a_worker_still_running_a_timed_out_job_stays_running_until_it_lets_go(
     assert worker.take_job()["id"] == second
 
 
-def test_a_cancelled_job_keeps_its_worker_running_until_its_late_result(client: httpx.Client, new_worker: Any) -> None:
+def test_a_cancelled_job_keeps_its_worker_running_until_its_late_result(
+    client: httpx.Client, new_worker: Any
+) -> None:
     job_id = _run(client)
     worker = new_worker()
     assert worker.take_job()["id"] == job_id

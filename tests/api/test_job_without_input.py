@@ -33,7 +33,9 @@ def test_run_without_input_is_queued_and_reaches_the_worker_without_input(
     assert status["status"] == "FAILED" and "missing field" in status["error"]
 
 
-def test_runsync_without_input_is_accepted(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
+def test_runsync_without_input_is_accepted(
+    api: httpx.Client, plane: BackgroundControlPlane, endpoint: str
+) -> None:
     r = api.post(f"/v2/{endpoint}/runsync?wait=1000", json=MESSAGES)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "IN_QUEUE" and r.json()["id"].startswith("sync-")
@@ -43,7 +45,9 @@ def test_runsync_without_input_is_accepted(api: httpx.Client, plane: BackgroundC
     assert job["id"] == r.json()["id"] and "input" not in job
 
 
-def test_input_null_is_passed_on_as_null(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
+def test_input_null_is_passed_on_as_null(
+    api: httpx.Client, plane: BackgroundControlPlane, endpoint: str
+) -> None:
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": None}).json()["id"]
     worker = ProtocolWorker(plane.client_url, endpoint)
     job = worker.take_job()
@@ -54,7 +58,9 @@ def test_input_null_is_passed_on_as_null(api: httpx.Client, plane: BackgroundCon
 def test_a_body_that_is_not_an_object_is_still_400(api: httpx.Client, endpoint: str) -> None:
     for route in ("run", "runsync?wait=1000"):
         for body in (b"[1, 2]", b'"text"', b"null", b"42"):
-            r = api.post(f"/v2/{endpoint}/{route}", content=body, headers={"Content-Type": "application/json"})
+            r = api.post(
+                f"/v2/{endpoint}/{route}", content=body, headers={"Content-Type": "application/json"}
+            )
             assert r.status_code == 400, (route, body, r.text)
             assert "JSON object" in r.json()["error"]
     assert api.get(f"/v2/{endpoint}/health").json()["jobs"]["inQueue"] == 0

@@ -33,7 +33,10 @@ def test_upload_to_a_bucket_nobody_made_and_read_it_back() -> None:
     access = server.start("127.0.0.1", 0)
     try:
         client = boto3.session.Session().client(
-            "s3", endpoint_url=access.endpoint_url, aws_access_key_id="key", aws_secret_access_key="secret",
+            "s3",
+            endpoint_url=access.endpoint_url,
+            aws_access_key_id="key",
+            aws_secret_access_key="secret",
             config=Config(signature_version="s3v4"),
         )
         # (moto keeps its buckets per process: a name of this test's own, as another test may have made "11-26")
@@ -41,7 +44,7 @@ def test_upload_to_a_bucket_nobody_made_and_read_it_back() -> None:
         client.put_object(Bucket=bucket, Key="job-1/a.png", Body=b"image bytes", ContentType="image/png")
         client.put_object(Bucket=bucket, Key="job-2/b.png", Body=b"more")
         url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "job-1/a.png"})
-        assert urllib.request.urlopen(url, timeout=10).read() == b"image bytes"  # noqa: S310 - loopback
+        assert urllib.request.urlopen(url, timeout=10).read() == b"image bytes"
         assert bucket in [b["Name"] for b in client.list_buckets()["Buckets"]]
         keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
         assert keys == ["job-1/a.png", "job-2/b.png"]
@@ -57,11 +60,15 @@ def test_workers_of_a_local_s3_endpoint_get_the_bucket_variables() -> None:
     asks = Endpoint.model_validate({"id": "ep", "name": "ep", "imageName": "i", "localS3": True})
     env = worker_env(settings, "http://gw:1", asks, worker, host=host, s3=access)
     assert {k: env[k] for k in access.env()} == {
-        "BUCKET_ENDPOINT_URL": "http://gw:9000", "BUCKET_ACCESS_KEY_ID": "key", "BUCKET_SECRET_ACCESS_KEY": "secret"
+        "BUCKET_ENDPOINT_URL": "http://gw:9000",
+        "BUCKET_ACCESS_KEY_ID": "key",
+        "BUCKET_SECRET_ACCESS_KEY": "secret",
     }
     own = asks.model_copy(update={"env": {"BUCKET_ENDPOINT_URL": "https://my-bucket.example"}})
     assert worker_env(settings, "http://gw:1", own, worker, host=host, s3=access)["BUCKET_ENDPOINT_URL"] == (
         "https://my-bucket.example"
     )
     plain = asks.model_copy(update={"localS3": False})
-    assert "BUCKET_ENDPOINT_URL" not in worker_env(settings, "http://gw:1", plain, worker, host=host, s3=access)
+    assert "BUCKET_ENDPOINT_URL" not in worker_env(
+        settings, "http://gw:1", plain, worker, host=host, s3=access
+    )

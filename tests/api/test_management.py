@@ -39,8 +39,19 @@ def test_worker_list_shape(api: httpx.Client, plane: BackgroundControlPlane, end
     worker = ProtocolWorker(plane.client_url, endpoint)
     body = api.get(f"/v1/endpoints/{endpoint}/workers").json()
     (w,) = body["workers"]
-    for key in ("id", "status", "version", "isStale", "containerId", "gpuIds", "jobIds", "restarts", "reason",
-                "nextRetryAt", "startedAt"):
+    for key in (
+        "id",
+        "status",
+        "version",
+        "isStale",
+        "containerId",
+        "gpuIds",
+        "jobIds",
+        "restarts",
+        "reason",
+        "nextRetryAt",
+        "startedAt",
+    ):
         assert key in w
     assert w["status"] == "INITIALIZING"
     worker.ping()

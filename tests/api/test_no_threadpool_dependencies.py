@@ -50,7 +50,12 @@ def test_every_route_dependency_is_async(tmp_path: Path) -> None:
     core = build_core(default_settings_for_tests(tmp_path), None)
     try:
         jobs = job_service(core)
-        ctx = AppContext(core=core, jobs=jobs, protocol=WorkerProtocol(core, jobs), endpoints=EndpointService(core.endpoints, core.workers, core.jobs, core.hub, core.clock))
+        ctx = AppContext(
+            core=core,
+            jobs=jobs,
+            protocol=WorkerProtocol(core, jobs),
+            endpoints=EndpointService(core.endpoints, core.workers, core.jobs, core.hub, core.clock),
+        )
         sync = set()
         checked = 0
         for app in (create_client_app(ctx), create_worker_app(ctx)):
@@ -73,10 +78,15 @@ def test_api_key_check_still_refuses_and_accepts(tmp_path: Path) -> None:
     core = build_core(default_settings_for_tests(tmp_path, api_key="k3y"), None)
     try:
         jobs = job_service(core)
-        ctx = AppContext(core=core, jobs=jobs, protocol=WorkerProtocol(core, jobs), endpoints=EndpointService(core.endpoints, core.workers, core.jobs, core.hub, core.clock))
+        ctx = AppContext(
+            core=core,
+            jobs=jobs,
+            protocol=WorkerProtocol(core, jobs),
+            endpoints=EndpointService(core.endpoints, core.workers, core.jobs, core.hub, core.clock),
+        )
 
         class _App:
-            class state:  # noqa: N801 - mimics app.state
+            class state:
                 ctx: AppContext
 
         _App.state.ctx = ctx

@@ -23,7 +23,9 @@ LIMIT = 5
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[httpx.Client]:
-    settings = default_settings_for_tests(tmp_path / "data", max_queue_per_endpoint=LIMIT, job_take_hold_s=2.0)
+    settings = default_settings_for_tests(
+        tmp_path / "data", max_queue_per_endpoint=LIMIT, job_take_hold_s=2.0
+    )
     with BackgroundControlPlane(settings) as cp, httpx.Client(base_url=cp.client_url, timeout=30) as client:
         r = client.post("/v1/endpoints", json={"name": "q", "id": "q", "imageName": "x", "workersMax": 0})
         assert r.status_code == 201, r.text

@@ -23,11 +23,28 @@ from tests.helpers import ProtocolWorker, free_port, wait_for
 def start_server(
     data_dir: Path, port: int, worker_port: int, log: Path, lost_after_s: float = 3
 ) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, EMULATOR_WORKER_PORT=str(worker_port), EMULATOR_JOB_TAKE_HOLD_S="2",
-               EMULATOR_WORKER_LOST_AFTER_S=str(lost_after_s))
+    env = dict(
+        os.environ,
+        EMULATOR_WORKER_PORT=str(worker_port),
+        EMULATOR_JOB_TAKE_HOLD_S="2",
+        EMULATOR_WORKER_LOST_AFTER_S=str(lost_after_s),
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "serve", "--runtime", "none", "--port", str(port), "--data-dir", str(data_dir)],
-        env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "emulator",
+            "serve",
+            "--runtime",
+            "none",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
     wait_for(lambda: _up(port), timeout_s=30, what="the control plane to answer /ping")
     return proc
@@ -83,7 +100,9 @@ def test_sigkill_and_restart_loses_nothing(tmp_path: Path, procs: list[subproces
         assert body["output"] == ("before the crash" if job_id == done_job["id"] else i)
 
 
-def test_job_of_a_dead_worker_is_requeued_after_restart(tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+def test_job_of_a_dead_worker_is_requeued_after_restart(
+    tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
     port, worker_port = free_port(), free_port()
     log = tmp_path / "server.log"
     procs.append(start_server(tmp_path / "data", port, worker_port, log))
@@ -97,7 +116,9 @@ def test_job_of_a_dead_worker_is_requeued_after_restart(tmp_path: Path, procs: l
     procs.append(start_server(tmp_path / "data", port, worker_port, log))
     # the worker never comes back: its lease expires and the job is retried elsewhere
     alive = ProtocolWorker(f"http://127.0.0.1:{port}", "e")
-    job = wait_for(lambda: (r := alive.take()).status_code == 200 and r.json(), timeout_s=20, what="the requeued job")
+    job = wait_for(
+        lambda: (r := alive.take()).status_code == 200 and r.json(), timeout_s=20, what="the requeued job"
+    )
     assert job["id"] == job_id
     alive.done(job_id, {"output": "second worker"})
     body = api.get(f"/v2/e/status/{job_id}").json()
@@ -108,7 +129,7 @@ class Receiver(BaseHTTPRequestHandler):
     calls: list[dict[str, object]] = []
     fail_first = 0
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         Receiver.calls.append(body)
         code = 500 if len(Receiver.calls) <= Receiver.fail_first else 200
@@ -137,7 +158,11 @@ def test_webhook_attempts(tmp_path: Path, fail_first: int) -> None:
             worker.done(job_id, {"output": {"a": 2}})
             expected = min(fail_first + 1, 3)
             detail = wait_for(
-                lambda: (d := api.get(f"/v1/endpoints/e/jobs/{job_id}").json())["webhookState"] in ("delivered", "failed") and d,
+                lambda: (
+                    (d := api.get(f"/v1/endpoints/e/jobs/{job_id}").json())["webhookState"]
+                    in ("delivered", "failed")
+                    and d
+                ),
                 what="webhook delivery",
             )
             assert len(detail["webhookAttempts"]) == expected == len(Receiver.calls)
@@ -154,20 +179,40 @@ def test_api_key_guards_every_client_and_management_route(tmp_path: Path) -> Non
     settings = default_settings_for_tests(tmp_path, api_key="s3cret")
     with BackgroundControlPlane(settings) as cp:
         routes = [
-            ("POST", "/v2/e/run"), ("POST", "/v2/e/runsync"), ("GET", "/v2/e/status/x"), ("POST", "/v2/e/status/x"),
-            ("GET", "/v2/e/status-sync/x"), ("GET", "/v2/e/stream/x"), ("POST", "/v2/e/cancel/x"),
-            ("POST", "/v2/e/retry/x"), ("POST", "/v2/e/purge-queue"), ("GET", "/v2/e/health"),
-            ("GET", "/v1/endpoints"), ("POST", "/v1/endpoints"), ("GET", "/v1/endpoints/e"),
-            ("PATCH", "/v1/endpoints/e"), ("DELETE", "/v1/endpoints/e"), ("GET", "/v1/endpoints/e/workers"),
-            ("POST", "/v1/endpoints/e/workers"), ("GET", "/v1/workers/w/logs"), ("GET", "/v1/endpoints/e/jobs"),
+            ("POST", "/v2/e/run"),
+            ("POST", "/v2/e/runsync"),
+            ("GET", "/v2/e/status/x"),
+            ("POST", "/v2/e/status/x"),
+            ("GET", "/v2/e/status-sync/x"),
+            ("GET", "/v2/e/stream/x"),
+            ("POST", "/v2/e/cancel/x"),
+            ("POST", "/v2/e/retry/x"),
+            ("POST", "/v2/e/purge-queue"),
+            ("GET", "/v2/e/health"),
+            ("GET", "/v1/endpoints"),
+            ("POST", "/v1/endpoints"),
+            ("GET", "/v1/endpoints/e"),
+            ("PATCH", "/v1/endpoints/e"),
+            ("DELETE", "/v1/endpoints/e"),
+            ("GET", "/v1/endpoints/e/workers"),
+            ("POST", "/v1/endpoints/e/workers"),
+            ("GET", "/v1/workers/w/logs"),
+            ("GET", "/v1/endpoints/e/jobs"),
         ]
         for method, path in routes:
             r = httpx.request(method, cp.client_url + path, json={"input": 1})
             assert r.status_code == 401, (method, path, r.status_code)
-            r = httpx.request(method, cp.client_url + path, json={"input": 1}, headers={"Authorization": "Bearer wrong"})
+            r = httpx.request(
+                method, cp.client_url + path, json={"input": 1}, headers={"Authorization": "Bearer wrong"}
+            )
             assert r.status_code == 401, (method, path)
         assert httpx.get(cp.client_url + "/ping").status_code == 200
-        ok = httpx.post(cp.client_url + "/v1/endpoints", json={"name": "e", "id": "e", "imageName": "x"},
-                        headers={"Authorization": "Bearer s3cret"})
+        ok = httpx.post(
+            cp.client_url + "/v1/endpoints",
+            json={"name": "e", "id": "e", "imageName": "x"},
+            headers={"Authorization": "Bearer s3cret"},
+        )
         assert ok.status_code == 201
-        assert httpx.get(cp.client_url + "/v2/e/health", headers={"Authorization": "s3cret"}).status_code == 200
+        assert (
+            httpx.get(cp.client_url + "/v2/e/health", headers={"Authorization": "s3cret"}).status_code == 200
+        )

@@ -68,7 +68,9 @@ def _append(plane: BackgroundControlPlane, *lines: tuple[str, str | None, str]) 
     plane.call(write())
 
 
-def test_endpoint_logs_filters_and_follow(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
+def test_endpoint_logs_filters_and_follow(
+    api: httpx.Client, plane: BackgroundControlPlane, endpoint: str
+) -> None:
     assert api.get("/v1/endpoints/nope/logs").status_code == 404
     assert api.get(f"/v1/endpoints/{endpoint}/logs").json() == {"lines": []}
     # a follower of an endpoint with no lines yet gets the first one written
@@ -79,19 +81,29 @@ def test_endpoint_logs_filters_and_follow(api: httpx.Client, plane: BackgroundCo
     _append(plane, ("w1", "job-1", "one"), ("w2", "job-2", "two"))
     lines = api.get(f"/v1/endpoints/{endpoint}/logs").json()["lines"]
     assert [(i["workerId"], i["requestId"], i["line"]) for i in lines] == [
-        ("w1", None, "booting"), ("w1", "job-1", "one"), ("w2", "job-2", "two")
+        ("w1", None, "booting"),
+        ("w1", "job-1", "one"),
+        ("w2", "job-2", "two"),
     ]
-    assert [i["line"] for i in api.get(f"/v1/endpoints/{endpoint}/logs", params={"job": "job-1"}).json()["lines"]] == ["one"]
-    assert [i["line"] for i in api.get(f"/v1/endpoints/{endpoint}/logs", params={"worker": "w2"}).json()["lines"]] == ["two"]
-    assert api.get(f"/v1/endpoints/{endpoint}/logs", params={"since": "2999-01-01T00:00:00Z"}).json() == {"lines": []}
+    assert [
+        i["line"] for i in api.get(f"/v1/endpoints/{endpoint}/logs", params={"job": "job-1"}).json()["lines"]
+    ] == ["one"]
+    assert [
+        i["line"] for i in api.get(f"/v1/endpoints/{endpoint}/logs", params={"worker": "w2"}).json()["lines"]
+    ] == ["two"]
+    assert api.get(f"/v1/endpoints/{endpoint}/logs", params={"since": "2999-01-01T00:00:00Z"}).json() == {
+        "lines": []
+    }
     assert len(api.get(f"/v1/endpoints/{endpoint}/logs", params={"since": "0"}).json()["lines"]) == 3
-    for params, field in (({"since": "yesterday"}, "since"), ({"limit": "0"}, "limit"), ({"job": "a b"}, "job")):
+    for params, field in (
+        ({"since": "yesterday"}, "since"),
+        ({"limit": "0"}, "limit"),
+        ({"job": "a b"}, "job"),
+    ):
         r = api.get(f"/v1/endpoints/{endpoint}/logs", params=params)
         assert 400 <= r.status_code < 500 and r.json()["field"] == field, r.text
     # follow: the lines so far after Last-Event-ID, then a new one as it is written
-    with api.stream(
-        "GET", f"/v1/endpoints/{endpoint}/logs/stream", headers={"Last-Event-ID": "2"}
-    ) as stream:
+    with api.stream("GET", f"/v1/endpoints/{endpoint}/logs/stream", headers={"Last-Event-ID": "2"}) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         events: list[dict[str, Any]] = []
         for raw in stream.iter_lines():
@@ -103,10 +115,14 @@ def test_endpoint_logs_filters_and_follow(api: httpx.Client, plane: BackgroundCo
                     break
     assert [(e["seq"], e["line"]) for e in events] == [(3, "two"), (4, "three")]
     # with wait=, the stream ends by itself (the lines so far, then nothing new for a second)
-    with api.stream("GET", f"/v1/endpoints/{endpoint}/logs/stream", params={"wait": "1000", "job": "job-3"}) as stream:
+    with api.stream(
+        "GET", f"/v1/endpoints/{endpoint}/logs/stream", params={"wait": "1000", "job": "job-3"}
+    ) as stream:
         data = [json.loads(raw[6:]) for raw in stream.iter_lines() if raw.startswith("data: ")]
     assert [e["line"] for e in data] == ["three"]
     assert api.get(f"/v1/endpoints/{endpoint}/logs/stream", params={"wait": "soon"}).status_code == 400
     assert api.delete(f"/v1/endpoints/{endpoint}").status_code == 204
-    assert api.post("/v1/endpoints", json={"name": "echo", "id": "echo", "imageName": "img"}).status_code == 201
+    assert (
+        api.post("/v1/endpoints", json={"name": "echo", "id": "echo", "imageName": "img"}).status_code == 201
+    )
     assert api.get("/v1/endpoints/echo/logs").json() == {"lines": []}  # deleted with their endpoint

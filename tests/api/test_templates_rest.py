@@ -19,16 +19,45 @@ IMAGE = "serverless-emulator/sample-echo:latest"
 
 # RunPod REST v1 `Endpoint` and `Template` field types (JSON: int for "integer", str for "string", ...)
 ENDPOINT_TYPES: dict[str, type] = {
-    "id": str, "name": str, "templateId": str, "computeType": str, "gpuTypeIds": list, "gpuCount": int,
-    "idleTimeout": int, "scalerType": str, "scalerValue": int, "workersMin": int, "workersMax": int,
-    "executionTimeoutMs": int, "version": int, "createdAt": str, "env": dict, "networkVolumeId": str,
-    "allowedCudaVersions": list, "dataCenterIds": list, "minCudaVersion": str, "networkVolumeIds": list,
+    "id": str,
+    "name": str,
+    "templateId": str,
+    "computeType": str,
+    "gpuTypeIds": list,
+    "gpuCount": int,
+    "idleTimeout": int,
+    "scalerType": str,
+    "scalerValue": int,
+    "workersMin": int,
+    "workersMax": int,
+    "executionTimeoutMs": int,
+    "version": int,
+    "createdAt": str,
+    "env": dict,
+    "networkVolumeId": str,
+    "allowedCudaVersions": list,
+    "dataCenterIds": list,
+    "minCudaVersion": str,
+    "networkVolumeIds": list,
     "template": dict,
 }
 TEMPLATE_TYPES: dict[str, type] = {
-    "id": str, "name": str, "imageName": str, "env": dict, "dockerStartCmd": list, "dockerEntrypoint": list,
-    "containerDiskInGb": int, "volumeInGb": int, "volumeMountPath": str, "ports": list, "isServerless": bool,
-    "isPublic": bool, "isRunpod": bool, "readme": str, "containerRegistryAuthId": str, "runtimeInMin": int,
+    "id": str,
+    "name": str,
+    "imageName": str,
+    "env": dict,
+    "dockerStartCmd": list,
+    "dockerEntrypoint": list,
+    "containerDiskInGb": int,
+    "volumeInGb": int,
+    "volumeMountPath": str,
+    "ports": list,
+    "isServerless": bool,
+    "isPublic": bool,
+    "isRunpod": bool,
+    "readme": str,
+    "containerRegistryAuthId": str,
+    "runtimeInMin": int,
 }
 RUNPOD_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -38,14 +67,24 @@ def check_types(doc: dict[str, Any], types: dict[str, type]) -> None:
         value = doc.get(name)
         if value is None:
             continue  # not set (RunPod leaves such fields out)
-        assert type(value) is kind, f"{name}: {value!r} is {type(value).__name__}, RunPod's type is {kind.__name__}"
+        assert type(value) is kind, (
+            f"{name}: {value!r} is {type(value).__name__}, RunPod's type is {kind.__name__}"
+        )
 
 
 def test_template_crud_and_an_endpoint_from_it(api: httpx.Client) -> None:
-    r = api.post("/v1/templates", json={
-        "name": "echo-t", "imageName": IMAGE, "isServerless": True, "env": {"A": "1", "API_KEY": "s3cret"},
-        "dockerStartCmd": ["python", "-u", "handler.py"], "containerDiskInGb": 20, "ports": ["8000/http"],
-    })
+    r = api.post(
+        "/v1/templates",
+        json={
+            "name": "echo-t",
+            "imageName": IMAGE,
+            "isServerless": True,
+            "env": {"A": "1", "API_KEY": "s3cret"},
+            "dockerStartCmd": ["python", "-u", "handler.py"],
+            "containerDiskInGb": 20,
+            "ports": ["8000/http"],
+        },
+    )
     assert r.status_code == 200, r.text
     template = r.json()
     check_types(template, TEMPLATE_TYPES)
@@ -54,11 +93,21 @@ def test_template_crud_and_an_endpoint_from_it(api: httpx.Client) -> None:
     assert api.get(f"/v1/templates/{tid}").json() == template
     assert [t["id"] for t in api.get("/v1/templates").json()] == [tid]
 
-    r = api.post("/v1/endpoints", json={
-        "name": "from-t", "templateId": tid, "computeType": "GPU", "gpuTypeIds": ["NVIDIA L4"],
-        "dataCenterIds": ["EU-RO-1"], "allowedCudaVersions": ["12.4"], "idleTimeout": 7, "scalerValue": 2,
-        "workersMax": 1, "env": {"B": "2"},
-    })
+    r = api.post(
+        "/v1/endpoints",
+        json={
+            "name": "from-t",
+            "templateId": tid,
+            "computeType": "GPU",
+            "gpuTypeIds": ["NVIDIA L4"],
+            "dataCenterIds": ["EU-RO-1"],
+            "allowedCudaVersions": ["12.4"],
+            "idleTimeout": 7,
+            "scalerValue": 2,
+            "workersMax": 1,
+            "env": {"B": "2"},
+        },
+    )
     assert r.status_code == 201, r.text
     ep = r.json()
     check_types(ep, ENDPOINT_TYPES)
@@ -95,12 +144,18 @@ def test_template_crud_and_an_endpoint_from_it(api: httpx.Client) -> None:
         ({"name": "x", "imageName": IMAGE, "templateid": "t"}, 422, "templateid"),  # a typo is still a 422
         ({"name": "x"}, 422, "imageName or templateId"),
         ({"name": "x", "templateId": "nosuch"}, 422, "templateId"),
-        ({"name": "x", "imageName": IMAGE, "containerRegistryAuthId": "nosuch"}, 422, "containerRegistryAuthId"),
+        (
+            {"name": "x", "imageName": IMAGE, "containerRegistryAuthId": "nosuch"},
+            422,
+            "containerRegistryAuthId",
+        ),
         ({"name": "x", "imageName": IMAGE, "computeType": "TPU"}, 422, "computeType"),
         ({"name": "x", "imageName": IMAGE, "gpuTypeIds": "NVIDIA L4"}, 422, "gpuTypeIds"),
     ],
 )
-def test_endpoint_body_errors_name_the_field(api: httpx.Client, body: dict[str, Any], status: int, names: str) -> None:
+def test_endpoint_body_errors_name_the_field(
+    api: httpx.Client, body: dict[str, Any], status: int, names: str
+) -> None:
     r = api.post("/v1/endpoints", json=body)
     assert r.status_code == status and names in r.text, r.text
 
@@ -115,12 +170,17 @@ def test_template_body_errors(api: httpx.Client) -> None:
 
 
 def test_registry_credentials_are_write_only(api: httpx.Client, plane: BackgroundControlPlane) -> None:
-    r = api.post("/v1/containerregistryauth", json={"name": "ghcr", "username": "me", "password": "hunter2-pw"})
+    r = api.post(
+        "/v1/containerregistryauth", json={"name": "ghcr", "username": "me", "password": "hunter2-pw"}
+    )
     assert r.status_code == 200 and set(r.json()) == {"id", "name"}, r.text
     auth_id = r.json()["id"]
     assert "hunter2-pw" not in api.get("/v1/containerregistryauth").text
     assert api.get(f"/v1/containerregistryauth/{auth_id}").json() == {"id": auth_id, "name": "ghcr"}
-    r = api.post("/v1/templates", json={"name": "priv", "imageName": "ghcr.io/me/x:1", "containerRegistryAuthId": auth_id})
+    r = api.post(
+        "/v1/templates",
+        json={"name": "priv", "imageName": "ghcr.io/me/x:1", "containerRegistryAuthId": auth_id},
+    )
     assert r.status_code == 200, r.text
     assert api.delete(f"/v1/containerregistryauth/{auth_id}").status_code == 409  # a template uses it
     assert api.delete(f"/v1/templates/{r.json()['id']}").status_code == 204
@@ -138,11 +198,17 @@ def test_runpod_sdk_management_calls_through_graphql(
     monkeypatch.setenv("RUNPOD_API_BASE_URL", plane.client_url)
     monkeypatch.setattr(runpod, "api_key", "anything")
     template = runpod.create_template(
-        name="sdk-t", image_name=IMAGE, docker_start_cmd="python -u handler.py", env={"K": "v"}, is_serverless=True
+        name="sdk-t",
+        image_name=IMAGE,
+        docker_start_cmd="python -u handler.py",
+        env={"K": "v"},
+        is_serverless=True,
     )
     assert template["imageName"] == IMAGE and template["env"] == [{"key": "K", "value": "v"}]
     assert template["dockerArgs"] == "python -u handler.py" and template["isServerless"] is True
-    endpoint = runpod.create_endpoint(name="sdk-e", template_id=template["id"], gpu_ids="AMPERE_16", workers_max=2)
+    endpoint = runpod.create_endpoint(
+        name="sdk-e", template_id=template["id"], gpu_ids="AMPERE_16", workers_max=2
+    )
     assert endpoint["templateId"] == template["id"] and endpoint["gpuIds"] == "AMPERE_16"
     assert endpoint["workersMax"] == 2 and endpoint["idleTimeout"] == 5 and endpoint["gpuCount"] == 1
     rest = api.get(f"/v1/endpoints/{endpoint['id']}").json()
@@ -167,7 +233,10 @@ def test_runpod_sdk_management_calls_through_graphql(
     r = api.post("/graphql", json={"query": f'mutation {{ deleteEndpoint(id: "{endpoint["id"]}") }}'})
     assert r.status_code == 200 and r.json() == {"data": {"deleteEndpoint": None}}, r.text
     assert api.get(f"/v1/endpoints/{endpoint['id']}").status_code == 404
-    r = api.post("/graphql", json={"query": "mutation { deleteEndpoint(id: \"gone\") }"})
+    r = api.post("/graphql", json={"query": 'mutation { deleteEndpoint(id: "gone") }'})
     assert "does not exist" in r.json()["errors"][0]["message"]
-    assert "not valid GraphQL" in api.post("/graphql", json={"query": "mutation {"}).json()["errors"][0]["message"]
+    assert (
+        "not valid GraphQL"
+        in api.post("/graphql", json={"query": "mutation {"}).json()["errors"][0]["message"]
+    )
     assert api.post("/graphql", json=[1]).json()["errors"]

@@ -13,7 +13,9 @@ from emulator.testing import BackgroundControlPlane
 from tests.helpers import ProtocolWorker
 
 
-def test_job_take_answers_the_moment_a_job_is_queued(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
+def test_job_take_answers_the_moment_a_job_is_queued(
+    api: httpx.Client, plane: BackgroundControlPlane, endpoint: str
+) -> None:
     worker = ProtocolWorker(plane.client_url, endpoint)
     result: dict[str, Any] = {}
 
@@ -63,25 +65,38 @@ def test_tokens_are_per_worker(api: httpx.Client, plane: BackgroundControlPlane,
     assert httpx.get(a.url("RUNPOD_WEBHOOK_GET_JOB")).status_code == 401
     assert httpx.get(a.url("RUNPOD_WEBHOOK_PING"), headers={"Authorization": "nope"}).status_code == 401
     # worker routes are not served on the client listener
-    assert api.get(f"/v2/{endpoint}/job-take/{a.id}", headers={"Authorization": a.token}).status_code in (404, 405)
+    assert api.get(f"/v2/{endpoint}/job-take/{a.id}", headers={"Authorization": a.token}).status_code in (
+        404,
+        405,
+    )
     assert a.done(job_id, {"output": "mine"}).status_code == 200
     assert api.get(f"/v2/{endpoint}/status/{job_id}").json()["output"] == "mine"
 
 
-def test_job_done_accepts_any_content_type_and_rejects_non_json(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
+def test_job_done_accepts_any_content_type_and_rejects_non_json(
+    api: httpx.Client, plane: BackgroundControlPlane, endpoint: str
+) -> None:
     worker = ProtocolWorker(plane.client_url, endpoint)
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": 1}).json()["id"]
     worker.take_job()
-    r = worker.http.post(worker.url("RUNPOD_WEBHOOK_POST_OUTPUT", job_id), content=b"not json",
-                         headers={"Content-Type": "text/plain"})
+    r = worker.http.post(
+        worker.url("RUNPOD_WEBHOOK_POST_OUTPUT", job_id),
+        content=b"not json",
+        headers={"Content-Type": "text/plain"},
+    )
     assert r.status_code == 400 and "JSON" in r.json()["error"]
-    r = worker.http.post(worker.url("RUNPOD_WEBHOOK_POST_OUTPUT", job_id), content=b'{"output": 7}',
-                         headers={"Content-Type": "text/plain"})
+    r = worker.http.post(
+        worker.url("RUNPOD_WEBHOOK_POST_OUTPUT", job_id),
+        content=b'{"output": 7}',
+        headers={"Content-Type": "text/plain"},
+    )
     assert r.status_code == 200
     assert api.get(f"/v2/{endpoint}/status/{job_id}").json()["output"] == 7
 
 
-def test_stop_pod_marks_the_worker_for_recycling(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
+def test_stop_pod_marks_the_worker_for_recycling(
+    api: httpx.Client, plane: BackgroundControlPlane, endpoint: str
+) -> None:
     worker = ProtocolWorker(plane.client_url, endpoint)
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": 1}).json()["id"]
     worker.take_job()
@@ -91,7 +106,9 @@ def test_stop_pod_marks_the_worker_for_recycling(api: httpx.Client, plane: Backg
     assert worker.take().status_code == 204
 
 
-def test_ping_unhealthy_requeues_the_workers_jobs(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
+def test_ping_unhealthy_requeues_the_workers_jobs(
+    api: httpx.Client, plane: BackgroundControlPlane, endpoint: str
+) -> None:
     worker = ProtocolWorker(plane.client_url, endpoint)
     job_id = api.post(f"/v2/{endpoint}/run", json={"input": 1}).json()["id"]
     worker.take_job()
@@ -113,8 +130,9 @@ def test_a_job_a_live_worker_never_named_is_not_requeued(tmp_path: Path) -> None
     from emulator.testing import BackgroundControlPlane
     from tests.helpers import wait_for
 
-    settings = default_settings_for_tests(tmp_path, worker_lost_after_s=1.0, job_take_hold_s=1.0,
-                                          janitor_interval_s=0.1)
+    settings = default_settings_for_tests(
+        tmp_path, worker_lost_after_s=1.0, job_take_hold_s=1.0, janitor_interval_s=0.1
+    )
     with BackgroundControlPlane(settings) as cp, httpx.Client(base_url=cp.client_url) as api:
         api.post("/v1/endpoints", json={"name": "e", "id": "e", "imageName": "x"})
         worker = ProtocolWorker(cp.client_url, "e")
@@ -132,7 +150,9 @@ def test_a_job_a_live_worker_never_named_is_not_requeued(tmp_path: Path) -> None
         assert api.get(f"/v1/endpoints/e/jobs/{job_id}").json()["droppedAt"] is not None
 
 
-def test_a_worker_that_hung_up_is_not_handed_the_job(api: httpx.Client, plane: BackgroundControlPlane, endpoint: str) -> None:
+def test_a_worker_that_hung_up_is_not_handed_the_job(
+    api: httpx.Client, plane: BackgroundControlPlane, endpoint: str
+) -> None:
     """A worker's long poll whose connection closed (the worker exited) must not take the next job."""
     import socket
     from urllib.parse import urlsplit
@@ -140,7 +160,9 @@ def test_a_worker_that_hung_up_is_not_handed_the_job(api: httpx.Client, plane: B
     gone = ProtocolWorker(plane.client_url, endpoint)
     url = urlsplit(gone.url("RUNPOD_WEBHOOK_GET_JOB") + "&job_in_progress=0")
     raw = socket.create_connection((url.hostname, url.port))
-    raw.sendall(f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: x\r\nAuthorization: {gone.token}\r\n\r\n".encode())
+    raw.sendall(
+        f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: x\r\nAuthorization: {gone.token}\r\n\r\n".encode()
+    )
     time.sleep(0.3)  # the poll is parked
     raw.close()  # the worker exits
     time.sleep(0.2)
@@ -155,7 +177,9 @@ def test_shutdown_does_not_wait_for_held_long_polls(tmp_path: Path) -> None:
     from emulator.config import default_settings_for_tests
     from emulator.testing import BackgroundControlPlane
 
-    cp = BackgroundControlPlane(default_settings_for_tests(tmp_path, job_take_hold_s=60, job_stop_hold_s=60)).start()
+    cp = BackgroundControlPlane(
+        default_settings_for_tests(tmp_path, job_take_hold_s=60, job_stop_hold_s=60)
+    ).start()
     httpx.post(f"{cp.client_url}/v1/endpoints", json={"name": "e", "id": "e", "imageName": "x"})
     worker = ProtocolWorker(cp.client_url, "e")
     answers: list[int] = []

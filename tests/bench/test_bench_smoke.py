@@ -25,7 +25,7 @@ def docker_ready() -> None:
 
         client = docker.from_env()
         client.ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.skip(f"no Docker engine answers: {exc}")
     missing = [s for s in SAMPLES if not client.images.list(name=s)]
     client.close()
@@ -40,8 +40,21 @@ def docker_ready() -> None:
 def test_smoke_run_writes_every_row(docker_ready: None, tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--mode", "smoke", "--out", str(out), "--work-dir", str(tmp_path / "work")],
-        cwd=REPO, capture_output=True, text=True, timeout=580,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--mode",
+            "smoke",
+            "--out",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=580,
     )
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     text = out.read_text()

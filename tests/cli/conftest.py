@@ -31,7 +31,9 @@ class Cli:
         self.url = url
         self.runner = CliRunner()
 
-    def __call__(self, *args: str, url: bool = True, env: dict[str, str] | None = None, input: str | None = None) -> Result:
+    def __call__(
+        self, *args: str, url: bool = True, env: dict[str, str] | None = None, input: str | None = None
+    ) -> Result:
         argv = [*args, "--url", self.url] if url else list(args)
         return self.runner.invoke(app, argv, env=env, input=input, catch_exceptions=False)
 
@@ -109,17 +111,19 @@ def leftovers_of_run(output: str) -> list[str]:
     assert match, output
     network = match.group(1)
     endpoint = network.removeprefix("se-")
-    found = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=serverless-emulator.endpoint={endpoint}"],
-                           capture_output=True, text=True).stdout.split()
-    nets = subprocess.run(["docker", "network", "ls", "-q", "--filter", f"name=^{network}$"],
-                          capture_output=True, text=True).stdout.split()
+    found = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=serverless-emulator.endpoint={endpoint}"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    nets = subprocess.run(
+        ["docker", "network", "ls", "-q", "--filter", f"name=^{network}$"], capture_output=True, text=True
+    ).stdout.split()
     for container in found:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True)
     for net in nets:
         subprocess.run(["docker", "network", "rm", net], capture_output=True)
     return found + nets
-
-
 
 
 @pytest.fixture

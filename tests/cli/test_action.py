@@ -62,13 +62,17 @@ def test_action_yml_shape() -> None:
 def test_the_actions_lines_install_and_test_a_worker(tmp_path: Path) -> None:
     if not docker_ok():
         pytest.skip("needs a running Docker engine")
-    built_tag = images.default_tag_for(ROOT / "tests" / "cli" / "repos" / "runner-worker")  # the action's build
+    built_tag = images.default_tag_for(
+        ROOT / "tests" / "cli" / "repos" / "runner-worker"
+    )  # the action's build
     existed = images.image_id(built_tag) is not None
     action = _action()
     defaults = {name: str(spec.get("default", "")) for name, spec in action["inputs"].items()}
     temp = tmp_path / "runner-temp"
     temp.mkdir()
-    files = {name: tmp_path / name.lower() for name in ("GITHUB_PATH", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY")}
+    files = {
+        name: tmp_path / name.lower() for name in ("GITHUB_PATH", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY")
+    }
     for path in files.values():
         path.touch()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "EMULATOR_", "PYTHON"))}
@@ -80,14 +84,25 @@ def test_the_actions_lines_install_and_test_a_worker(tmp_path: Path) -> None:
     def run_steps(inputs: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
         done = []
         for step in action["runs"]["steps"][1:]:
-            if step.get("name") == "Install serverless-emulator" and (temp / "serverless-emulator-venv").exists():
+            if (
+                step.get("name") == "Install serverless-emulator"
+                and (temp / "serverless-emulator-venv").exists()
+            ):
                 continue  # installed by the first run
             step_env = dict(env)
             extra = [line for line in files["GITHUB_PATH"].read_text().splitlines() if line]
             step_env["PATH"] = os.pathsep.join([*reversed(extra), step_env["PATH"]])
             step_env.update({k: _expand(str(v), inputs) for k, v in (step.get("env") or {}).items()})
-            done.append(subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-                                       cwd=ROOT, env=step_env, capture_output=True, text=True, timeout=400))
+            done.append(
+                subprocess.run(
+                    ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                    cwd=ROOT,
+                    env=step_env,
+                    capture_output=True,
+                    text=True,
+                    timeout=400,
+                )
+            )
             assert done[-1].returncode == 0 or step.get("id") == "test", done[-1].stderr[-3000:]
         return done
 
@@ -101,8 +116,10 @@ def test_the_actions_lines_install_and_test_a_worker(tmp_path: Path) -> None:
         assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-3000:]
         assert "PASSED: 3 test(s), 2 output(s) as expected" in tested.stdout
         venv_python = temp / "serverless-emulator-venv" / "bin" / "python"
-        assert venv_python.is_file() and str(temp / "serverless-emulator-venv" / "bin") in files[
-            "GITHUB_PATH"].read_text()
+        assert (
+            venv_python.is_file()
+            and str(temp / "serverless-emulator-venv" / "bin") in files["GITHUB_PATH"].read_text()
+        )
         suite = ET.parse(junit).getroot().find("testsuite")
         assert suite is not None and suite.get("tests") == "3" and suite.get("failures") == "0"
         assert files["GITHUB_OUTPUT"].read_text() == "total-tests=3\nsucceeded=3\nfailed=0\n"

@@ -16,8 +16,24 @@ IMAGE = "serverless-emulator/sample-echo:latest"
 
 
 def test_create_list_update_delete(cli: Cli, api: httpx.Client) -> None:
-    r = cli("endpoints", "create", "--name", "mine", "--id", "mine", "--image", IMAGE, "--workers-max", "2",
-            "--gpu-count", "0", "--env", "A=1", "--env", "B=x=y")
+    r = cli(
+        "endpoints",
+        "create",
+        "--name",
+        "mine",
+        "--id",
+        "mine",
+        "--image",
+        IMAGE,
+        "--workers-max",
+        "2",
+        "--gpu-count",
+        "0",
+        "--env",
+        "A=1",
+        "--env",
+        "B=x=y",
+    )
     assert r.exit_code == 0, r.output
     assert "created endpoint mine" in r.output
     ep = api.get("/v1/endpoints/mine").json()
@@ -50,16 +66,19 @@ def test_create_list_update_delete(cli: Cli, api: httpx.Client) -> None:
 
 def test_create_from_file_with_flag_override(cli: Cli, api: httpx.Client, tmp_path: Path) -> None:
     spec = tmp_path / "endpoint.json"
-    spec.write_text(json.dumps({"name": "from-file", "id": "ff", "imageName": IMAGE, "workersMax": 1,
-                                "env": {"K": "v"}}))
+    spec.write_text(
+        json.dumps({"name": "from-file", "id": "ff", "imageName": IMAGE, "workersMax": 1, "env": {"K": "v"}})
+    )
     r = cli("endpoints", "create", "--file", str(spec), "--workers-max", "2", "--env", "L=w")
     assert r.exit_code == 0, r.output
     ep = api.get("/v1/endpoints/ff").json()
     assert ep["workersMax"] == 2 and ep["env"] == {"K": "v", "L": "w"}
 
     toml = tmp_path / "endpoints.toml"
-    toml.write_text(f'[[endpoints]]\nname = "t1"\nid = "t1"\nimageName = "{IMAGE}"\n'
-                    f'[[endpoints]]\nname = "t2"\nid = "t2"\nimageName = "{IMAGE}"\n')
+    toml.write_text(
+        f'[[endpoints]]\nname = "t1"\nid = "t1"\nimageName = "{IMAGE}"\n'
+        f'[[endpoints]]\nname = "t2"\nid = "t2"\nimageName = "{IMAGE}"\n'
+    )
     r = cli("endpoints", "create", "--file", str(toml))
     assert r.exit_code == 0, r.output
     assert {e["id"] for e in api.get("/v1/endpoints").json()} == {"ff", "t1", "t2"}
@@ -70,7 +89,9 @@ def test_api_errors_show_message_and_status(cli: Cli, endpoint: str) -> None:
     assert r.exit_code == 1
     assert "error: an endpoint with name 'echo' already exists (HTTP 409)" in r.stderr
 
-    r = cli("endpoints", "create", "--name", "x", "--image", IMAGE, "--workers-min", "5", "--workers-max", "2")
+    r = cli(
+        "endpoints", "create", "--name", "x", "--image", IMAGE, "--workers-min", "5", "--workers-max", "2"
+    )
     assert r.exit_code == 1 and "workersMin must not exceed workersMax (HTTP 422)" in r.stderr
 
     r = cli("endpoints", "update", "nope", "--workers-max", "1")
@@ -111,8 +132,16 @@ def test_url_and_api_key_from_the_environment(tmp_path: Path) -> None:
         cli = Cli(plane.client_url)
         r = cli("endpoints", "list")
         assert r.exit_code == 1 and "(HTTP 401)" in r.stderr and "EMULATOR_API_KEY" in r.stderr
-        r = cli("endpoints", "create", "--name", "k", "--image", IMAGE, url=False,
-                env={"EMULATOR_URL": plane.client_url, "EMULATOR_API_KEY": "sekrit"})
+        r = cli(
+            "endpoints",
+            "create",
+            "--name",
+            "k",
+            "--image",
+            IMAGE,
+            url=False,
+            env={"EMULATOR_URL": plane.client_url, "EMULATOR_API_KEY": "sekrit"},
+        )
         assert r.exit_code == 0, r.output
         r = cli("endpoints", "list", "--api-key", "sekrit")
         assert r.exit_code == 0 and "k" in r.output

@@ -59,8 +59,9 @@ def test_build_base(monkeypatch: pytest.MonkeyPatch) -> None:
         (RuntimeFailure("docker build of x failed (exit 1); last lines:\nboom"), None),
     ],
 )
-def test_build_errors_have_hints(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, error: Exception,
-                                 hint: str | None) -> None:
+def test_build_errors_have_hints(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, error: Exception, hint: str | None
+) -> None:
     def failing(*a: Any, **kw: Any) -> str:
         raise error
 

@@ -84,8 +84,11 @@ def test_run_stream_of_a_handler_that_does_not_stream(cli: Cli, endpoint: str, s
 
 def test_failed_job_exits_non_zero(cli: Cli, endpoint: str, start_worker: Any) -> None:
     def failing(worker: ProtocolWorker, job: dict[str, Any]) -> None:
-        error = {"error_type": "<class 'ValueError'>", "error_message": "bad prompt",
-                 "error_traceback": "Traceback (most recent call last):\nValueError: bad prompt"}
+        error = {
+            "error_type": "<class 'ValueError'>",
+            "error_message": "bad prompt",
+            "error_traceback": "Traceback (most recent call last):\nValueError: bad prompt",
+        }
         worker.done(job["id"], {"error": json.dumps(error)})
 
     start_worker(failing)

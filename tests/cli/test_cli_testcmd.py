@@ -30,7 +30,10 @@ runner = CliRunner()
 
 def test_inputs_and_expectations() -> None:
     assert parse_inputs({"input": {"a": 1}}, "f") == [{"input": {"a": 1}}]
-    assert parse_inputs([{"input": 1}, {"input": 2, "policy": {}}], "f") == [{"input": 1}, {"input": 2, "policy": {}}]
+    assert parse_inputs([{"input": 1}, {"input": 2, "policy": {}}], "f") == [
+        {"input": 1},
+        {"input": 2, "policy": {}},
+    ]
     for bad in ({"a": 1}, [], [{"input": 1}, 3]):
         with pytest.raises(ValueError, match="input|nothing to run"):
             parse_inputs(bad, "f")  # (an empty list: "nothing to run")
@@ -95,7 +98,9 @@ def test_port_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        r = runner.invoke(app, ["test", "some/image:1", "--input", str(ECHO / "test_input.json"), "--port", str(port)])
+        r = runner.invoke(
+            app, ["test", "some/image:1", "--input", str(ECHO / "test_input.json"), "--port", str(port)]
+        )
     assert r.exit_code == 1
     assert f"127.0.0.1:{port} is already in use" in r.stderr and "hint: leave out --port" in r.stderr
 

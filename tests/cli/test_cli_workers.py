@@ -16,7 +16,9 @@ from tests.cli.conftest import Cli, WorkerThread
 from tests.helpers import ProtocolWorker, wait_for
 
 
-def test_workers_table_shows_states(cli: Cli, endpoint: str, plane: BackgroundControlPlane, start_worker: Any) -> None:
+def test_workers_table_shows_states(
+    cli: Cli, endpoint: str, plane: BackgroundControlPlane, start_worker: Any
+) -> None:
     r = cli("workers", "echo")
     assert r.exit_code == 0, r.output
     assert "no workers" in r.output
@@ -58,18 +60,43 @@ def test_workers_errors(cli: Cli) -> None:
 
 
 def test_state_colours() -> None:
-    data = [("ep", {"endpointVersion": 2, "workers": [
-        {"id": f"w{i}", "status": s, "version": 1 if s == "OUTDATED" else 2, "isStale": s == "OUTDATED",
-         "jobIds": [], "restarts": 3 if s == "UNHEALTHY" else 0, "reason": "exit 1" if s == "UNHEALTHY" else None,
-         "nextRetryAt": time.time() + 30 if s == "UNHEALTHY" else None, "uptimeSeconds": 75}
-        for i, s in enumerate(["INITIALIZING", "IDLE", "RUNNING", "THROTTLED", "OUTDATED", "UNHEALTHY"])]})]
+    data = [
+        (
+            "ep",
+            {
+                "endpointVersion": 2,
+                "workers": [
+                    {
+                        "id": f"w{i}",
+                        "status": s,
+                        "version": 1 if s == "OUTDATED" else 2,
+                        "isStale": s == "OUTDATED",
+                        "jobIds": [],
+                        "restarts": 3 if s == "UNHEALTHY" else 0,
+                        "reason": "exit 1" if s == "UNHEALTHY" else None,
+                        "nextRetryAt": time.time() + 30 if s == "UNHEALTHY" else None,
+                        "uptimeSeconds": 75,
+                    }
+                    for i, s in enumerate(
+                        ["INITIALIZING", "IDLE", "RUNNING", "THROTTLED", "OUTDATED", "UNHEALTHY"]
+                    )
+                ],
+            },
+        )
+    ]
     out = io.StringIO()
     Console(file=out, width=160, color_system="standard", force_terminal=True).print(workers_table(data))
     text = out.getvalue()
     assert "in 29s" in text or "in 30s" in text
     assert "1m15s" in text and "(< 2)" in text
-    for ansi, state in (("34", "INITIALIZING"), ("32", "IDLE"), ("1;32", "RUNNING"), ("33", "THROTTLED"),
-                        ("35", "OUTDATED"), ("31", "UNHEALTHY")):  # blue green bold-green yellow magenta red
+    for ansi, state in (
+        ("34", "INITIALIZING"),
+        ("32", "IDLE"),
+        ("1;32", "RUNNING"),
+        ("33", "THROTTLED"),
+        ("35", "OUTDATED"),
+        ("31", "UNHEALTHY"),
+    ):  # blue green bold-green yellow magenta red
         assert f"\x1b[{ansi}m{state}" in text, state
 
 

@@ -35,11 +35,16 @@ def hub_image() -> Iterator[str]:
     """The Hub fixture's image, built once for this module (the command's own builds of the folder hit
     its cache); removed at the end."""
     name = f"serverless-emulator-test/hub-worker-{uuid.uuid4().hex[:8]}:latest"
-    built = subprocess.run(["docker", "build", "-q", "-f", str(HUB / ".runpod" / "Dockerfile"), "-t", name, str(HUB)],
-                           capture_output=True, text=True)
+    built = subprocess.run(
+        ["docker", "build", "-q", "-f", str(HUB / ".runpod" / "Dockerfile"), "-t", name, str(HUB)],
+        capture_output=True,
+        text=True,
+    )
     try:
         if built.returncode != 0:
-            pytest.skip(f"the hub fixture did not build (are the sample images built?): {built.stderr[-500:]}")
+            pytest.skip(
+                f"the hub fixture did not build (are the sample images built?): {built.stderr[-500:]}"
+            )
         yield name
     finally:
         subprocess.run(["docker", "rmi", "-f", name], capture_output=True)
@@ -51,11 +56,18 @@ def _suite(path: Path) -> ET.Element:
     return suite
 
 
-def test_hub_worker_passes_as_on_runpods_hub(docker_run: Callable[..., Result], hub_image: str,
-                                             tmp_path: Path) -> None:
+def test_hub_worker_passes_as_on_runpods_hub(
+    docker_run: Callable[..., Result], hub_image: str, tmp_path: Path
+) -> None:
     junit, summary, outputs = tmp_path / "junit.xml", tmp_path / "summary.md", tmp_path / "outputs"
-    r = docker_run(str(HUB), "--tag", hub_image, "--junit-xml", str(junit),
-                   env={"GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(outputs)})
+    r = docker_run(
+        str(HUB),
+        "--tag",
+        hub_image,
+        "--junit-xml",
+        str(junit),
+        env={"GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(outputs)},
+    )
     assert r.exit_code == 0, r.output
     # the root Dockerfile cannot build: passing means .runpod/Dockerfile was built
     assert "(.runpod/ takes precedence, as on RunPod's Hub)" in r.stderr
@@ -66,7 +78,9 @@ def test_hub_worker_passes_as_on_runpods_hub(docker_run: Callable[..., Result], 
     names = [case.get("name") for case in suite.findall("testcase")]
     assert names == ["greets_with_hub_defaults", "tests_json_env_overrides_hub_json"]
     out = [case.findtext("system-out") or "" for case in suite.findall("testcase")]
-    assert '"greeting": "Hello, Ada!"' in out[0] and '"mode": "fixture"' in out[0]  # hub.json + tests.json env
+    assert (
+        '"greeting": "Hello, Ada!"' in out[0] and '"mode": "fixture"' in out[0]
+    )  # hub.json + tests.json env
     assert '"greeting": "Hello, Grace!"' in out[1]
     assert all(float(case.get("time") or 0) > 0 for case in suite.findall("testcase"))
     assert summary.read_text().startswith("### ✅ serverless-emulator test:")
@@ -74,11 +88,21 @@ def test_hub_worker_passes_as_on_runpods_hub(docker_run: Callable[..., Result], 
     assert outputs.read_text() == "total-tests=2\nsucceeded=2\nfailed=0\n"
 
 
-def test_an_output_with_an_error_key_fails_the_run(docker_run: Callable[..., Result], hub_image: str,
-                                                  tmp_path: Path) -> None:
+def test_an_output_with_an_error_key_fails_the_run(
+    docker_run: Callable[..., Result], hub_image: str, tmp_path: Path
+) -> None:
     junit = tmp_path / "junit.xml"
-    r = docker_run(hub_image, "--tests-from", str(HUB), "--input", str(HUB / ".runpod" / "tests_with_error.json"),
-                   "--env", "GREETING=Hi", "--junit-xml", str(junit))
+    r = docker_run(
+        hub_image,
+        "--tests-from",
+        str(HUB),
+        "--input",
+        str(HUB / ".runpod" / "tests_with_error.json"),
+        "--env",
+        "GREETING=Hi",
+        "--junit-xml",
+        str(junit),
+    )
     assert r.exit_code == 1, r.output
     assert "✗ output_holds_error: the output holds an error: asked to fail" in r.stdout
     assert "FAILED: 1 of 2 test(s)" in r.stdout
@@ -90,8 +114,9 @@ def test_an_output_with_an_error_key_fails_the_run(docker_run: Callable[..., Res
     assert (bad.findtext("system-err") or "").strip(), "the worker's last log lines are in the report"
 
 
-def test_gpu_count_is_emulated_on_a_host_without_gpus(docker_run: Callable[..., Result], hub_image: str,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpu_count_is_emulated_on_a_host_without_gpus(
+    docker_run: Callable[..., Result], hub_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from emulator.cli.check import gpu_settings
 
     if not gpu_settings(2)[1]:
@@ -110,8 +135,9 @@ def test_runner_layout_with_expected_outputs(docker_run: Callable[..., Result], 
     assert "PASSED: 3 test(s), 2 output(s) as expected" in r.stdout
 
 
-def test_an_image_that_does_not_build_exits_2(docker_run: Callable[..., Result], tag: str,
-                                             tmp_path: Path) -> None:
+def test_an_image_that_does_not_build_exits_2(
+    docker_run: Callable[..., Result], tag: str, tmp_path: Path
+) -> None:
     (tmp_path / "Dockerfile").write_text("FROM scratch\nRUN false\n")
     (tmp_path / "test_input.json").write_text('{"input": {}}')
     junit = tmp_path / "junit.xml"
@@ -122,12 +148,15 @@ def test_an_image_that_does_not_build_exits_2(docker_run: Callable[..., Result],
     assert failure is not None and failure.get("type") == "IMAGE"
 
 
-def test_a_worker_that_never_starts_exits_2(docker_run: Callable[..., Result], tag: str, tmp_path: Path) -> None:
+def test_a_worker_that_never_starts_exits_2(
+    docker_run: Callable[..., Result], tag: str, tmp_path: Path
+) -> None:
     from emulator.images import build as images
 
     (tmp_path / "Dockerfile").write_text(
         f"FROM {images.sample_image_tag('echo')}\n"
-        'CMD ["python3", "-c", "import sys; print(\'cannot load the model\'); sys.exit(3)"]\n')
+        'CMD ["python3", "-c", "import sys; print(\'cannot load the model\'); sys.exit(3)"]\n'
+    )
     (tmp_path / "test_input.json").write_text('[{"input": {"n": 1}}, {"input": {"n": 2}}]')
     junit = tmp_path / "junit.xml"
     r = docker_run(str(tmp_path), "--tag", tag, "--junit-xml", str(junit), "--timeout", "120")
@@ -136,5 +165,7 @@ def test_a_worker_that_never_starts_exits_2(docker_run: Callable[..., Result], t
     assert "cannot load the model" in r.stdout  # the worker's last log lines
     first, second = _suite(junit).findall("testcase")
     first_failure, second_failure = first.find("failure"), second.find("failure")
-    assert first_failure is not None and "the worker keeps failing to start" in (first_failure.get("message") or "")
+    assert first_failure is not None and "the worker keeps failing to start" in (
+        first_failure.get("message") or ""
+    )
     assert second_failure is not None and second_failure.get("message") == "not run: the worker did not start"

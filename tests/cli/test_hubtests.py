@@ -55,8 +55,9 @@ def test_hub_fixture_plan() -> None:
     assert plan.kind == "hub" and plan.source == str(HUB / ".runpod" / "tests.json")
     assert [c.name for c in plan.cases] == ["greets_with_hub_defaults", "tests_json_env_overrides_hub_json"]
     first = plan.cases[0]
-    assert first.request == {"input": {"name": "Ada", "expect_env": {"GREETING": "Hello", "MODE": "fixture",
-                                                                      "SHOUT": "false"}}}
+    assert first.request == {
+        "input": {"name": "Ada", "expect_env": {"GREETING": "Hello", "MODE": "fixture", "SHOUT": "false"}}
+    }
     assert first.timeout_s == 20 and first.no_error and first.expected is NOTHING
     # hub.json defaults and static values, tests.json's config.env over them; no default: not set
     assert plan.env == {"GREETING": "Hello", "PUNCTUATION": "!", "SHOUT": "false", "MODE": "fixture"}
@@ -64,29 +65,44 @@ def test_hub_fixture_plan() -> None:
 
 
 def test_hub_env_and_gpus() -> None:
-    hub = {"config": {"gpuCount": 2, "env": [
-        {"key": "A", "input": {"default": 1}}, {"key": "B", "input": {"default": True}},
-        {"key": "C", "input": {"default": {"x": [1]}}}, {"key": "D", "value": "static"},
-        {"key": "E", "input": {"name": "no default"}}]}}
+    hub = {
+        "config": {
+            "gpuCount": 2,
+            "env": [
+                {"key": "A", "input": {"default": 1}},
+                {"key": "B", "input": {"default": True}},
+                {"key": "C", "input": {"default": {"x": [1]}}},
+                {"key": "D", "value": "static"},
+                {"key": "E", "input": {"name": "no default"}},
+            ],
+        }
+    }
     assert hubtests.hub_defaults(hub, "hub.json") == (
-        {"A": "1", "B": "true", "C": '{"x": [1]}', "D": "static"}, 2)
+        {"A": "1", "B": "true", "C": '{"x": [1]}', "D": "static"},
+        2,
+    )
     plan = hubtests.parse_hub({"tests": [{"input": {}}]}, "t.json", hub)
     assert plan.gpu_count == 2 and plan.cases[0].name == "test 1" and plan.cases[0].timeout_s is None
-    own = hubtests.parse_hub({"tests": [{"input": {}}], "config": {"gpuCount": 1, "env": {"A": "x"}}}, "t", hub)
+    own = hubtests.parse_hub(
+        {"tests": [{"input": {}}], "config": {"gpuCount": 1, "env": {"A": "x"}}}, "t", hub
+    )
     assert own.gpu_count == 1 and own.env["A"] == "x"  # tests.json's config wins over hub.json's
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ([{"input": 1}], 'must be an object like {"tests"'),
-    ({"tests": []}, "holds no tests"),
-    ({"tests": [{"name": "x"}]}, 'test 1 must be an object with an "input"'),
-    ({"tests": [{"input": 1, "timeout": -5}]}, "timeout must be a number of milliseconds > 0"),
-    ({"tests": [{"input": 1, "timeout": "30s"}]}, "timeout must be a number of milliseconds"),
-    ({"tests": [{"input": 1, "name": ""}]}, "name must be a non-empty string"),
-    ({"tests": [{"input": 1, "name": "a"}, {"input": 2, "name": "a"}]}, "two tests are named 'a'"),
-    ({"tests": [{"input": 1}], "config": {"env": [{"value": "x"}]}}, 'config.env item 1 needs a "key"'),
-    ({"tests": [{"input": 1}], "config": {"gpuCount": "one"}}, "config.gpuCount must be a whole number"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([{"input": 1}], 'must be an object like {"tests"'),
+        ({"tests": []}, "holds no tests"),
+        ({"tests": [{"name": "x"}]}, 'test 1 must be an object with an "input"'),
+        ({"tests": [{"input": 1, "timeout": -5}]}, "timeout must be a number of milliseconds > 0"),
+        ({"tests": [{"input": 1, "timeout": "30s"}]}, "timeout must be a number of milliseconds"),
+        ({"tests": [{"input": 1, "name": ""}]}, "name must be a non-empty string"),
+        ({"tests": [{"input": 1, "name": "a"}, {"input": 2, "name": "a"}]}, "two tests are named 'a'"),
+        ({"tests": [{"input": 1}], "config": {"env": [{"value": "x"}]}}, 'config.env item 1 needs a "key"'),
+        ({"tests": [{"input": 1}], "config": {"gpuCount": "one"}}, "config.gpuCount must be a whole number"),
+    ],
+)
 def test_bad_hub_files_are_named(data: Any, message: str) -> None:
     with pytest.raises(ValueError, match="^t.json") as raised:
         hubtests.parse_hub(data, "t.json")
@@ -130,10 +146,14 @@ def test_has_error() -> None:
 def test_judge() -> None:
     hub = TestCase("t", {"input": {}}, no_error=True)
     assert judge(hub, {"status": "COMPLETED", "output": {"text": "ok"}}).problem is None
-    assert judge(hub, {"status": "COMPLETED", "output": {"error": "bad"}}).problem == \
-        "the output holds an error: bad"
-    assert judge(hub, {"status": "COMPLETED", "output": [{}, {"error": {"code": 1}}]}).problem == \
-        'the output holds an error: {"code": 1}'
+    assert (
+        judge(hub, {"status": "COMPLETED", "output": {"error": "bad"}}).problem
+        == "the output holds an error: bad"
+    )
+    assert (
+        judge(hub, {"status": "COMPLETED", "output": [{}, {"error": {"code": 1}}]}).problem
+        == 'the output holds an error: {"code": 1}'
+    )
     assert judge(hub, {"status": "FAILED", "error": "boom"}).problem == "job FAILED: boom"
     plain = TestCase("t", {"input": {}})
     assert judge(plain, {"status": "COMPLETED", "output": {"error": "x"}}).problem is None  # no Hub rule
@@ -143,18 +163,29 @@ def test_judge() -> None:
     assert verdict.diff is not None and '-  "a": 1' in verdict.diff and '+  "a": 2' in verdict.diff
     cancelled = TestCase("t", {"input": {}}, status="CANCELLED")
     assert judge(cancelled, {"status": "CANCELLED"}).problem is None
-    assert judge(cancelled, {"status": "COMPLETED", "output": 1}).problem == "job COMPLETED (expected CANCELLED)"
+    assert (
+        judge(cancelled, {"status": "COMPLETED", "output": 1}).problem == "job COMPLETED (expected CANCELLED)"
+    )
 
 
 def _results() -> list[reports.JobResult]:
-    ok = reports.JobResult(TestCase("good", {"input": {}}, no_error=True),
-                           {"status": "COMPLETED", "output": {"x": 1}, "executionTime": 120,
-                            "coldStart": {"coldStart": True, "createMs": 100, "startMs": 200, "readyMs": 700}},
-                           seconds=1.25)
-    bad = reports.JobResult(TestCase("bad|name", {"input": {}}, no_error=True),
-                            {"status": "COMPLETED", "output": {"error": "nope"}},
-                            hubtests.Verdict("the output holds an error: nope"), logs="line 1\nline 2\n",
-                            seconds=0.5)
+    ok = reports.JobResult(
+        TestCase("good", {"input": {}}, no_error=True),
+        {
+            "status": "COMPLETED",
+            "output": {"x": 1},
+            "executionTime": 120,
+            "coldStart": {"coldStart": True, "createMs": 100, "startMs": 200, "readyMs": 700},
+        },
+        seconds=1.25,
+    )
+    bad = reports.JobResult(
+        TestCase("bad|name", {"input": {}}, no_error=True),
+        {"status": "COMPLETED", "output": {"error": "nope"}},
+        hubtests.Verdict("the output holds an error: nope"),
+        logs="line 1\nline 2\n",
+        seconds=0.5,
+    )
     return [ok, bad]
 
 

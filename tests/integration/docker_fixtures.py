@@ -9,6 +9,7 @@ even when the control plane under test crashed or was SIGKILLed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -53,15 +54,11 @@ class Instance:
 def _remove_instance(client: Any, instance: str) -> None:
     selector = {"label": [f"{LABEL_INSTANCE}={instance}"]}
     for container in client.containers.list(all=True, filters=selector):
-        try:
+        with contextlib.suppress(Exception):
             container.remove(force=True)
-        except Exception:  # noqa: S110 - already gone
-            pass
     for volume in client.volumes.list(filters=selector):
-        try:
+        with contextlib.suppress(Exception):
             volume.remove(force=True)
-        except Exception:  # noqa: S110
-            pass
 
 
 @pytest.fixture(scope="session")
@@ -84,10 +81,8 @@ def docker_session() -> Iterator[DockerSession]:
     finally:
         for network in client.networks.list(names=[session.network]):
             if network.name == session.network:  # `names` matches substrings: check the exact name
-                try:
+                with contextlib.suppress(Exception):
                     network.remove()
-                except Exception:  # noqa: S110 - a container of a failed test may still be attached
-                    pass
         client.close()
 
 

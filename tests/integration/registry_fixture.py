@@ -10,6 +10,7 @@ failure, since ``scripts/test.sh`` installs it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import shutil
@@ -58,7 +59,9 @@ class Registry:
             f"RUN head -c {size_kb * 1024} /dev/urandom > /se-registry-test-{marker} && echo {marker} > /se-marker\n"
         )
         tag = f"se-registry-test-src:{marker}"
-        image, _ = self.client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True)
+        image, _ = self.client.images.build(
+            fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True
+        )
         self.made.append(tag)
         return str(image.id)
 
@@ -68,7 +71,9 @@ class Registry:
         ref = self.ref(name, tag)
         self.client.api.tag(source, f"{self.host}/{name}", tag)
         digest = ""
-        for doc in self.client.api.push(f"{self.host}/{name}", tag, auth_config=self.auth(), stream=True, decode=True):
+        for doc in self.client.api.push(
+            f"{self.host}/{name}", tag, auth_config=self.auth(), stream=True, decode=True
+        ):
             if doc.get("error"):
                 raise AssertionError(f"push of {ref} failed: {doc['error']}")
             digest = (doc.get("aux") or {}).get("Digest", digest)
@@ -84,7 +89,7 @@ class Registry:
         token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
         headers = {"Authorization": f"Basic {token}", "Accept": ", ".join(MANIFEST_TYPES)}
         got = urllib.request.Request(f"http://{self.host}/v2/{name}/manifests/{from_tag}", headers=headers)
-        with urllib.request.urlopen(got, timeout=30) as answer:  # noqa: S310 - loopback
+        with urllib.request.urlopen(got, timeout=30) as answer:
             manifest, kind = answer.read(), answer.headers["Content-Type"]
         put = urllib.request.Request(
             f"http://{self.host}/v2/{name}/manifests/{to_tag}",
@@ -92,14 +97,12 @@ class Registry:
             method="PUT",
             headers={"Authorization": f"Basic {token}", "Content-Type": kind},
         )
-        with urllib.request.urlopen(put, timeout=30) as answer:  # noqa: S310 - loopback
+        with urllib.request.urlopen(put, timeout=30) as answer:
             assert answer.status == 201, answer.status
 
     def remove_local(self, ref: str) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.client.images.remove(ref, force=True)
-        except Exception:  # noqa: S110 - not there
-            pass
 
     def local(self, ref: str) -> bool:
         try:
@@ -121,7 +124,7 @@ def _wait_ready(host: str, process: subprocess.Popen[bytes], timeout_s: float = 
         if process.poll() is not None:
             raise AssertionError(f"docker-registry exited with {process.returncode}")
         try:
-            urllib.request.urlopen(f"http://{host}/v2/", timeout=2)  # noqa: S310 - loopback
+            urllib.request.urlopen(f"http://{host}/v2/", timeout=2)
         except urllib.error.HTTPError as exc:
             if exc.code == 401:  # up, and asking for credentials
                 return
@@ -152,7 +155,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory, docker_session: Any) -> I
         f"auth:\n  htpasswd:\n    realm: serverless-emulator-tests\n    path: {folder / 'htpasswd'}\n"
     )
     log = (folder / "registry.log").open("wb")
-    process = subprocess.Popen([exe, "serve", str(folder / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [exe, "serve", str(folder / "config.yml")], stdout=log, stderr=subprocess.STDOUT
+    )
     reg = Registry(host, username, password, process, docker_session.client)
     try:
         _wait_ready(host, process)

@@ -25,7 +25,7 @@ instance = docker_fixtures.instance
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
 
-HANDLER = '''\
+HANDLER = """\
 import time
 
 import runpod
@@ -46,18 +46,18 @@ def handler(job):
 
 
 runpod.serverless.start({"handler": handler})
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def faults_image(docker_session: DockerSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     context: Path = tmp_path_factory.mktemp("faults-image")
     (context / "handler.py").write_text(HANDLER)
-    (context / "Dockerfile").write_text(
-        f"FROM {sample('runpod-sdk')}\nCOPY handler.py /app/handler.py\n"
-    )
+    (context / "Dockerfile").write_text(f"FROM {sample('runpod-sdk')}\nCOPY handler.py /app/handler.py\n")
     tag = f"serverless-emulator/test-faults-{docker_session.run_id}-{uuid.uuid4().hex[:6]}:latest"
-    docker_session.client.images.build(path=str(context), tag=tag, rm=True, labels={"serverless-emulator.test": "faults"})
+    docker_session.client.images.build(
+        path=str(context), tag=tag, rm=True, labels={"serverless-emulator.test": "faults"}
+    )
     try:
         yield tag
     finally:
@@ -102,19 +102,28 @@ async def test_results_the_sdk_cannot_post_are_not_run_again_and_time_out(
         await _endpoint(api, faults_image)
         worker = await _idle_worker(api)
         policy = {"executionTimeout": 6000}
-        unserialisable = (await api.post("/v2/rp/run", json={"input": {"mode": "bytes"}, "policy": policy})).json()["id"]
-        too_big = (await api.post("/v2/rp/run", json={"input": {"mode": "big", "bytes": 12 * 1024 * 1024},
-                                                     "policy": policy})).json()["id"]
+        unserialisable = (
+            await api.post("/v2/rp/run", json={"input": {"mode": "bytes"}, "policy": policy})
+        ).json()["id"]
+        too_big = (
+            await api.post(
+                "/v2/rp/run", json={"input": {"mode": "big", "bytes": 12 * 1024 * 1024}, "policy": policy}
+            )
+        ).json()["id"]
         for job_id in (unserialisable, too_big):
             final = await _terminal(api, job_id)
-            assert final["status"] == "TIMED_OUT" and "output" not in final, {k: str(v)[:300] for k, v in final.items()}
+            assert final["status"] == "TIMED_OUT" and "output" not in final, {
+                k: str(v)[:300] for k, v in final.items()
+            }
             assert final["retries"] == 0 and final["workerId"] == worker["id"]
             assert "stopped reporting the job" in final["error"]
         assert "a result was refused" in final["error"] and "10 MB" in final["error"]
         detail = (await api.get(f"/v1/endpoints/rp/jobs/{too_big}")).json()
         assert "10 MB" in detail["resultRefused"] and "/run" in detail["resultRefused"]
         logs = (await api.get(f"/v1/workers/{worker['id']}/logs", params={"tail": 500})).text
-        assert logs.count(f"handler ran {unserialisable}") == 1 and logs.count(f"handler ran {too_big}") == 1, logs
+        assert (
+            logs.count(f"handler ran {unserialisable}") == 1 and logs.count(f"handler ran {too_big}") == 1
+        ), logs
         # the worker is free and serves the next job
         r = await api.post("/v2/rp/runsync", json={"input": {"mode": "echo", "n": 2}})
         assert r.json()["status"] == "COMPLETED" and r.json()["output"] == {"echo": {"mode": "echo", "n": 2}}
@@ -131,8 +140,10 @@ async def test_a_timed_out_sync_handler_stops_its_worker_and_the_next_job_gets_a
     ):
         await _endpoint(api, faults_image)
         first = await _idle_worker(api)
-        r = await api.post("/v2/rp/run", json={"input": {"mode": "sleep", "seconds": 60},
-                                              "policy": {"executionTimeout": 5000}})
+        r = await api.post(
+            "/v2/rp/run",
+            json={"input": {"mode": "sleep", "seconds": 60}, "policy": {"executionTimeout": 5000}},
+        )
         job_id = r.json()["id"]
         final = await _terminal(api, job_id, timeout_s=30)
         assert final["status"] == "TIMED_OUT"

@@ -101,7 +101,9 @@ async def test_scale_from_zero_then_affinity_streaming_websocket_and_limits(inst
         before = (await api.get("/lb/lbz/stats")).json()["total_requests"]
         r = await api.post("/lb/lbz/echo", content=b"x" * (5 * 1024 * 1024))
         assert r.status_code == 200 and r.json()["bytes"] == 5 * 1024 * 1024
-        assert (await api.get("/lb/lbz/stats")).json()["total_requests"] == before + 2  # the 31 MB never got there
+        assert (await api.get("/lb/lbz/stats")).json()[
+            "total_requests"
+        ] == before + 2  # the 31 MB never got there
         metrics = (await api.get("/metrics")).text
         assert 'emulator_lb_requests_total{endpoint="lbz",status="413"}' in metrics
 
@@ -138,10 +140,15 @@ async def test_no_health_route_goes_unhealthy_and_a_deaf_port_is_a_502(instance:
         ControlPlane(settings(instance)) as cp,
         httpx.AsyncClient(base_url=cp.client_url, timeout=60) as api,
     ):
-        await create(api, id="nohealth", workersMin=1, workersMax=1, env={"HEALTH_CHECK_PATH": "/no-such-route"})
+        await create(
+            api, id="nohealth", workersMin=1, workersMax=1, env={"HEALTH_CHECK_PATH": "/no-such-route"}
+        )
         # the app listens on 80 and answers its health there, but requests go to PORT 81
         await create(
-            api, id="deaf", workersMin=1, workersMax=1,
+            api,
+            id="deaf",
+            workersMin=1,
+            workersMax=1,
             env={"PORT": "81", "PORT_HEALTH": "80", "LISTEN_PORT": "80", "WARMUP_S": "0"},
         )
         failed = await eventually(
@@ -149,7 +156,9 @@ async def test_no_health_route_goes_unhealthy_and_a_deaf_port_is_a_502(instance:
             "the worker without a health route failing",
         )
         assert "health check failed" in failed[0]["reason"] and "/no-such-route" in failed[0]["reason"]
-        deaf = await eventually(lambda: _has(api, "deaf", lambda ws: ws and ws[0]["status"] == "IDLE" and ws), "deaf IDLE")
+        deaf = await eventually(
+            lambda: _has(api, "deaf", lambda ws: ws and ws[0]["status"] == "IDLE" and ws), "deaf IDLE"
+        )
         r = await api.get("/lb/deaf/anything")
         assert r.status_code == 502
         assert deaf[0]["id"] in r.json()["error"] and "port 81" in r.json()["error"]
@@ -163,7 +172,8 @@ async def test_rolling_update_under_load_fails_no_request(instance: Instance) ->
     ):
         await create(api, id="roll", workersMin=2, workersMax=2, env={"WARMUP_S": "0.3", "V": "1"})
         old = await eventually(
-            lambda: _has(api, "roll", lambda ws: [w["status"] for w in ws] == ["IDLE", "IDLE"] and ws), "2 IDLE"
+            lambda: _has(api, "roll", lambda ws: [w["status"] for w in ws] == ["IDLE", "IDLE"] and ws),
+            "2 IDLE",
         )
         results: list[tuple[int, str]] = []
         stop = asyncio.Event()
@@ -181,7 +191,9 @@ async def test_rolling_update_under_load_fails_no_request(instance: Instance) ->
         def updated(ws: list[dict[str, Any]]) -> bool:
             return len(ws) == 2 and all(w["version"] == 2 and w["status"] in ("IDLE", "RUNNING") for w in ws)
 
-        new = await eventually(lambda: _has(api, "roll", lambda ws: updated(ws) and ws), "2 workers of version 2", 90)
+        new = await eventually(
+            lambda: _has(api, "roll", lambda ws: updated(ws) and ws), "2 workers of version 2", 90
+        )
         after = len(results)
         await eventually(lambda: _true(len(results) >= after + 8), "load on the new workers")
         stop.set()

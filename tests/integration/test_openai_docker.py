@@ -32,11 +32,22 @@ WORDS = ["echo: ", "the ", "quick ", "brown ", "fox"]
 def plane(docker_session: DockerSession, instance: Instance) -> Iterator[BackgroundControlPlane]:
     missing = [sample(n) for n in SAMPLES if not docker_session.client.images.list(name=sample(n))]
     if missing:
-        pytest.skip(f"sample images missing ({', '.join(missing)}): run `python -m emulator.images build-samples`")
+        pytest.skip(
+            f"sample images missing ({', '.join(missing)}): run `python -m emulator.images build-samples`"
+        )
     with BackgroundControlPlane(docker_settings(instance)) as cp:
         for name in SAMPLES:
-            r = httpx.post(f"{cp.client_url}/v1/endpoints", json={
-                "id": name, "name": name, "imageName": sample(name), "workersMin": 1, "workersMax": 1, "extraWorkers": 0})
+            r = httpx.post(
+                f"{cp.client_url}/v1/endpoints",
+                json={
+                    "id": name,
+                    "name": name,
+                    "imageName": sample(name),
+                    "workersMin": 1,
+                    "workersMax": 1,
+                    "extraWorkers": 0,
+                },
+            )
             assert r.status_code == 201, r.text
         yield cp
 
@@ -68,7 +79,10 @@ def test_openai_client_against_a_real_worker(plane: BackgroundControlPlane, endp
     stream = c.chat.completions.create(model="emulator/echo-1", messages=messages, stream=True)  # type: ignore[arg-type]
     assert deltas(stream) == WORDS  # every delta, in order, and the stream ended
 
-    assert c.completions.create(model="emulator/echo-1", prompt=PROMPT, max_tokens=3).choices[0].text == "echo: the quick"
+    assert (
+        c.completions.create(model="emulator/echo-1", prompt=PROMPT, max_tokens=3).choices[0].text
+        == "echo: the quick"
+    )
     assert deltas(c.completions.create(model="emulator/echo-1", prompt=PROMPT, stream=True)) == WORDS
 
     first = c.embeddings.create(model="emulator/echo-1", input=["a", "b"])
@@ -85,7 +99,9 @@ def test_openai_client_against_a_real_worker(plane: BackgroundControlPlane, endp
         c.post("/responses", body={"model": "x"}, cast_to=httpx.Response)
 
 
-def test_runpod_sdk_worker_sees_runpods_input_and_its_raw_sse_passes_verbatim(plane: BackgroundControlPlane) -> None:
+def test_runpod_sdk_worker_sees_runpods_input_and_its_raw_sse_passes_verbatim(
+    plane: BackgroundControlPlane,
+) -> None:
     base = f"{plane.client_url}/v2/openai-runpod-sdk/openai"
     with httpx.Client(timeout=120) as http:
         body = {"model": "m", "temperature": 0.5, "messages": [{"role": "user", "content": "hi"}]}
@@ -103,7 +119,9 @@ def test_runpod_sdk_worker_sees_runpods_input_and_its_raw_sse_passes_verbatim(pl
     assert all(e.startswith("data: {") for e in events[:-2])
 
 
-def test_time_to_first_chunk_through_the_emulator(plane: BackgroundControlPlane, record_property: Any) -> None:
+def test_time_to_first_chunk_through_the_emulator(
+    plane: BackgroundControlPlane, record_property: Any
+) -> None:
     """The first chunk is read while the worker still produces the rest; TTFT through the emulator
     against the worker's own delay before its first token (figures printed and kept as properties)."""
     c = client(plane, "openai-compatible")
@@ -115,8 +133,11 @@ def test_time_to_first_chunk_through_the_emulator(plane: BackgroundControlPlane,
     for _ in range(5):
         started = time.perf_counter()
         stream = c.chat.completions.create(
-            model="emulator/echo-1", messages=[{"role": "user", "content": "one two three"}], stream=True,
-            extra_body={"first_token_delay_s": first_delay_s, "token_delay_s": token_delay_s})
+            model="emulator/echo-1",
+            messages=[{"role": "user", "content": "one two three"}],
+            stream=True,
+            extra_body={"first_token_delay_s": first_delay_s, "token_delay_s": token_delay_s},
+        )
         parts = iter(stream)
         first = next(parts)
         ttft_s = time.perf_counter() - started
@@ -124,10 +145,17 @@ def test_time_to_first_chunk_through_the_emulator(plane: BackgroundControlPlane,
         # the worker has 3 more tokens to produce, token_delay_s apart: the job is still running
         assert api.get(f"/v2/openai-compatible/status/{job_id}").json()["status"] == "IN_PROGRESS"
         rest = [p.choices[0].delta.content for p in parts]
-        assert first.choices[0].delta.content == "echo: " and [t for t in rest if t] == ["one ", "two ", "three"]
+        assert first.choices[0].delta.content == "echo: " and [t for t in rest if t] == [
+            "one ",
+            "two ",
+            "three",
+        ]
         overheads_ms.append((ttft_s - first_delay_s) * 1000)
+
         def recorded(job: str = job_id) -> float | None:
-            figures: dict[str, Any] = api.get(f"/v1/endpoints/openai-compatible/jobs/{job}").json().get("openai", {})
+            figures: dict[str, Any] = (
+                api.get(f"/v1/endpoints/openai-compatible/jobs/{job}").json().get("openai", {})
+            )
             return figures.get("ttftMs")
 
         figures = wait_for(recorded, what="the recorded TTFT")
@@ -135,7 +163,11 @@ def test_time_to_first_chunk_through_the_emulator(plane: BackgroundControlPlane,
     median = statistics.median(overheads_ms)
     record_property("ttft_overhead_ms_median", round(median, 1))
     record_property("ttft_recorded_ms", recorded_ms)
-    print(f"\nTTFT through the emulator minus the worker's {first_delay_s * 1000:.0f} ms first-token delay: "
-          f"median {median:.1f} ms, all {[round(x, 1) for x in overheads_ms]}; recorded ttftMs {recorded_ms}")
-    assert all(r >= first_delay_s * 1000 for r in recorded_ms)  # the recorded figure includes the worker's delay
+    print(
+        f"\nTTFT through the emulator minus the worker's {first_delay_s * 1000:.0f} ms first-token delay: "
+        f"median {median:.1f} ms, all {[round(x, 1) for x in overheads_ms]}; recorded ttftMs {recorded_ms}"
+    )
+    assert all(
+        r >= first_delay_s * 1000 for r in recorded_ms
+    )  # the recorded figure includes the worker's delay
     api.close()

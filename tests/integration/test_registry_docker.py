@@ -71,7 +71,9 @@ async def _workers(api: httpx.AsyncClient, endpoint: str) -> list[dict[str, Any]
 
 
 async def _credential(api: httpx.AsyncClient, name: str, username: str, password: str) -> str:
-    r = await api.post("/v1/containerregistryauth", json={"name": name, "username": username, "password": password})
+    r = await api.post(
+        "/v1/containerregistryauth", json={"name": name, "username": username, "password": password}
+    )
     assert r.status_code == 200, r.text
     assert set(r.json()) == {"id", "name"}  # the password is write-only
     return str(r.json()["id"])
@@ -89,10 +91,21 @@ async def _run(api: httpx.AsyncClient, endpoint: str, job_input: dict[str, Any])
 def _docker_cli_pull_s(registry: Registry, ref: str) -> float:
     """``docker pull`` of ``ref`` with the registry's credentials in a throw-away config folder."""
     with tempfile.TemporaryDirectory() as config:
-        login = ["docker", "--config", config, "login", "-u", registry.username, "--password-stdin", registry.host]
+        login = [
+            "docker",
+            "--config",
+            config,
+            "login",
+            "-u",
+            registry.username,
+            "--password-stdin",
+            registry.host,
+        ]
         subprocess.run(login, input=registry.password.encode(), check=True, capture_output=True, timeout=60)
         began = time.monotonic()
-        subprocess.run(["docker", "--config", config, "pull", "-q", ref], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            ["docker", "--config", config, "pull", "-q", ref], check=True, capture_output=True, timeout=120
+        )
         return time.monotonic() - began
 
 
@@ -110,19 +123,33 @@ async def test_template_endpoint_pulls_a_private_image_on_a_cold_start(
         assert registry.password not in str(listed)
         r = await api.post(
             "/v1/templates",
-            json={"name": "private-echo", "imageName": ref, "isServerless": True, "containerRegistryAuthId": auth_id,
-                  "env": {"FROM_TEMPLATE": "yes"}, "containerDiskInGb": 5},
+            json={
+                "name": "private-echo",
+                "imageName": ref,
+                "isServerless": True,
+                "containerRegistryAuthId": auth_id,
+                "env": {"FROM_TEMPLATE": "yes"},
+                "containerDiskInGb": 5,
+            },
         )
         assert r.status_code == 200, r.text
         template_id = r.json()["id"]
         r = await api.post(
             "/v1/endpoints",
-            json={"name": "private", "templateId": template_id, "workersMin": 0, "workersMax": 1, "extraWorkers": 0},
+            json={
+                "name": "private",
+                "templateId": template_id,
+                "workersMin": 0,
+                "workersMax": 1,
+                "extraWorkers": 0,
+            },
         )
         assert r.status_code == 201, r.text
         created = r.json()
         assert created["imageName"] == ref and created["containerRegistryAuthId"] == auth_id
-        assert created["imageStatus"]["local"] is False and "will pull it" in created["imageStatus"]["message"]
+        assert (
+            created["imageStatus"]["local"] is False and "will pull it" in created["imageStatus"]["message"]
+        )
         endpoint = created["id"]
 
         seen: list[dict[str, Any]] = []
@@ -158,8 +185,10 @@ async def test_template_endpoint_pulls_a_private_image_on_a_cold_start(
     registry.remove_local(ref)
     cli_s = _docker_cli_pull_s(registry, ref)
     registry.remove_local(ref)
-    print(f"\npull of {ref} (echo sample + 4 MB layer): emulator {cold['pullMs']} ms, "
-          f"`docker pull` {cli_s * 1000:.0f} ms; progress snapshots seen while pulling: {len(seen)}")
+    print(
+        f"\npull of {ref} (echo sample + 4 MB layer): emulator {cold['pullMs']} ms, "
+        f"`docker pull` {cli_s * 1000:.0f} ms; progress snapshots seen while pulling: {len(seen)}"
+    )
 
 
 async def test_wrong_password_and_missing_tag_are_unhealthy_with_the_reason(
@@ -176,7 +205,9 @@ async def test_wrong_password_and_missing_tag_are_unhealthy_with_the_reason(
     assert registry.password not in repr(logged) and "not-the-password" not in repr(logged)
 
 
-async def _failing_pulls(api: httpx.AsyncClient, registry: Registry, source: str) -> list[MutableMapping[str, Any]]:
+async def _failing_pulls(
+    api: httpx.AsyncClient, registry: Registry, source: str
+) -> list[MutableMapping[str, Any]]:
     with structlog.testing.capture_logs() as logged:
         wrong = await _credential(api, "wrong", registry.username, "not-the-password")
         right = await _credential(api, "right", registry.username, registry.password)
@@ -188,11 +219,20 @@ async def _failing_pulls(api: httpx.AsyncClient, registry: Registry, source: str
         for name, (image, auth_id, _) in cases.items():
             r = await api.post(
                 "/v1/endpoints",
-                json={"name": name, "id": name, "imageName": image, "containerRegistryAuthId": auth_id,
-                      "workersMin": 1, "workersMax": 1, "extraWorkers": 0, "backoff": slow_retry},
+                json={
+                    "name": name,
+                    "id": name,
+                    "imageName": image,
+                    "containerRegistryAuthId": auth_id,
+                    "workersMin": 1,
+                    "workersMax": 1,
+                    "extraWorkers": 0,
+                    "backoff": slow_retry,
+                },
             )
             assert r.status_code == 201, r.text
         for name, (image, _, words) in cases.items():
+
             async def unhealthy(name: str = name) -> list[dict[str, Any]]:
                 return [w for w in await _workers(api, name) if w["status"] == "UNHEALTHY"]
 
@@ -214,9 +254,16 @@ async def test_an_image_pushed_later_is_picked_up_and_a_new_digest_rolls_out_on_
         auth_id = await _credential(api, "right", registry.username, registry.password)
         r = await api.post(
             "/v1/endpoints",
-            json={"name": "late", "id": "late", "imageName": ref, "containerRegistryAuthId": auth_id,
-                  "workersMin": 1, "workersMax": 1, "extraWorkers": 0,
-                  "backoff": {"initialDelayS": 1, "factor": 1, "maxDelayS": 1}},
+            json={
+                "name": "late",
+                "id": "late",
+                "imageName": ref,
+                "containerRegistryAuthId": auth_id,
+                "workersMin": 1,
+                "workersMax": 1,
+                "extraWorkers": 0,
+                "backoff": {"initialDelayS": 1, "factor": 1, "maxDelayS": 1},
+            },
         )
         assert r.status_code == 201 and r.json()["imageStatus"]["local"] is False, r.text
 
@@ -261,8 +308,16 @@ async def test_without_a_credential_the_hosts_docker_config_is_used(
         ControlPlane(docker_settings(instance)) as cp,
         httpx.AsyncClient(base_url=cp.client_url, timeout=60) as api,
     ):
-        r = await api.post("/v1/endpoints", json={"name": "hostcreds", "id": "hostcreds", "imageName": ref,
-                                                  "workersMax": 1, "extraWorkers": 0})
+        r = await api.post(
+            "/v1/endpoints",
+            json={
+                "name": "hostcreds",
+                "id": "hostcreds",
+                "imageName": ref,
+                "workersMax": 1,
+                "extraWorkers": 0,
+            },
+        )
         assert r.status_code == 201, r.text
         body = await _run(api, "hostcreds", {"via": "config.json"})
         assert body["status"] == "COMPLETED" and "pullMs" in body["coldStart"], body

@@ -55,8 +55,17 @@ async def test_standby_containers_are_shown_as_standby_everywhere(instance: Inst
         ControlPlane(docker_settings(instance)) as cp,
         httpx.AsyncClient(base_url=cp.client_url, timeout=30) as api,
     ):
-        r = await api.post("/v1/endpoints", json={"id": "ep", "name": "ep", "imageName": sample("echo"),
-                                                  "workersMin": 0, "workersMax": 3, "extraWorkers": 2})
+        r = await api.post(
+            "/v1/endpoints",
+            json={
+                "id": "ep",
+                "name": "ep",
+                "imageName": sample("echo"),
+                "workersMin": 0,
+                "workersMax": 3,
+                "extraWorkers": 2,
+            },
+        )
         assert r.status_code == 201, r.text
 
         async def two_created() -> dict[str, Any] | None:

@@ -278,7 +278,7 @@ async def _wait_ping(url: str, proc: subprocess.Popen[bytes], log_path: Path) ->
     async def up() -> bool:
         if proc.poll() is not None:
             raise AssertionError(
-                f"the control plane exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}"
+                f"the control plane exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}"  # noqa: ASYNC240
             )
         try:
             async with httpx.AsyncClient(timeout=2) as c:

@@ -41,8 +41,19 @@ def probe_image(docker_session: docker_fixtures.DockerSession) -> str:
     if not docker_session.client.images.list(name=PROBE):
         env = {**os.environ, "EMULATOR_BASE_IMAGE": os.environ.get("EMULATOR_BASE_IMAGE", BASE_IMAGE)}
         done = subprocess.run(
-            [sys.executable, "-m", "emulator", "images", "build", str(ROOT / "sample_workers" / "parity-probe")],
-            capture_output=True, text=True, env=env, timeout=600, check=False,
+            [
+                sys.executable,
+                "-m",
+                "emulator",
+                "images",
+                "build",
+                str(ROOT / "sample_workers" / "parity-probe"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=False,
         )
         assert done.returncode == 0, done.stdout + done.stderr
     return PROBE
@@ -106,7 +117,10 @@ async def test_limits_variables_shm_secret_and_cached_model(
             shmSizeMb=300,
             gpuCount=1,
             modelReferences=["https://huggingface.co/tiny-org/tiny-model"],
-            env={"API_TOKEN": "{{ RUNPOD_SECRET_probe_token }}", "HEADER": "Bearer {{RUNPOD_SECRET_probe_token}}"},
+            env={
+                "API_TOKEN": "{{ RUNPOD_SECRET_probe_token }}",
+                "HEADER": "Bearer {{RUNPOD_SECRET_probe_token}}",
+            },
         )
         seen = (await runsync(api, "probe", {"action": "report", "secret_env": "HEADER"}))["output"]
         env = seen["env"]
@@ -144,7 +158,10 @@ async def test_limits_variables_shm_secret_and_cached_model(
             assert answer.status_code == 200, answer.text
             assert secret_value not in answer.text, answer.request.url
         shown = answers[0].json()["env"]  # the references are shown, as on RunPod
-        assert shown == {"API_TOKEN": "{{ RUNPOD_SECRET_probe_token }}", "HEADER": "Bearer {{RUNPOD_SECRET_probe_token}}"}
+        assert shown == {
+            "API_TOKEN": "{{ RUNPOD_SECRET_probe_token }}",
+            "HEADER": "Bearer {{RUNPOD_SECRET_probe_token}}",
+        }
         in_use = await api.delete("/v1/secrets/probe_token")
         assert in_use.status_code == 409 and "probe" in in_use.json()["error"]
     captured = capfd.readouterr()
@@ -153,7 +170,9 @@ async def test_limits_variables_shm_secret_and_cached_model(
     assert stored.stat().st_mode & 0o077 == 0  # the owner's only
 
 
-async def test_host_folder_volume_shared_by_two_workers(instance: Instance, probe_image: str, tmp_path: Path) -> None:
+async def test_host_folder_volume_shared_by_two_workers(
+    instance: Instance, probe_image: str, tmp_path: Path
+) -> None:
     volume = tmp_path / "volume"
     volume.mkdir()
     (volume / "from-host.txt").write_text("put there on the host")
@@ -162,7 +181,12 @@ async def test_host_folder_volume_shared_by_two_workers(instance: Instance, prob
         httpx.AsyncClient(base_url=cp.client_url, timeout=60) as api,
     ):
         await create(
-            api, id="shared", imageName=probe_image, workersMin=2, workersMax=2, extraWorkers=0,
+            api,
+            id="shared",
+            imageName=probe_image,
+            workersMin=2,
+            workersMax=2,
+            extraWorkers=0,
             networkVolumeId=str(volume),
         )
         write = {"action": "write", "path": "/runpod-volume/by-{pod_id}.txt", "text": "hi", "sleep": 1.5}
@@ -179,7 +203,8 @@ async def test_host_folder_volume_shared_by_two_workers(instance: Instance, prob
             assert set(r["output"]["volume_files"]) == {f"/runpod-volume/{p.name}" for p in volume.iterdir()}
             assert r["output"]["env"]["RUNPOD_VOLUME_ID"] == str(volume)
         missing = await api.post(
-            "/v1/endpoints", json={"name": "nofolder", "imageName": probe_image, "networkVolumeId": str(tmp_path / "nope")}
+            "/v1/endpoints",
+            json={"name": "nofolder", "imageName": probe_image, "networkVolumeId": str(tmp_path / "nope")},
         )
         assert missing.status_code == 422 and missing.json()["field"] == "networkVolumeId"
 
@@ -190,8 +215,12 @@ async def test_logs_of_a_removed_worker_found_by_job_id(instance: Instance, prob
         ControlPlane(docker_settings(instance)) as cp,
         httpx.AsyncClient(base_url=cp.client_url, timeout=60) as api,
     ):
-        await create(api, id="logs", imageName=probe_image, workersMin=0, workersMax=1, extraWorkers=0, idleTimeout=1)
-        first = await runsync(api, "logs", {"action": "print", "lines": [f"alpha-{marker}", f"alpha2-{marker}"]})
+        await create(
+            api, id="logs", imageName=probe_image, workersMin=0, workersMax=1, extraWorkers=0, idleTimeout=1
+        )
+        first = await runsync(
+            api, "logs", {"action": "print", "lines": [f"alpha-{marker}", f"alpha2-{marker}"]}
+        )
         second = await runsync(api, "logs", {"action": "print", "lines": [f"beta-{marker}"]})
         worker_id = first["workerId"]
 
@@ -205,7 +234,9 @@ async def test_logs_of_a_removed_worker_found_by_job_id(instance: Instance, prob
             found = (await api.get("/v1/endpoints/logs/logs", params={"job": first["id"]})).json()["lines"]
             return list(found) if f"alpha2-{marker}" in [item["line"] for item in found] else []
 
-        lines = await eventually(first_jobs_lines, "the first job's lines in the endpoint's logs", timeout_s=10)
+        lines = await eventually(
+            first_jobs_lines, "the first job's lines in the endpoint's logs", timeout_s=10
+        )
         texts = [item["line"] for item in lines]
         assert f"alpha-{marker}" in texts and f"alpha2-{marker}" in texts
         assert f"beta-{marker}" not in texts
@@ -219,15 +250,32 @@ async def test_logs_of_a_removed_worker_found_by_job_id(instance: Instance, prob
         # the command line, against the same control plane
         done = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "emulator", "logs", "--endpoint", "logs", "--job", first["id"], "--url", cp.client_url],
-            capture_output=True, text=True, timeout=60, check=False,
+            [
+                sys.executable,
+                "-m",
+                "emulator",
+                "logs",
+                "--endpoint",
+                "logs",
+                "--job",
+                first["id"],
+                "--url",
+                cp.client_url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines() == texts
 
         # following: a new job's line arrives on the event stream
-        job3 = (await api.post("/v2/logs/run", json={"input": {"action": "print", "lines": [f"gamma-{marker}"]}})).json()["id"]
+        job3 = (
+            await api.post("/v2/logs/run", json={"input": {"action": "print", "lines": [f"gamma-{marker}"]}})
+        ).json()["id"]
         async with api.stream("GET", "/v1/endpoints/logs/logs/stream", params={"job": job3}) as stream:
+
             async def gamma() -> dict[str, Any]:
                 async for raw in stream.aiter_lines():
                     if raw.startswith("data: ") and f"gamma-{marker}" in raw:
@@ -241,10 +289,21 @@ async def test_logs_of_a_removed_worker_found_by_job_id(instance: Instance, prob
 def test_probe_through_serverless_emulator_test(probe_image: str) -> None:
     """RunPod's variables present, /dev/shm over Docker's 64 MB, and 1 GB written to it, as a user's CI would run it."""
     done = subprocess.run(
-        [sys.executable, "-m", "emulator", "test", probe_image,
-         "--input", str(ROOT / "sample_workers" / "parity-probe" / "test_input.json"),
-         "--expect", str(ROOT / "sample_workers" / "parity-probe" / "expected_output.json")],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "emulator",
+            "test",
+            probe_image,
+            "--input",
+            str(ROOT / "sample_workers" / "parity-probe" / "test_input.json"),
+            "--expect",
+            str(ROOT / "sample_workers" / "parity-probe" / "expected_output.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"PASSED: 2 \w+\(s\), 2 output\(s\) as expected", done.stdout), done.stdout
@@ -276,19 +335,27 @@ async def test_rp_upload_to_the_local_s3(instance: Instance) -> None:
     ):
         assert cp.core is not None and cp.core.s3 is not None
         await create(
-            api, id="upload", imageName=sample("runpod-sdk"), workersMin=1, workersMax=1, extraWorkers=0,
-            localS3=True, dockerStartCmd=["python3", "-u", "-c", UPLOAD_HANDLER],
+            api,
+            id="upload",
+            imageName=sample("runpod-sdk"),
+            workersMin=1,
+            workersMax=1,
+            extraWorkers=0,
+            localS3=True,
+            dockerStartCmd=["python3", "-u", "-c", UPLOAD_HANDLER],
         )
         done = await runsync(api, "upload", {"hex": payload.hex()})
         url = done["output"]["image_url"]
         assert url.startswith(cp.core.s3.endpoint_url + "/"), url  # a presigned URL, not a local file path
         assert f"/{done['id']}/" in url and url.split("?")[0].endswith(".png")
-        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=30).read())  # noqa: S310
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=30).read())
         assert body == payload
     # without the server, an endpoint that asks for it is refused
     async with (
         ControlPlane(docker_settings(instance)) as cp,
         httpx.AsyncClient(base_url=cp.client_url, timeout=60) as api,
     ):
-        r = await api.post("/v1/endpoints", json={"name": "u2", "imageName": sample("runpod-sdk"), "localS3": True})
+        r = await api.post(
+            "/v1/endpoints", json={"name": "u2", "imageName": sample("runpod-sdk"), "localS3": True}
+        )
         assert r.status_code == 422 and "--s3" in r.json()["error"]

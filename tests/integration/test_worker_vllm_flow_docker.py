@@ -32,7 +32,7 @@ def api_request(method: str, url: str, body: dict[str, Any] | None = None) -> di
     req.add_header("Authorization", "Bearer test-key")
     req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(req, timeout=60) as resp:
             raw = resp.read()
             return json.loads(raw) if raw else {}
     except urllib.error.HTTPError as e:
@@ -45,16 +45,34 @@ def test_worker_vllm_e2e_flow_with_the_standard_library(instance: Instance) -> N
         rest, jobs = f"{plane.client_url}/v1", f"{plane.client_url}/v2"
         template_id = endpoint_id = None
         try:
-            template_id = api_request("POST", f"{rest}/templates", {
-                "name": "worker-vllm-e2e", "imageName": sample("echo"), "isServerless": True,
-                "env": {"MODEL_NAME": "Qwen/Qwen3-8B", "RUNPOD_INIT_TIMEOUT": "1600"}, "containerDiskInGb": 50,
-            })["id"]
-            endpoint_id = api_request("POST", f"{rest}/endpoints", {
-                "name": "worker-vllm-e2e", "templateId": template_id,
-                "gpuTypeIds": ["NVIDIA H100 80GB HBM3", "NVIDIA H100 NVL", "NVIDIA H100 PCIe"], "gpuCount": 1,
-                "workersMin": 0, "workersMax": 1, "idleTimeout": 60, "scalerType": "QUEUE_DELAY", "scalerValue": 4,
-                "allowedCudaVersions": ["12.8"], "minCudaVersion": "12.8",
-            })["id"]
+            template_id = api_request(
+                "POST",
+                f"{rest}/templates",
+                {
+                    "name": "worker-vllm-e2e",
+                    "imageName": sample("echo"),
+                    "isServerless": True,
+                    "env": {"MODEL_NAME": "Qwen/Qwen3-8B", "RUNPOD_INIT_TIMEOUT": "1600"},
+                    "containerDiskInGb": 50,
+                },
+            )["id"]
+            endpoint_id = api_request(
+                "POST",
+                f"{rest}/endpoints",
+                {
+                    "name": "worker-vllm-e2e",
+                    "templateId": template_id,
+                    "gpuTypeIds": ["NVIDIA H100 80GB HBM3", "NVIDIA H100 NVL", "NVIDIA H100 PCIe"],
+                    "gpuCount": 1,
+                    "workersMin": 0,
+                    "workersMax": 1,
+                    "idleTimeout": 60,
+                    "scalerType": "QUEUE_DELAY",
+                    "scalerValue": 4,
+                    "allowedCudaVersions": ["12.8"],
+                    "minCudaVersion": "12.8",
+                },
+            )["id"]
             submit = api_request("POST", f"{jobs}/{endpoint_id}/run", {"input": {"prompt": "hello"}})
             deadline = time.monotonic() + 120
             status: dict[str, Any] = {}

@@ -62,13 +62,15 @@ class Setup:
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(_sample_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(_sample_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     serving = asyncio.create_task(server.serve())
     settings = default_settings_for_tests(
         tmp_path / "data", api_key=KEY, lb_wait_for_worker_s=0.5, lb_affinity_wait_s=0.5
     )
     try:
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 - uvicorn's flag: no event to wait on
             await asyncio.sleep(0.01)
         async with (
             ControlPlane(settings) as cp,
@@ -307,12 +309,16 @@ async def test_a_waiting_request_ends_when_its_endpoint_is_deleted(setup: Setup)
 
 
 async def test_graphql_save_endpoint_takes_the_type(setup: Setup) -> None:
-    r = await setup.api.post("/v1/templates", json={"name": "lb-t", "imageName": "unused", "isServerless": True})
+    r = await setup.api.post(
+        "/v1/templates", json={"name": "lb-t", "imageName": "unused", "isServerless": True}
+    )
     assert r.status_code in (200, 201), r.text
     fields = f'name: "lb-gql", templateId: "{r.json()["id"]}", type: "LB", scalerType: "REQUEST_COUNT", workersMax: 1'
     query = "mutation { saveEndpoint(input: {" + fields + "}) { id type scalerType } }"
     saved = (await setup.api.post("/graphql", json={"query": query})).json()["data"]["saveEndpoint"]
     assert (saved["type"], saved["scalerType"]) == ("LB", "REQUEST_COUNT")
     assert (await setup.api.get(f"/v1/endpoints/{saved['id']}")).json()["type"] == "LB"
-    listed = (await setup.api.post("/graphql", json={"query": "query { myself { endpoints { id type } } }"})).json()
+    listed = (
+        await setup.api.post("/graphql", json={"query": "query { myself { endpoints { id type } } }"})
+    ).json()
     assert {"id": saved["id"], "type": "LB"} in listed["data"]["myself"]["endpoints"]

@@ -19,7 +19,8 @@ from emulator.workers.records import WorkerRecord
 
 # --- endpoint type ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "given, stored", [("QB", "QB"), ("QUEUE", "QB"), ("queue", "QB"), ("LB", "LB"), ("LOAD_BALANCER", "LB"), ("lb", "LB")]
+    "given, stored",
+    [("QB", "QB"), ("QUEUE", "QB"), ("queue", "QB"), ("LB", "LB"), ("LOAD_BALANCER", "LB"), ("lb", "LB")],
 )
 def test_endpoint_type_takes_runpods_spellings(given: str, stored: str) -> None:
     spec = EndpointSpec.model_validate({"name": "x", "imageName": "i", "type": given})
@@ -36,7 +37,9 @@ def test_load_balancing_scales_by_request_count_only() -> None:
     spec = EndpointSpec.model_validate({"name": "x", "imageName": "i", "type": "LB"})
     assert spec.scalerType == "REQUEST_COUNT"
     with pytest.raises(ValidationError, match="REQUEST_COUNT"):
-        EndpointSpec.model_validate({"name": "x", "imageName": "i", "type": "LB", "scalerType": "QUEUE_DELAY"})
+        EndpointSpec.model_validate(
+            {"name": "x", "imageName": "i", "type": "LB", "scalerType": "QUEUE_DELAY"}
+        )
 
 
 def test_patching_to_load_balancing_switches_the_scaler_and_bumps_the_version() -> None:
@@ -50,9 +53,9 @@ def test_patching_to_load_balancing_switches_the_scaler_and_bumps_the_version() 
 def test_ports_defaults_and_overrides() -> None:
     assert ports.ports({}) == ports.Ports(80, 80, "/ping")
     assert ports.ports({"PORT": "5000"}) == ports.Ports(5000, 5000, "/ping")
-    assert ports.ports({"PORT": "5000", "PORT_HEALTH": "5001", "HEALTH_CHECK_PATH": "/health"}) == ports.Ports(
-        5000, 5001, "/health"
-    )
+    assert ports.ports(
+        {"PORT": "5000", "PORT_HEALTH": "5001", "HEALTH_CHECK_PATH": "/health"}
+    ) == ports.Ports(5000, 5001, "/health")
     for bad in ({"PORT": "http"}, {"PORT_HEALTH": "70000"}, {"HEALTH_CHECK_PATH": "ping"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ports.ports(bad)
@@ -61,7 +64,9 @@ def test_ports_defaults_and_overrides() -> None:
 def test_load_balancing_workers_get_runpods_port_variables_endpoint_env_wins(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     worker = WorkerRecord(id="w1", endpoint_id="e", token="t", version=1)
-    lb = Endpoint.model_validate({"name": "e", "id": "e", "imageName": "i", "type": "LB", "env": {"PORT": "5000"}})
+    lb = Endpoint.model_validate(
+        {"name": "e", "id": "e", "imageName": "i", "type": "LB", "env": {"PORT": "5000"}}
+    )
     env = worker_env(settings, "http://cp:1", lb, worker)
     assert (env["PORT"], env["PORT_HEALTH"], env["HEALTH_CHECK_PATH"]) == ("5000", "5000", "/ping")
     qb = Endpoint.model_validate({"name": "e", "id": "e", "imageName": "i"})
@@ -70,7 +75,13 @@ def test_load_balancing_workers_get_runpods_port_variables_endpoint_env_wins(tmp
 
 # --- health -------------------------------------------------------------------------------------------
 def test_verdicts() -> None:
-    assert [rules.verdict(s) for s in (200, 204, 404, 500, None)] == ["ready", "initializing", "bad", "bad", "silent"]
+    assert [rules.verdict(s) for s in (200, 204, 404, 500, None)] == [
+        "ready",
+        "initializing",
+        "bad",
+        "bad",
+        "silent",
+    ]
 
 
 def test_health_steps() -> None:
@@ -118,7 +129,9 @@ def test_choose_waits_for_a_starting_worker_when_all_are_at_the_cap() -> None:
     busy = [c("a", in_flight=1), c("b", in_flight=1)]
     assert rules.choose(busy, Affinity(), 1, coming=True).action == "wait"
     # nobody coming (workersMax reached, none starting): the least loaded takes it (no queue to hold it)
-    assert rules.choose([c("a", in_flight=2), c("b", in_flight=1)], Affinity(), 1, coming=False).worker_id == "b"
+    assert (
+        rules.choose([c("a", in_flight=2), c("b", in_flight=1)], Affinity(), 1, coming=False).worker_id == "b"
+    )
     assert rules.choose([], Affinity(), 1, coming=False).action == "wait"
 
 
@@ -133,7 +146,9 @@ def test_strict_affinity_routes_waits_or_is_gone() -> None:
     pool = [c("a"), c("b", routable=False, paused=True), c("old", alive=False)]
     assert rules.choose(pool, Affinity("strict", "a"), 4, False) == rules.Choice("route", "a")
     assert rules.choose(pool, Affinity("strict", "b"), 4, False) == rules.Choice("wait", "b", resume=False)
-    assert rules.choose(pool, Affinity("strict-resume", "b"), 4, False) == rules.Choice("wait", "b", resume=True)
+    assert rules.choose(pool, Affinity("strict-resume", "b"), 4, False) == rules.Choice(
+        "wait", "b", resume=True
+    )
     assert rules.choose(pool, Affinity("strict", "old"), 4, False).action == "gone"
     assert rules.choose(pool, Affinity("strict", "nobody"), 4, False).action == "gone"
     assert rules.choose([c("a", in_flight=4)], Affinity("strict", "a"), 4, False).action == "wait"
@@ -178,19 +193,29 @@ def test_request_headers_drop_hop_by_hop_and_the_key_and_add_forwarding() -> Non
         "x-forwarded-proto": "http",
         "x-forwarded-host": "ep.localhost:8000",
     }
-    ws = dict(rules.request_headers([(b"Sec-WebSocket-Key", b"k"), (b"Upgrade", b"websocket")], None, "ws", True))
+    ws = dict(
+        rules.request_headers([(b"Sec-WebSocket-Key", b"k"), (b"Upgrade", b"websocket")], None, "ws", True)
+    )
     assert "sec-websocket-key" not in ws and "upgrade" not in ws
 
 
 def test_response_headers_set_the_worker_id() -> None:
     out = rules.response_headers(
-        [("Content-Type", "text/plain"), ("Connection", "close"), ("Date", "x"), ("X-Runpod-Worker-Id", "fake")], "w1"
+        [
+            ("Content-Type", "text/plain"),
+            ("Connection", "close"),
+            ("Date", "x"),
+            ("X-Runpod-Worker-Id", "fake"),
+        ],
+        "w1",
     )
     assert out == [(b"Content-Type", b"text/plain"), (b"x-runpod-worker-id", b"w1")]
 
 
 def test_api_key_forms() -> None:
-    assert rules.has_token("Bearer k", "k") and rules.has_token("k", "k") and rules.has_token("bearer  k ", "k")
+    assert (
+        rules.has_token("Bearer k", "k") and rules.has_token("k", "k") and rules.has_token("bearer  k ", "k")
+    )
     assert not rules.has_token(None, "k") and not rules.has_token("Bearer x", "k")
 
 

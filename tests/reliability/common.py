@@ -4,6 +4,7 @@ worker that completes every job of every endpoint through the public worker prot
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -80,7 +81,16 @@ class ServeProcess:
         env.update(self.env)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "emulator", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+                [
+                    sys.executable,
+                    "-m",
+                    "emulator",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data_dir),
+                ],
                 cwd=str(ROOT),
                 env=env,
                 stdout=log,
@@ -125,10 +135,8 @@ class ServeProcess:
         for proc in self.started:
             if proc.poll() is None:
                 proc.kill()
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    pass
 
     def log_text(self) -> str:
         try:
@@ -169,21 +177,15 @@ class DockerInstance:
 
         selector = {"label": [f"{LABEL_INSTANCE}={self.id}"]}
         for container in self.client.containers.list(all=True, filters=selector):
-            try:
+            with contextlib.suppress(Exception):
                 container.remove(force=True)
-            except Exception:  # noqa: S110 - already gone
-                pass
         for volume in self.client.volumes.list(filters=selector):
-            try:
+            with contextlib.suppress(Exception):
                 volume.remove(force=True)
-            except Exception:  # noqa: S110
-                pass
         for network in self.client.networks.list(names=[self.network]):
             if network.name == self.network:  # `names` matches substrings: only the exact name
-                try:
+                with contextlib.suppress(Exception):
                     network.remove()
-                except Exception:  # noqa: S110 - reported by the leak check of the test
-                    pass
 
 
 @pytest.fixture
@@ -277,10 +279,8 @@ class AutoWorker:
     def _run(self) -> None:
         with httpx.Client(timeout=10) as http:
             while not self._stop.is_set():
-                try:
+                with contextlib.suppress(httpx.HTTPError, KeyError, ValueError, TypeError):
                     self._pass(http)
-                except (httpx.HTTPError, KeyError, ValueError, TypeError):
-                    pass
                 self._stop.wait(0.05)
 
     def _pass(self, http: httpx.Client) -> None:

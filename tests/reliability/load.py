@@ -85,11 +85,17 @@ class Ledger:
             if entry.first_output is _MISSING:
                 entry.first_output = output
                 if output != entry.input:
-                    self.violations.append(f"{where}: {entry.id} output {output!r} is not its input {entry.input!r}")
+                    self.violations.append(
+                        f"{where}: {entry.id} output {output!r} is not its input {entry.input!r}"
+                    )
             elif output != entry.first_output:
-                self.violations.append(f"{where}: {entry.id} output changed from {entry.first_output!r} to {output!r}")
+                self.violations.append(
+                    f"{where}: {entry.id} output changed from {entry.first_output!r} to {output!r}"
+                )
         elif entry.first_output is not _MISSING:
-            self.violations.append(f"{where}: {entry.id} was COMPLETED, now {status!r}: a reported result was lost")
+            self.violations.append(
+                f"{where}: {entry.id} was COMPLETED, now {status!r}: a reported result was lost"
+            )
         if status in ("FAILED", "TIMED_OUT"):
             self.violations.append(f"{where}: {entry.id} is {status}: {str(body.get('error'))[:200]}")
         if status == "CANCELLED" and entry.kind != "cancel":
@@ -140,8 +146,9 @@ class LoadClient:
         self.http: aiohttp.ClientSession | None = None
 
     # --- requests ----------------------------------------------------------------------------------
-    async def request(self, method: str, path: str, *, json: Any = None, timeout: float = 30.0,
-                      idempotent: bool = True) -> Answer:
+    async def request(
+        self, method: str, path: str, *, json: Any = None, timeout: float = 30.0, idempotent: bool = True
+    ) -> Answer:
         """One request; connection failures are retried (a POST only when it surely was not sent).
 
         aiohttp, not httpx: one process drives 200 clients at several hundred requests a second."""
@@ -151,8 +158,13 @@ class LoadClient:
         while True:
             self.ledger.requests += 1
             try:
-                async with self.http.request(method, f"{self.url}{path}", json=json, headers=self.headers,
-                                             timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+                async with self.http.request(
+                    method,
+                    f"{self.url}{path}",
+                    json=json,
+                    headers=self.headers,
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                ) as r:
                     answer = Answer(r.status, await r.text())
             except aiohttp.ClientConnectorError as exc:
                 self.ledger.transport_errors[type(exc).__name__] += 1  # not sent: always safe to retry
@@ -163,7 +175,9 @@ class LoadClient:
             else:
                 self.ledger.statuses[answer.status_code] += 1
                 if answer.status_code >= 500:
-                    self.ledger.server_errors.append(f"{method} {path} -> {answer.status_code} {answer.text[:300]}")
+                    self.ledger.server_errors.append(
+                        f"{method} {path} -> {answer.status_code} {answer.text[:300]}"
+                    )
                 return answer
             if time.monotonic() > deadline:
                 raise Unreachable(f"{method} {path}: no answer for {self.patience_s}s")
@@ -178,11 +192,18 @@ class LoadClient:
             self.ledger.violations.append(f"{what}: HTTP {r.status_code} {r.text[:200]}")
         return None
 
-    async def submit(self, sync: bool, job_input: dict[str, Any], kind: str) -> tuple[JobEntry, dict[str, Any]] | None:
+    async def submit(
+        self, sync: bool, job_input: dict[str, Any], kind: str
+    ) -> tuple[JobEntry, dict[str, Any]] | None:
         route = "runsync?wait=30000" if sync else "run"
         try:
-            r = await self.request("POST", f"/v2/{self.endpoint}/{route}", json={"input": job_input},
-                                   timeout=60.0, idempotent=False)
+            r = await self.request(
+                "POST",
+                f"/v2/{self.endpoint}/{route}",
+                json={"input": job_input},
+                timeout=60.0,
+                idempotent=False,
+            )
         except SentAndLost:
             self.ledger.unknown_submissions += 1  # sent, answer lost: the job may exist; health counts it
             return None
@@ -191,7 +212,9 @@ class LoadClient:
             return None
         return self.ledger.add(body["id"], job_input, kind), body
 
-    async def status(self, entry: JobEntry, route: str = "status", method: str = "GET") -> dict[str, Any] | None:
+    async def status(
+        self, entry: JobEntry, route: str = "status", method: str = "GET"
+    ) -> dict[str, Any] | None:
         query = "?wait=5000" if route in ("status-sync", "stream") else ""
         r = await self.request(method, f"/v2/{self.endpoint}/{route}/{entry.id}{query}", timeout=30.0)
         body = self._check(r, f"{method} {route} {entry.id}")
@@ -305,7 +328,9 @@ class LoadClient:
                     if body is None or body.get("status") not in TERMINAL:
                         self.ledger.violations.append(f"final: {entry.id} is {body and body.get('status')}")
                     elif entry.kind != "cancel" and body.get("status") != "COMPLETED":
-                        self.ledger.violations.append(f"final: {entry.id} ({entry.kind}) is {body.get('status')}")
+                        self.ledger.violations.append(
+                            f"final: {entry.id} ({entry.kind}) is {body.get('status')}"
+                        )
 
             await asyncio.gather(*(check() for _ in range(concurrency)))
             self.http = None
@@ -349,7 +374,7 @@ def executions_by_job(containers: list[Any]) -> Counter[str]:
     for container in containers:
         try:
             text = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
-        except Exception:  # noqa: S112 - a container removed meanwhile
+        except Exception:
             continue
         for line in text.splitlines():
             parts = [p.strip() for p in line.split("|")]

@@ -34,9 +34,13 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 2 MB tmpfs, unmounted at the end."""
     where = tmp_path / f"fs-{uuid.uuid4().hex[:6]}"
     where.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True, text=True
+    )
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode}): the in-process variants cover it")
+        pytest.skip(
+            f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode}): the in-process variants cover it"
+        )
     try:
         yield where
     finally:
@@ -51,11 +55,10 @@ def fill(where: Path, leave: int = 0) -> Path:
         while True:
             f.write(b"\0" * 65536)
             f.flush()
-    with contextlib.suppress(OSError):
-        with filler.open("ab") as f:
-            while True:
-                f.write(b"\0" * 512)
-                f.flush()
+    with contextlib.suppress(OSError), filler.open("ab") as f:
+        while True:
+            f.write(b"\0" * 512)
+            f.flush()
     if leave:
         with filler.open("r+b") as f:
             f.truncate(max(0, filler.stat().st_size - leave))
@@ -137,9 +140,15 @@ def assert_clear_503(r: httpx.Response, *words: str) -> None:
 
 
 # --- real file systems ---------------------------------------------------------------------------------
-def test_data_dir_full_then_freed_then_restarted(small_fs: Path, tmp_path: Path, figures: dict[str, Any]) -> None:
-    server = ServeProcess(small_fs / "data", tmp_path / "serve.log", runtime="none",
-                          env={"EMULATOR_JOB_TAKE_HOLD_S": "0.5", "EMULATOR_JOB_STOP_HOLD_S": "0.5"})
+def test_data_dir_full_then_freed_then_restarted(
+    small_fs: Path, tmp_path: Path, figures: dict[str, Any]
+) -> None:
+    server = ServeProcess(
+        small_fs / "data",
+        tmp_path / "serve.log",
+        runtime="none",
+        env={"EMULATOR_JOB_TAKE_HOLD_S": "0.5", "EMULATOR_JOB_STOP_HOLD_S": "0.5"},
+    )
     scenario: Scenario | None = None
     try:
         server.start()
@@ -151,7 +160,9 @@ def test_data_dir_full_then_freed_then_restarted(small_fs: Path, tmp_path: Path,
         # while full: what is stored stays readable, and more writes are refused the same way
         scenario.stored_intact()
         assert_clear_503(scenario.api.post("/v2/disk/run", json={"input": {"more": 1}}), "full")
-        assert_clear_503(scenario.api.post("/v1/endpoints", json={"name": "n", "id": "n", "imageName": "x"}), "full")
+        assert_clear_503(
+            scenario.api.post("/v1/endpoints", json={"name": "n", "id": "n", "imageName": "x"}), "full"
+        )
         assert scenario.api.get("/v1/endpoints/disk").status_code == 200
         assert scenario.api.get("/v2/disk/health").status_code == 200
 
@@ -166,8 +177,13 @@ def test_data_dir_full_then_freed_then_restarted(small_fs: Path, tmp_path: Path,
         assert integrity(small_fs / "data" / "emulator.db") == "ok"
         server.start()
         scenario.stored_intact()
-        figures.update(accepted_before_full=codes.count(200), refused_with=refused.status_code,
-                       message=refused.json()["error"][:120], jobs_kept=len(scenario.done), lost=0)
+        figures.update(
+            accepted_before_full=codes.count(200),
+            refused_with=refused.status_code,
+            message=refused.json()["error"][:120],
+            jobs_kept=len(scenario.done),
+            lost=0,
+        )
         assert "Traceback" not in server.log_text()
     finally:
         if scenario is not None:
@@ -175,10 +191,16 @@ def test_data_dir_full_then_freed_then_restarted(small_fs: Path, tmp_path: Path,
         server.close()
 
 
-def test_read_only_data_dir_at_start_is_a_clear_error(small_fs: Path, tmp_path: Path, figures: dict[str, Any]) -> None:
+def test_read_only_data_dir_at_start_is_a_clear_error(
+    small_fs: Path, tmp_path: Path, figures: dict[str, Any]
+) -> None:
     data = small_fs / "data"
-    server = ServeProcess(data, tmp_path / "serve.log", runtime="none",
-                          env={"EMULATOR_JOB_TAKE_HOLD_S": "0.5", "EMULATOR_JOB_STOP_HOLD_S": "0.5"})
+    server = ServeProcess(
+        data,
+        tmp_path / "serve.log",
+        runtime="none",
+        env={"EMULATOR_JOB_TAKE_HOLD_S": "0.5", "EMULATOR_JOB_STOP_HOLD_S": "0.5"},
+    )
     scenario: Scenario | None = None
     try:
         server.start()
@@ -252,7 +274,9 @@ def test_store_refusing_writes_in_process(tmp_path: Path, mode: str, words: tupl
             assert r.status_code == 200, r.text
             scenario.queued[r.json()["id"]] = {"after": mode}
             if unreported is not None:  # the worker's retry lands now
-                assert scenario.worker.done(unreported["id"], {"output": unreported["input"]}).status_code == 200
+                assert (
+                    scenario.worker.done(unreported["id"], {"output": unreported["input"]}).status_code == 200
+                )
                 scenario.done[unreported["id"]] = scenario.queued.pop(unreported["id"])
             scenario.finish_queue()
             scenario.stored_intact()

@@ -44,10 +44,18 @@ CLIENTS = 200
 
 
 def create_endpoint(url: str, endpoint: str, workers: int) -> None:
-    r = httpx.post(f"{url}/v1/endpoints", json={
-        "name": endpoint, "id": endpoint, "imageName": ECHO,
-        "workersMin": workers, "workersMax": workers, "extraWorkers": 0,
-    }, timeout=30)
+    r = httpx.post(
+        f"{url}/v1/endpoints",
+        json={
+            "name": endpoint,
+            "id": endpoint,
+            "imageName": ECHO,
+            "workersMin": workers,
+            "workersMax": workers,
+            "extraWorkers": 0,
+        },
+        timeout=30,
+    )
     assert r.status_code == 201, r.text
 
 
@@ -82,10 +90,15 @@ def spacing(duration_s: float, kills: int) -> tuple[float, float]:
 
 def check_ledger(ledger: load.Ledger, executions: Any, figures: dict[str, Any]) -> None:
     completed = [j for j in ledger.jobs.values() if j.last_status == "COMPLETED"]
-    over = [(j.id, executions[j.id], j.retries) for j in ledger.jobs.values() if executions[j.id] > j.retries + 1]
+    over = [
+        (j.id, executions[j.id], j.retries) for j in ledger.jobs.values() if executions[j.id] > j.retries + 1
+    ]
     never = [j.id for j in completed if executions[j.id] == 0]
-    figures.update(executions=sum(executions.values()), ran_more_than_retries_allow=len(over),
-                   completed_not_in_surviving_logs=len(never))
+    figures.update(
+        executions=sum(executions.values()),
+        ran_more_than_retries_allow=len(over),
+        completed_not_in_surviving_logs=len(never),
+    )
     assert not ledger.server_errors, ledger.server_errors[:10]
     assert not ledger.violations, ledger.violations[:10]
     assert not ledger.duplicate_ids
@@ -130,18 +143,29 @@ def test_control_plane_sigkilled_under_load(
         elapsed = time.monotonic() - started
 
         executions = load.executions_by_job(docker_instance.containers())
-        figures.update(ledger.summary(), clients=CLIENTS, duration_s=round(elapsed, 1), kills=server.kills,
-                       downtime_s=[round(d, 2) for d in downtimes], lost=len(ledger.violations), health=final["jobs"])
+        figures.update(
+            ledger.summary(),
+            clients=CLIENTS,
+            duration_s=round(elapsed, 1),
+            kills=server.kills,
+            downtime_s=[round(d, 2) for d in downtimes],
+            lost=len(ledger.violations),
+            health=final["jobs"],
+        )
         check_ledger(ledger, executions, figures)
         assert server.kills == kills
         completed = [j for j in ledger.jobs.values() if j.last_status == "COMPLETED"]
         assert all(executions[j.id] >= 1 for j in completed)
         assert final["jobs"]["completed"] >= len(completed)  # plus the jobs whose /run answer was lost
         assert final["jobs"]["failed"] == 0
-        assert sum(j.retries for j in ledger.jobs.values()) <= final["jobs"]["retried"]  # each requeue counted
+        assert (
+            sum(j.retries for j in ledger.jobs.values()) <= final["jobs"]["retried"]
+        )  # each requeue counted
         # four workers serve again (normally the same four containers, adopted after each restart)
         after = wait_idle_workers(server.url, "chaos", 4)
-        figures["containers_replaced"] = len({w["containerId"] for w in workers} - {w["containerId"] for w in after})
+        figures["containers_replaced"] = len(
+            {w["containerId"] for w in workers} - {w["containerId"] for w in after}
+        )
         assert server.stop() == 0
         assert docker_instance.containers() == []
     finally:
@@ -163,7 +187,11 @@ def test_worker_containers_killed_under_load(
 
         def kill_a_worker(rng: random.Random) -> None:
             def running() -> list[dict[str, Any]]:
-                return [w for w in workers_of(server.url, "victims") if w["status"] == "RUNNING" and w["containerId"]]
+                return [
+                    w
+                    for w in workers_of(server.url, "victims")
+                    if w["status"] == "RUNNING" and w["containerId"]
+                ]
 
             # a worker holding a job, so that something must be requeued
             worker = rng.choice(wait_for(running, timeout_s=30, interval_s=0.1, what="a RUNNING worker"))
@@ -186,9 +214,16 @@ def test_worker_containers_killed_under_load(
         held = {job for _, _, jobs in killed for job in jobs}
         requeued = [j for j in ledger.jobs.values() if j.retries > 0]
         executions = load.executions_by_job(docker_instance.containers())
-        figures.update(ledger.summary(), clients=CLIENTS, duration_s=round(elapsed, 1), kills=len(killed),
-                       jobs_held_by_killed=len(held), requeued_jobs=len(requeued), lost=len(ledger.violations),
-                       health=final["jobs"])
+        figures.update(
+            ledger.summary(),
+            clients=CLIENTS,
+            duration_s=round(elapsed, 1),
+            kills=len(killed),
+            jobs_held_by_killed=len(held),
+            requeued_jobs=len(requeued),
+            lost=len(ledger.violations),
+            health=final["jobs"],
+        )
         check_ledger(ledger, executions, figures)
         assert len(killed) == kills
         assert requeued, "no job was requeued although workers were killed mid-job"
@@ -214,8 +249,12 @@ def test_docker_engine_unreachable_for_a_while(
         pytest.skip("the Docker engine is not on a local unix socket: nothing to put a proxy in front of")
     outage_s = 30.0 if SOAK else 10.0
     proxy = DockerSocketProxy(tmp_path / "docker-proxy.sock", target).start()
-    env = serve_env(docker_instance, DOCKER_HOST=proxy.url, EMULATOR_MAX_JOB_RETRIES="50",
-                    EMULATOR_WORKER_LOST_AFTER_S="4")
+    env = serve_env(
+        docker_instance,
+        DOCKER_HOST=proxy.url,
+        EMULATOR_MAX_JOB_RETRIES="50",
+        EMULATOR_WORKER_LOST_AFTER_S="4",
+    )
     server = ServeProcess(docker_instance.data_dir, tmp_path / "serve.log", env=env)
     stop_load = threading.Event()
     try:
@@ -230,7 +269,7 @@ def test_docker_engine_unreachable_for_a_while(
                 client.http = http
                 until = time.monotonic() + 3600
                 tasks = [asyncio.create_task(client.client(i, until)) for i in range(20)]
-                while not stop_load.is_set():
+                while not stop_load.is_set():  # noqa: ASYNC110 - a threading.Event, set by the test's thread
                     await asyncio.sleep(0.1)
                 for t in tasks:
                     t.cancel()
@@ -250,14 +289,20 @@ def test_docker_engine_unreachable_for_a_while(
 
         # an endpoint is accepted whatever the engine's state (RunPod accepts any endpoint; the emulator no
         # longer asks the engine for the image at creation): its worker starts once the engine is back
-        r = httpx.post(f"{server.url}/v1/endpoints", json={"name": "late", "id": "late", "imageName": ECHO,
-                                                            "workersMin": 1, "extraWorkers": 0}, timeout=60)
+        r = httpx.post(
+            f"{server.url}/v1/endpoints",
+            json={"name": "late", "id": "late", "imageName": ECHO, "workersMin": 1, "extraWorkers": 0},
+            timeout=60,
+        )
         assert r.status_code == 201, r.text
         assert r.json()["imageStatus"]["local"] is None, r.json()  # the engine could not be asked
         r = httpx.get(f"{server.url}/v1/workers/{before[1]['id']}/logs", timeout=60)
         assert r.status_code == 503 and "Docker" in r.json()["error"], r.text
-        said = wait_for(lambda: "cannot reach the Docker engine" in server.log_text()[log_mark:], timeout_s=outage_s,
-                        what="the control plane to log that Docker is unreachable")
+        said = wait_for(
+            lambda: "cannot reach the Docker engine" in server.log_text()[log_mark:],
+            timeout_s=outage_s,
+            what="the control plane to log that Docker is unreachable",
+        )
         while time.monotonic() - cut_at < outage_s:
             time.sleep(0.2)
         completed_during_cut = len(ledger.completed) - completed_at_cut
@@ -266,13 +311,16 @@ def test_docker_engine_unreachable_for_a_while(
 
         proxy.restore()
         restored_at = time.monotonic()
+
         # the supervisor catches up: the dead worker is replaced, new endpoints start again
         def replaced() -> bool:
             ws = workers_of(server.url, "cut")
             ids = {w["containerId"] for w in ws if w["status"] in ("IDLE", "RUNNING")}
             return len(ids) >= 2 and victim["containerId"] not in ids
 
-        wait_for(replaced, timeout_s=90, interval_s=0.2, what="the killed worker to be replaced after the outage")
+        wait_for(
+            replaced, timeout_s=90, interval_s=0.2, what="the killed worker to be replaced after the outage"
+        )
         recovered_s = time.monotonic() - restored_at
         wait_idle_workers(server.url, "late", 1)
         r = httpx.post(f"{server.url}/v2/late/runsync", json={"input": {"after": "outage"}}, timeout=60)
@@ -283,10 +331,16 @@ def test_docker_engine_unreachable_for_a_while(
         final = load.wait_drained(server.url, "cut", timeout_s=120)
         load.final_check(client)
         log = server.log_text()[log_mark:]
-        figures.update(ledger.summary(), outage_s=outage_s, completed_during_outage=completed_during_cut,
-                       recovered_in_s=round(recovered_s, 1), lost=len(ledger.violations), health=final["jobs"],
-                       logged_unreachable=log.count("cannot reach the Docker engine"),
-                       workers_shown_during_outage=[(w["status"], w["reason"]) for w in workers_during])
+        figures.update(
+            ledger.summary(),
+            outage_s=outage_s,
+            completed_during_outage=completed_during_cut,
+            recovered_in_s=round(recovered_s, 1),
+            lost=len(ledger.violations),
+            health=final["jobs"],
+            logged_unreachable=log.count("cannot reach the Docker engine"),
+            workers_shown_during_outage=[(w["status"], w["reason"]) for w in workers_during],
+        )
         assert said
         assert not ledger.server_errors, ledger.server_errors[:10]
         assert not ledger.violations, ledger.violations[:10]

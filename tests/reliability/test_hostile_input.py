@@ -42,22 +42,41 @@ CHECKS = (
 
 @pytest.fixture
 def plane(tmp_path: Path) -> Iterator[BackgroundControlPlane]:
-    settings = default_settings_for_tests(tmp_path / "data", job_take_hold_s=0.5, job_stop_hold_s=0.5,
-                                          worker_lost_after_s=120.0)
+    settings = default_settings_for_tests(
+        tmp_path / "data", job_take_hold_s=0.5, job_stop_hold_s=0.5, worker_lost_after_s=120.0
+    )
     with BackgroundControlPlane(settings) as cp:
         yield cp
 
 
-def run_schemathesis(url: str, report_dir: Path, extra: list[str], max_examples: int, seed: int | None) -> dict[str, Any]:
-    env = dict(os.environ, SCHEMATHESIS_HOOKS="tests.reliability.st_hooks", PYTHONPATH=str(ROOT),
-               NO_COLOR="1", COLUMNS="200")
+def run_schemathesis(
+    url: str, report_dir: Path, extra: list[str], max_examples: int, seed: int | None
+) -> dict[str, Any]:
+    env = dict(
+        os.environ,
+        SCHEMATHESIS_HOOKS="tests.reliability.st_hooks",
+        PYTHONPATH=str(ROOT),
+        NO_COLOR="1",
+        COLUMNS="200",
+    )
     cmd = [
-        sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json",
-        "--exclude-path", "/v1/events/stream",
-        "--max-examples", str(max_examples),
-        "--request-timeout", "20",
-        "--workers", "2",
-        "--report", "ndjson", "--report-dir", str(report_dir),
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{url}/openapi.json",
+        "--exclude-path",
+        "/v1/events/stream",
+        "--max-examples",
+        str(max_examples),
+        "--request-timeout",
+        "20",
+        "--workers",
+        "2",
+        "--report",
+        "ndjson",
+        "--report-dir",
+        str(report_dir),
         *extra,
     ]
     if seed is not None:
@@ -90,10 +109,19 @@ def test_schemathesis_every_operation_no_5xx_no_schema_break(
     schema = api.get("/openapi.json").json()
     operations = sum(len(ops) for path, ops in schema["paths"].items() if path != "/v1/events/stream")
     with AutoWorker(plane.client_url) as worker:
-        result = run_schemathesis(plane.client_url, tmp_path / "st", ["--checks", CHECKS],
-                                  max_examples=60 if SOAK else 12, seed=None if SOAK else 20261122)
-    figures.update(cases=result["cases"], operations=result["operations"], jobs_completed=worker.completed,
-                   returncode=result["returncode"])
+        result = run_schemathesis(
+            plane.client_url,
+            tmp_path / "st",
+            ["--checks", CHECKS],
+            max_examples=60 if SOAK else 12,
+            seed=None if SOAK else 20261122,
+        )
+    figures.update(
+        cases=result["cases"],
+        operations=result["operations"],
+        jobs_completed=worker.completed,
+        returncode=result["returncode"],
+    )
     assert result["returncode"] == 0, result["output"][-12000:]
     assert result["operations"] == operations, result["output"][-3000:]
     assert result["cases"] > 20 * operations
@@ -106,15 +134,28 @@ def test_schemathesis_with_an_api_key_every_operation_needs_it(
     tmp_path: Path, figures: dict[str, Any]
 ) -> None:
     _module_available()
-    settings = default_settings_for_tests(tmp_path / "data", job_take_hold_s=0.5, job_stop_hold_s=0.5, api_key=KEY)
-    with BackgroundControlPlane(settings) as plane, AutoWorker(plane.client_url, {"Authorization": f"Bearer {KEY}"}):
+    settings = default_settings_for_tests(
+        tmp_path / "data", job_take_hold_s=0.5, job_stop_hold_s=0.5, api_key=KEY
+    )
+    with (
+        BackgroundControlPlane(settings) as plane,
+        AutoWorker(plane.client_url, {"Authorization": f"Bearer {KEY}"}),
+    ):
         schema = httpx.get(f"{plane.client_url}/openapi.json").json()
         assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
         result = run_schemathesis(
-            plane.client_url, tmp_path / "st",
-            ["--checks", "not_a_server_error,ignored_auth,status_code_conformance,response_schema_conformance",
-             "--header", f"Authorization: Bearer {KEY}", "--phases", "coverage,fuzzing"],
-            max_examples=30 if SOAK else 5, seed=None if SOAK else 20261123,
+            plane.client_url,
+            tmp_path / "st",
+            [
+                "--checks",
+                "not_a_server_error,ignored_auth,status_code_conformance,response_schema_conformance",
+                "--header",
+                f"Authorization: Bearer {KEY}",
+                "--phases",
+                "coverage,fuzzing",
+            ],
+            max_examples=30 if SOAK else 5,
+            seed=None if SOAK else 20261123,
         )
     figures.update(cases=result["cases"], operations=result["operations"], returncode=result["returncode"])
     assert result["returncode"] == 0, result["output"][-12000:]
@@ -144,8 +185,9 @@ def assert_4xx_with_message(r: httpx.Response, what: str) -> str:
     return message
 
 
-def test_bodies_too_big_too_deep_or_not_utf8(setup: tuple[httpx.Client, ProtocolWorker, str],
-                                             figures: dict[str, Any]) -> None:
+def test_bodies_too_big_too_deep_or_not_utf8(
+    setup: tuple[httpx.Client, ProtocolWorker, str], figures: dict[str, Any]
+) -> None:
     api, worker, job_id = setup
     done_url = worker.url("RUNPOD_WEBHOOK_POST_OUTPUT", job_id) + "&isStream=false"
     stream_url = worker.url("RUNPOD_WEBHOOK_POST_STREAM", job_id) + "&isStream=false"
@@ -161,7 +203,14 @@ def test_bodies_too_big_too_deep_or_not_utf8(setup: tuple[httpx.Client, Protocol
         ("client", "PATCH", "/v1/endpoints/e", b'{"name": "\xed\xa0\x80"}', {}, 400),  # a UTF-8 surrogate
         ("client", "POST", "/v2/e/run", b'{"input": "\\ud800"}', {}, 400),  # a lone surrogate, escaped
         ("client", "POST", "/v2/e/runsync", b'{"input": {"\\udfff": 1}}', {}, 400),
-        ("client", "POST", "/v1/endpoints", b'{"name": "s", "imageName": "x", "env": {"A": "\\ud83d"}}', {}, 400),
+        (
+            "client",
+            "POST",
+            "/v1/endpoints",
+            b'{"name": "s", "imageName": "x", "env": {"A": "\\ud83d"}}',
+            {},
+            400,
+        ),
         ("client", "POST", "/v2/e/runsync?wait=1e309", b'{"input": 1}', {}, 400),
         ("client", "GET", f"/v2/e/status-sync/{job_id}?wait=-1e999", b"", {}, 400),
         ("client", "GET", f"/v2/e/stream/{job_id}?wait=nan", b"", {}, 400),
@@ -172,7 +221,14 @@ def test_bodies_too_big_too_deep_or_not_utf8(setup: tuple[httpx.Client, Protocol
         ("worker", "POST", done_url, b'{"output": "\\udbff"}', {}, 400),
         ("worker", "POST", stream_url, b'{"output": "\\udc00"}', {}, 400),
         ("worker", "POST", done_url, b"", {}, 400),
-        ("worker", "POST", stream_url, b'{"output": "' + b"s" * (1024 * 1024 + 10) + b'"}', {}, 400),  # over the 1 MB chunk limit: 400 naming it, like every refused worker post (#13)
+        (
+            "worker",
+            "POST",
+            stream_url,
+            b'{"output": "' + b"s" * (1024 * 1024 + 10) + b'"}',
+            {},
+            400,
+        ),  # over the 1 MB chunk limit: 400 naming it, like every refused worker post (#13)
     ]
     for side, method, path, body, headers, expected in cases:
         client = api if side == "client" else worker.http
@@ -182,8 +238,10 @@ def test_bodies_too_big_too_deep_or_not_utf8(setup: tuple[httpx.Client, Protocol
     # a Content-Length of 100 GB is refused before a byte of the body is read
     host, port = api.base_url.host, api.base_url.port
     with socket.create_connection((host, port), timeout=10) as raw:
-        raw.sendall(b"POST /v2/e/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 99999999999\r\n\r\n{")
+        raw.sendall(
+            b"POST /v2/e/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 99999999999\r\n\r\n{"
+        )
         received = b""
         while b'"}' not in received:
             chunk = raw.recv(65536)
@@ -223,9 +281,29 @@ def test_huge_headers_never_break_the_server(setup: tuple[httpx.Client, Protocol
 
 # (literal "." and ".." segments are resolved by the HTTP client before sending: their encoded forms are used)
 TRICKY_IDS = [
-    "%2E%2E", "%2e%2e%2f%2e%2e", "..%2F..%2Fetc%2Fpasswd", "%2e%2e%2f%2e%2e", "a%2Fb", "a%5Cb", "%00", "a%00b", "%FF%FE",
-    "%C3%A9t%C3%A9", "%E2%80%AE", "%F0%9F%92%A5", "a" * 5000, "-" * 200, "%2E", "%20", "a%0Ab", "a;b", "$ID",
-    "%24RUNPOD_POD_ID", "{job_id}", "'%20OR%201=1--", "%25%32%65",
+    "%2E%2E",
+    "%2e%2e%2f%2e%2e",
+    "..%2F..%2Fetc%2Fpasswd",
+    "%2e%2e%2f%2e%2e",
+    "a%2Fb",
+    "a%5Cb",
+    "%00",
+    "a%00b",
+    "%FF%FE",
+    "%C3%A9t%C3%A9",
+    "%E2%80%AE",
+    "%F0%9F%92%A5",
+    "a" * 5000,
+    "-" * 200,
+    "%2E",
+    "%20",
+    "a%0Ab",
+    "a;b",
+    "$ID",
+    "%24RUNPOD_POD_ID",
+    "{job_id}",
+    "'%20OR%201=1--",
+    "%25%32%65",
 ]
 
 
@@ -234,19 +312,35 @@ def test_path_tricks_in_ids_get_a_4xx_with_a_message(
 ) -> None:
     api, worker, job_id = setup
     client_paths = [
-        "GET /v2/{x}/health", "POST /v2/{x}/run", "GET /v2/e/status/{x}", "POST /v2/e/status/{x}",
-        "GET /v2/e/status-sync/{x}?wait=1000", "GET /v2/e/stream/{x}", "POST /v2/e/cancel/{x}",
-        "POST /v2/e/retry/{x}", "GET /v1/endpoints/{x}", "PATCH /v1/endpoints/{x}", "DELETE /v1/endpoints/{x}",
-        "GET /v1/endpoints/{x}/workers", "POST /v1/endpoints/{x}/workers", "GET /v1/endpoints/{x}/jobs",
-        "GET /v1/endpoints/e/jobs/{x}", "GET /v1/workers/{x}/logs", "DELETE /v1/workers/{x}",
-        "GET /v1/endpoints/{x}/events", "GET /static/{x}",
+        "GET /v2/{x}/health",
+        "POST /v2/{x}/run",
+        "GET /v2/e/status/{x}",
+        "POST /v2/e/status/{x}",
+        "GET /v2/e/status-sync/{x}?wait=1000",
+        "GET /v2/e/stream/{x}",
+        "POST /v2/e/cancel/{x}",
+        "POST /v2/e/retry/{x}",
+        "GET /v1/endpoints/{x}",
+        "PATCH /v1/endpoints/{x}",
+        "DELETE /v1/endpoints/{x}",
+        "GET /v1/endpoints/{x}/workers",
+        "POST /v1/endpoints/{x}/workers",
+        "GET /v1/endpoints/{x}/jobs",
+        "GET /v1/endpoints/e/jobs/{x}",
+        "GET /v1/workers/{x}/logs",
+        "DELETE /v1/workers/{x}",
+        "GET /v1/endpoints/{x}/events",
+        "GET /static/{x}",
     ]
     take = worker.url("RUNPOD_WEBHOOK_GET_JOB")
     base = take.split("/v2/")[0]
     worker_paths = [
-        f"GET {base}/v2/{{x}}/job-take/{worker.id}?gpu=1", f"GET {base}/v2/e/job-take/{{x}}?gpu=1",
-        f"POST {base}/v2/e/job-done/{worker.id}/{{x}}?gpu=1", f"POST {base}/v2/e/job-stream/{worker.id}/{{x}}?gpu=1",
-        f"GET {base}/v2/e/job-stop/{{x}}?gpu=1", f"GET {base}/v2/e/ping/{{x}}?gpu=1",
+        f"GET {base}/v2/{{x}}/job-take/{worker.id}?gpu=1",
+        f"GET {base}/v2/e/job-take/{{x}}?gpu=1",
+        f"POST {base}/v2/e/job-done/{worker.id}/{{x}}?gpu=1",
+        f"POST {base}/v2/e/job-stream/{worker.id}/{{x}}?gpu=1",
+        f"GET {base}/v2/e/job-stop/{{x}}?gpu=1",
+        f"GET {base}/v2/e/ping/{{x}}?gpu=1",
     ]
     tried = 0
     for templates, client in ((client_paths, api), (worker_paths, worker.http)):
@@ -254,18 +348,27 @@ def test_path_tricks_in_ids_get_a_4xx_with_a_message(
             method, path = template.split(" ", 1)
             for trick in TRICKY_IDS:
                 url = path.replace("{x}", trick)
-                r = client.request(method, url, content=b'{"input": 1}' if method in ("POST", "PATCH") else None)
+                r = client.request(
+                    method, url, content=b'{"input": 1}' if method in ("POST", "PATCH") else None
+                )
                 tried += 1
-                if trick in ("$ID", "%24RUNPOD_POD_ID") and "/job-" in url or "/ping/" in url and trick[0] in "$%":
-                    if r.status_code in (200, 204):  # RunPod's unsubstituted templates name the token's worker
-                        continue
+                unsubstituted = (trick in ("$ID", "%24RUNPOD_POD_ID") and "/job-" in url) or (
+                    "/ping/" in url and trick[0] in "$%"
+                )
+                if unsubstituted and r.status_code in (200, 204):
+                    continue  # RunPod's unsubstituted templates name the token's worker
                 if r.status_code == 405:  # a trick that changed the path's shape (../): no such route
                     assert "error" in r.json()
                     continue
                 assert_4xx_with_message(r, f"{method} {url[:100]}")
-                assert len(r.content) < 4096, (url[:100], len(r.content))  # a 5000-char id is not echoed whole
+                assert len(r.content) < 4096, (
+                    url[:100],
+                    len(r.content),
+                )  # a 5000-char id is not echoed whole
     # ids a worker sends in X-Request-ID are checked too
-    r = worker.http.post(f"{base}/v2/e/job-done/{worker.id}?gpu=1", headers={"X-Request-ID": "../" * 50}, content=b"{}")
+    r = worker.http.post(
+        f"{base}/v2/e/job-done/{worker.id}?gpu=1", headers={"X-Request-ID": "../" * 50}, content=b"{}"
+    )
     assert_4xx_with_message(r, "X-Request-ID")
     # nothing moved
     assert api.get(f"/v2/e/status/{job_id}").json()["status"] == "IN_PROGRESS"
@@ -274,12 +377,22 @@ def test_path_tricks_in_ids_get_a_4xx_with_a_message(
     figures.update(path_tricks_tried=tried, five_xx=0)
 
 
-def test_the_job_store_keeps_hostile_strings_verbatim(setup: tuple[httpx.Client, ProtocolWorker, str]) -> None:
+def test_the_job_store_keeps_hostile_strings_verbatim(
+    setup: tuple[httpx.Client, ProtocolWorker, str],
+) -> None:
     """Quotes, NULs, lone surrogates escaped in JSON, SQL and HTML look-alikes: stored and returned as sent."""
     api, worker, _ = setup
-    nasty = ["'; DROP TABLE jobs; --", "\u0000nul", "\\ud800", "<script>alert(1)</script>", "\u202eevil",
-             "🚀" * 100,
-             {"$where": "1"}, [None, True, 1e308, -0.0], "\n".join(["line"] * 100)]
+    nasty = [
+        "'; DROP TABLE jobs; --",
+        "\u0000nul",
+        "\\ud800",
+        "<script>alert(1)</script>",
+        "\u202eevil",
+        "🚀" * 100,
+        {"$where": "1"},
+        [None, True, 1e308, -0.0],
+        "\n".join(["line"] * 100),
+    ]
     r = api.post("/v2/e/run", content=json.dumps({"input": nasty}).encode())
     assert r.status_code == 200, r.text
     job = worker.take_job()

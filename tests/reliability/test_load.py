@@ -36,9 +36,18 @@ def test_200_clients_against_4_workers_lose_nothing(
     server = ServeProcess(docker_instance.data_dir, tmp_path / "serve.log", env=serve_env(docker_instance))
     try:
         server.start()
-        r = httpx.post(f"{server.url}/v1/endpoints", json={
-            "name": "load", "id": "load", "imageName": ECHO, "workersMin": 4, "workersMax": 4, "extraWorkers": 0,
-        }, timeout=30)
+        r = httpx.post(
+            f"{server.url}/v1/endpoints",
+            json={
+                "name": "load",
+                "id": "load",
+                "imageName": ECHO,
+                "workersMin": 4,
+                "workersMax": 4,
+                "extraWorkers": 0,
+            },
+            timeout=30,
+        )
         assert r.status_code == 201, r.text
         workers = wait_idle_workers(server.url, "load", 4)
 
@@ -56,11 +65,17 @@ def test_200_clients_against_4_workers_lose_nothing(
         summary = ledger.summary()
         completed = [j for j in ledger.jobs.values() if j.last_status == "COMPLETED"]
         executions = load.executions_by_job(docker_instance.containers())
-        figures.update(summary, clients=CLIENTS, workers=len(workers), duration_s=round(elapsed, 1),
-                       jobs_per_s=round(len(ledger.jobs) / elapsed, 1),
-                       requests_per_s=round(ledger.requests / elapsed, 1),
-                       lost=len(ledger.violations), health=final["jobs"],
-                       control_plane_rss_mb={"before": rss_before, "after": rss_after})
+        figures.update(
+            summary,
+            clients=CLIENTS,
+            workers=len(workers),
+            duration_s=round(elapsed, 1),
+            jobs_per_s=round(len(ledger.jobs) / elapsed, 1),
+            requests_per_s=round(ledger.requests / elapsed, 1),
+            lost=len(ledger.violations),
+            health=final["jobs"],
+            control_plane_rss_mb={"before": rss_before, "after": rss_after},
+        )
 
         assert not ledger.server_errors, ledger.server_errors[:10]
         assert not ledger.violations, ledger.violations[:10]

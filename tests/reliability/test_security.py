@@ -63,7 +63,9 @@ PLAIN = {"GREETING": "plain-visible-value-7777", "MODEL_NAME": "model-visible-va
 
 @pytest.fixture
 def keyed(tmp_path: Path) -> Iterator[BackgroundControlPlane]:
-    settings = default_settings_for_tests(tmp_path / "data", api_key=KEY, job_take_hold_s=0.3, job_stop_hold_s=0.3)
+    settings = default_settings_for_tests(
+        tmp_path / "data", api_key=KEY, job_take_hold_s=0.3, job_stop_hold_s=0.3
+    )
     with BackgroundControlPlane(settings) as cp:
         yield cp
 
@@ -72,23 +74,41 @@ def fill(path: str, values: dict[str, str]) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "x"), path)
 
 
-def test_every_route_of_the_route_table_needs_the_key(keyed: BackgroundControlPlane, figures: dict[str, Any]) -> None:
+def test_every_route_of_the_route_table_needs_the_key(
+    keyed: BackgroundControlPlane, figures: dict[str, Any]
+) -> None:
     api = httpx.Client(base_url=keyed.client_url, timeout=30, headers=AUTH)
     assert api.post("/v1/endpoints", json={"name": "e", "id": "e", "imageName": "x"}).status_code == 201
     worker = ProtocolWorker(keyed.client_url, "e", headers=AUTH)
     job_id = api.post("/v2/e/run", json={"input": 1}).json()["id"]
     values = {"endpoint_id": "e", "job_id": job_id, "worker_id": worker.id, "name": "app.css"}
     assert keyed.plane is not None and keyed.plane.ctx is not None
-    routes = [(info.path, method) for info in iter_routes(create_client_app(keyed.plane.ctx).routes)
-              for method in sorted(info.methods - {"HEAD"})]
+    routes = [
+        (info.path, method)
+        for info in iter_routes(create_client_app(keyed.plane.ctx).routes)
+        for method in sorted(info.methods - {"HEAD"})
+    ]
     assert len(routes) > 30  # the table was read, not an empty walk
-    assert {p for p, _ in routes} >= {"/v2/{endpoint_id}/run", "/v1/endpoints", "/metrics", "/v1/events/stream"}
+    assert {p for p, _ in routes} >= {
+        "/v2/{endpoint_id}/run",
+        "/v1/endpoints",
+        "/metrics",
+        "/v1/events/stream",
+    }
 
     guarded = 0
-    wrong_credentials = [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "wrong"},
-                         {"Authorization": worker.token}, {"Authorization": f"Bearer {worker.token}"},
-                         {"Authorization": f"Basic {KEY}"}, {"X-Api-Key": KEY}, {"Authorization": f"Bearer {KEY}x"},
-                         {"Authorization": f"Bearer {KEY[:-1]}"}, {"Authorization": "Bearer"}]
+    wrong_credentials = [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "wrong"},
+        {"Authorization": worker.token},
+        {"Authorization": f"Bearer {worker.token}"},
+        {"Authorization": f"Basic {KEY}"},
+        {"X-Api-Key": KEY},
+        {"Authorization": f"Bearer {KEY}x"},
+        {"Authorization": f"Bearer {KEY[:-1]}"},
+        {"Authorization": "Bearer"},
+    ]
     for path, method in routes:
         if path in PUBLIC:
             continue
@@ -106,7 +126,9 @@ def test_every_route_of_the_route_table_needs_the_key(keyed: BackgroundControlPl
     for path, method in routes:
         if method != "GET" or path in PUBLIC or path == "/v1/events/stream":
             continue
-        if "/openai/" in path:  # a job that waits for a worker; the right key: tests/api/test_openai_routes.py
+        if (
+            "/openai/" in path
+        ):  # a job that waits for a worker; the right key: tests/api/test_openai_routes.py
             continue
         r = api.get(fill(path, values) + ("?wait=1000" if "sync" in path or "stream" in path else ""))
         assert r.status_code != 401, (path, r.status_code)
@@ -118,7 +140,12 @@ def test_every_route_of_the_route_table_needs_the_key(keyed: BackgroundControlPl
         assert secret not in page
     assert httpx.get(f"{keyed.client_url}/static/..%2Fapi%2Fdeps.py").status_code == 404
     assert httpx.get(f"{keyed.client_url}/ping").status_code == 200
-    figures.update(routes=len(routes), guarded=guarded, public=sorted(PUBLIC), credentials_tried=len(wrong_credentials) + 1)
+    figures.update(
+        routes=len(routes),
+        guarded=guarded,
+        public=sorted(PUBLIC),
+        credentials_tried=len(wrong_credentials) + 1,
+    )
 
 
 def test_worker_routes_refuse_the_users_key_and_other_workers(keyed: BackgroundControlPlane) -> None:
@@ -134,13 +161,24 @@ def test_worker_routes_refuse_the_users_key_and_other_workers(keyed: BackgroundC
 
     # every worker route (from the worker app's table) refuses no token, a wrong one and the user's key
     assert keyed.plane is not None and keyed.plane.ctx is not None
-    worker_routes = [(info.path, m) for info in iter_routes(create_worker_app(keyed.plane.ctx).routes)
-                     for m in info.methods - {"HEAD"} if info.path != "/ping"]
+    worker_routes = [
+        (info.path, m)
+        for info in iter_routes(create_worker_app(keyed.plane.ctx).routes)
+        for m in info.methods - {"HEAD"}
+        if info.path != "/ping"
+    ]
     assert len(worker_routes) >= 7
     for path, method in worker_routes:
         url = base + fill(path, {"endpoint_id": "e", "worker_id": a.id, "job_id": job_id})
-        for headers in ({}, {"Authorization": "wrong"}, {"Authorization": KEY}, {"Authorization": f"Bearer {KEY}"}):
-            r = httpx.request(method, url + "?gpu=1", headers={**headers, "X-Request-ID": job_id}, content=b"{}")
+        for headers in (
+            {},
+            {"Authorization": "wrong"},
+            {"Authorization": KEY},
+            {"Authorization": f"Bearer {KEY}"},
+        ):
+            r = httpx.request(
+                method, url + "?gpu=1", headers={**headers, "X-Request-ID": job_id}, content=b"{}"
+            )
             assert r.status_code == 401, (method, path, headers, r.status_code)
 
     # b's token cannot act as a, nor on a's job; f's worker cannot act on endpoint e
@@ -158,11 +196,17 @@ def test_worker_routes_refuse_the_users_key_and_other_workers(keyed: BackgroundC
             assert r.status_code == 403, (what, intruder.endpoint_id, r.status_code, r.text)
     # ... nor with its own id in the path (the job was not handed to it)
     for verb in ("job-done", "job-stream"):
-        r = b.http.post(f"{base}/v2/e/{verb}/{b.id}/{job_id}?gpu=1&isStream=false", content=b'{"output": "stolen"}')
+        r = b.http.post(
+            f"{base}/v2/e/{verb}/{b.id}/{job_id}?gpu=1&isStream=false", content=b'{"output": "stolen"}'
+        )
         assert r.status_code == 403, (verb, r.text)
-        r = other.http.post(f"{base}/v2/f/{verb}/{other.id}/{job_id}?gpu=1&isStream=false", content=b'{"output": "x"}')
+        r = other.http.post(
+            f"{base}/v2/f/{verb}/{other.id}/{job_id}?gpu=1&isStream=false", content=b'{"output": "x"}'
+        )
         assert r.status_code in (403, 404), (verb, r.text)
-    r = b.http.post(f"{base}/v2/e/job-done/{b.id}?gpu=1", headers={"X-Request-ID": job_id}, content=b'{"output": "x"}')
+    r = b.http.post(
+        f"{base}/v2/e/job-done/{b.id}?gpu=1", headers={"X-Request-ID": job_id}, content=b'{"output": "x"}'
+    )
     assert r.status_code == 403
     # a worker token is no user key: it cannot cancel (stop) a job through the client API
     r = httpx.post(f"{keyed.client_url}/v2/e/cancel/{job_id}", headers={"Authorization": b.token})
@@ -185,15 +229,28 @@ def check_masked(body: Any) -> None:
 
 
 @pytest.mark.parametrize("log_format", ["json", "console"])
-def test_env_secrets_masked_in_v1_and_never_logged(tmp_path: Path, figures: dict[str, Any], log_format: str) -> None:
-    server = ServeProcess(tmp_path / "data", tmp_path / "serve.log", runtime="none",
-                          env={"EMULATOR_API_KEY": KEY, "EMULATOR_LOG_LEVEL": "debug", "EMULATOR_LOG_FORMAT": log_format,
-                               "EMULATOR_JOB_TAKE_HOLD_S": "0.3", "EMULATOR_JOB_STOP_HOLD_S": "0.3"})
+def test_env_secrets_masked_in_v1_and_never_logged(
+    tmp_path: Path, figures: dict[str, Any], log_format: str
+) -> None:
+    server = ServeProcess(
+        tmp_path / "data",
+        tmp_path / "serve.log",
+        runtime="none",
+        env={
+            "EMULATOR_API_KEY": KEY,
+            "EMULATOR_LOG_LEVEL": "debug",
+            "EMULATOR_LOG_FORMAT": log_format,
+            "EMULATOR_JOB_TAKE_HOLD_S": "0.3",
+            "EMULATOR_JOB_STOP_HOLD_S": "0.3",
+        },
+    )
     tokens: list[str] = []
     try:
         server.start()
         api = httpx.Client(base_url=server.url, timeout=30, headers=AUTH)
-        r = api.post("/v1/endpoints", json={"name": "s", "id": "s", "imageName": "x", "env": {**SECRETS, **PLAIN}})
+        r = api.post(
+            "/v1/endpoints", json={"name": "s", "id": "s", "imageName": "x", "env": {**SECRETS, **PLAIN}}
+        )
         assert r.status_code == 201, r.text
         check_masked(r.json())
         check_masked(api.get("/v1/endpoints/s").json())
@@ -231,19 +288,36 @@ def test_env_secrets_masked_in_v1_and_never_logged(tmp_path: Path, figures: dict
         api.patch("/v1/endpoints/s", json={"env": {"A=B": "x"}})  # refused, names the key only
         api.post("/v1/endpoints", json={"name": "t", "imageName": "x", "env": {"K": 5}})
         httpx.get(f"{server.url}/v1/endpoints", headers={"Authorization": "Bearer wrong-key-attempt"})
-        rotated.http.get(rotated.url("RUNPOD_WEBHOOK_GET_JOB"), headers={"Authorization": "bad-token-attempt"})
-        views = [api.get(p).text for p in ("/v1/dashboard", "/v1/endpoints/s/events", "/metrics",
-                                           "/v1/endpoints/s/jobs", "/v1/endpoints/s/workers", "/openapi.json")]
+        rotated.http.get(
+            rotated.url("RUNPOD_WEBHOOK_GET_JOB"), headers={"Authorization": "bad-token-attempt"}
+        )
+        views = [
+            api.get(p).text
+            for p in (
+                "/v1/dashboard",
+                "/v1/endpoints/s/events",
+                "/metrics",
+                "/v1/endpoints/s/jobs",
+                "/v1/endpoints/s/workers",
+                "/openapi.json",
+            )
+        ]
         for text in views:
             for value in [*SECRETS.values(), "hf_rotated_value_9999", KEY]:
                 assert value not in text
         assert server.stop() == 0
         log = server.log_text()
         assert "job queued" in log and "worker created" in log  # the log is the real one
-        leaked = [v for v in [*SECRETS.values(), *PLAIN.values(), "hf_rotated_value_9999", KEY, *tokens] if v in log]
+        leaked = [
+            v for v in [*SECRETS.values(), *PLAIN.values(), "hf_rotated_value_9999", KEY, *tokens] if v in log
+        ]
         assert not leaked, leaked
-        figures.update(secret_keys=len(SECRETS), masked_in=["POST/GET/PATCH /v1/endpoints"], leaked_in_logs=0,
-                       log_lines=len(log.splitlines()))
+        figures.update(
+            secret_keys=len(SECRETS),
+            masked_in=["POST/GET/PATCH /v1/endpoints"],
+            leaked_in_logs=0,
+            log_lines=len(log.splitlines()),
+        )
     finally:
         server.close()
 
@@ -256,19 +330,37 @@ def test_masking_rule() -> None:
 
 
 @pytest.mark.docker
-def test_worker_containers_are_confined(docker_instance: DockerInstance, tmp_path: Path, figures: dict[str, Any]) -> None:
+def test_worker_containers_are_confined(
+    docker_instance: DockerInstance, tmp_path: Path, figures: dict[str, Any]
+) -> None:
     env = serve_env(docker_instance, EMULATOR_API_KEY=KEY)
     server = ServeProcess(docker_instance.data_dir, tmp_path / "serve.log", env=env)
     try:
         server.start()
         api = httpx.Client(base_url=server.url, timeout=60, headers=AUTH)
-        r = api.post("/v1/endpoints", json={"name": "c", "id": "c", "imageName": ECHO, "workersMin": 1,
-                                            "workersMax": 2, "extraWorkers": 1, "env": {**SECRETS, **PLAIN}})
+        r = api.post(
+            "/v1/endpoints",
+            json={
+                "name": "c",
+                "id": "c",
+                "imageName": ECHO,
+                "workersMin": 1,
+                "workersMax": 2,
+                "extraWorkers": 1,
+                "env": {**SECRETS, **PLAIN},
+            },
+        )
         assert r.status_code == 201, r.text
         check_masked(r.json())
-        wait_for(lambda: any(w["status"] == "IDLE" for w in api.get("/v1/endpoints/c/workers").json()["workers"])
-                 and len(docker_instance.containers()) >= 2, timeout_s=90, interval_s=0.2,
-                 what="an IDLE worker and a standby container")
+        wait_for(
+            lambda: (
+                any(w["status"] == "IDLE" for w in api.get("/v1/endpoints/c/workers").json()["workers"])
+                and len(docker_instance.containers()) >= 2
+            ),
+            timeout_s=90,
+            interval_s=0.2,
+            what="an IDLE worker and a standby container",
+        )
         assert api.post("/v2/c/runsync", json={"input": {"hi": 1}}).json()["output"] == {"hi": 1}
         containers = docker_instance.containers()
         assert len(containers) >= 2  # a serving worker and a standby one
@@ -291,15 +383,24 @@ def test_worker_containers_are_confined(docker_instance: DockerInstance, tmp_pat
             assert not any("DOCKER_HOST" in item for item in env_list)
             tokens.append(env["RUNPOD_AI_API_KEY"])
         check_masked(api.get("/v1/endpoints/c").json())
-        worker_id = next(w["id"] for w in api.get("/v1/endpoints/c/workers").json()["workers"] if w["status"] == "IDLE")
+        worker_id = next(
+            w["id"] for w in api.get("/v1/endpoints/c/workers").json()["workers"] if w["status"] == "IDLE"
+        )
         container_log = api.get(f"/v1/workers/{worker_id}/logs?tail=500").text
         assert server.stop() == 0
         assert docker_instance.containers() == []
         log = server.log_text()
         assert "worker state" in log
-        leaked = [v for v in [*SECRETS.values(), *PLAIN.values(), KEY, *tokens] if v in log or v in container_log]
+        leaked = [
+            v for v in [*SECRETS.values(), *PLAIN.values(), KEY, *tokens] if v in log or v in container_log
+        ]
         assert not leaked, leaked
-        figures.update(containers_inspected=len(containers), privileged=False, docker_socket=False,
-                       host_network=False, leaked_in_logs=0)
+        figures.update(
+            containers_inspected=len(containers),
+            privileged=False,
+            docker_socket=False,
+            host_network=False,
+            leaked_in_logs=0,
+        )
     finally:
         server.close()

@@ -72,8 +72,13 @@ def kube_cluster() -> Iterator[Any]:
         cluster.stop()
 
 
-@pytest.fixture(params=["fake", pytest.param("docker", marks=pytest.mark.docker),
-                        pytest.param("kubernetes", marks=pytest.mark.kubernetes)])
+@pytest.fixture(
+    params=[
+        "fake",
+        pytest.param("docker", marks=pytest.mark.docker),
+        pytest.param("kubernetes", marks=pytest.mark.kubernetes),
+    ]
+)
 async def harness(request: pytest.FixtureRequest, test_labels: dict[str, str]) -> AsyncIterator[Harness]:
     if request.param == "kubernetes":
         reason = KUBERNETES_SKIPS.get(request.function.__name__)

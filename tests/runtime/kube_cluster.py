@@ -35,7 +35,9 @@ from emulator.runtime.kube_docs import CONTAINER, MANAGED_BY
 from emulator.runtime.kubernetes import KubernetesRuntime
 from tests.runtime.harness import BASE_IMAGE, SCENARIOS
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "serverless-emulator/kubernetes-1.20"
+CACHE = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "serverless-emulator/kubernetes-1.20"
+)
 BINARIES = ("etcd", "kube-apiserver", "kube-scheduler")
 BUILD_HINT = "build them once with `sudo bash scripts/kubernetes.sh` (about 9 minutes on 2 cores)"
 TOKEN = "serverless-emulator-test-token"
@@ -83,27 +85,80 @@ class KubeCluster:
 
     def _certs(self) -> None:
         w = self.workdir
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=se-test-ca",
-                 "-keyout", str(w / "ca.key"), "-out", str(self.ca))
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-                 "-keyout", str(self.key), "-out", str(w / "serving.csr"))
+        _openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=se-test-ca",
+            "-keyout",
+            str(w / "ca.key"),
+            "-out",
+            str(self.ca),
+        )
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(self.key),
+            "-out",
+            str(w / "serving.csr"),
+        )
         (w / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        _openssl("x509", "-req", "-in", str(w / "serving.csr"), "-CA", str(self.ca), "-CAkey", str(w / "ca.key"),
-                 "-CAcreateserial", "-days", "2", "-extfile", str(w / "san.ext"), "-out", str(self.cert))
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(w / "serving.csr"),
+            "-CA",
+            str(self.ca),
+            "-CAkey",
+            str(w / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(w / "san.ext"),
+            "-out",
+            str(self.cert),
+        )
         _openssl("genrsa", "-out", str(w / "sa.key"), "2048")
         (w / "tokens.csv").write_text(f'{TOKEN},admin,admin,"system:masters"\n')
-        self.kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "test",
-            "clusters": [{"name": "test", "cluster": {
-                "server": f"https://127.0.0.1:{self.api_port}", "certificate-authority": str(self.ca)}}],
-            "users": [{"name": "admin", "user": {"token": TOKEN}}],
-            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
-        }))
+        self.kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "test",
+                    "clusters": [
+                        {
+                            "name": "test",
+                            "cluster": {
+                                "server": f"https://127.0.0.1:{self.api_port}",
+                                "certificate-authority": str(self.ca),
+                            },
+                        }
+                    ],
+                    "users": [{"name": "admin", "user": {"token": TOKEN}}],
+                    "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
+                }
+            )
+        )
 
     def _spawn(self, name: str, args: list[str]) -> Path:
         log = self.workdir / f"{name}.log"
         with log.open("wb") as out:
-            self.processes.append(subprocess.Popen([str(CACHE / "bin" / name), *args], stdout=out, stderr=out))
+            self.processes.append(
+                subprocess.Popen([str(CACHE / "bin" / name), *args], stdout=out, stderr=out)
+            )
         return log
 
     def start(self) -> None:
@@ -111,40 +166,74 @@ class KubeCluster:
         w = self.workdir
         client_port, peer_port = _free_port(), _free_port()
         etcd_url = f"http://127.0.0.1:{client_port}"
-        etcd_log = self._spawn("etcd", [
-            "--name", "se-test", "--data-dir", str(w / "etcd"), "--listen-client-urls", etcd_url,
-            "--advertise-client-urls", etcd_url, "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-            "--initial-cluster", f"se-test=http://127.0.0.1:{peer_port}",
-        ])
+        etcd_log = self._spawn(
+            "etcd",
+            [
+                "--name",
+                "se-test",
+                "--data-dir",
+                str(w / "etcd"),
+                "--listen-client-urls",
+                etcd_url,
+                "--advertise-client-urls",
+                etcd_url,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-cluster",
+                f"se-test=http://127.0.0.1:{peer_port}",
+            ],
+        )
         _wait(lambda: _port_open(client_port), 30, "etcd", etcd_log)
-        api_log = self._spawn("kube-apiserver", [
-            f"--etcd-servers={etcd_url}", f"--secure-port={self.api_port}", "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1", "--insecure-port=0", f"--cert-dir={w / 'certs'}",
-            f"--tls-cert-file={self.cert}", f"--tls-private-key-file={self.key}",
-            f"--token-auth-file={w / 'tokens.csv'}", "--authorization-mode=AlwaysAllow",
-            f"--service-account-key-file={w / 'sa.key'}", f"--service-account-signing-key-file={w / 'sa.key'}",
-            "--service-account-issuer=https://kubernetes.default.svc", "--service-cluster-ip-range=10.0.0.0/24",
-            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
-            f"--kubelet-certificate-authority={self.ca}", "--kubelet-preferred-address-types=InternalIP",
-            "--enable-priority-and-fairness=false",
-        ])
+        api_log = self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers={etcd_url}",
+                f"--secure-port={self.api_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--insecure-port=0",
+                f"--cert-dir={w / 'certs'}",
+                f"--tls-cert-file={self.cert}",
+                f"--tls-private-key-file={self.key}",
+                f"--token-auth-file={w / 'tokens.csv'}",
+                "--authorization-mode=AlwaysAllow",
+                f"--service-account-key-file={w / 'sa.key'}",
+                f"--service-account-signing-key-file={w / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+                f"--kubelet-certificate-authority={self.ca}",
+                "--kubelet-preferred-address-types=InternalIP",
+                "--enable-priority-and-fairness=false",
+            ],
+        )
         _wait(self._api_ready, 90, "kube-apiserver", api_log)
-        sched_log = self._spawn("kube-scheduler", [
-            f"--kubeconfig={self.kubeconfig}", f"--authentication-kubeconfig={self.kubeconfig}",
-            f"--authorization-kubeconfig={self.kubeconfig}", "--leader-elect=false", "--port=0",
-            f"--secure-port={_free_port()}", "--bind-address=127.0.0.1",
-        ])
+        sched_log = self._spawn(
+            "kube-scheduler",
+            [
+                f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--port=0",
+                f"--secure-port={_free_port()}",
+                "--bind-address=127.0.0.1",
+            ],
+        )
         time.sleep(0)  # the scheduler's readiness shows in the tests' own deadlines (bound Pods)
         self.scheduler_log = sched_log
 
     def _api_ready(self) -> bool:
         try:
             ctx = ssl.create_default_context(cafile=str(self.ca))
-            with socket.create_connection(("127.0.0.1", self.api_port), timeout=1) as raw:
-                with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-                    tls.sendall(b"GET /readyz HTTP/1.0\r\nAuthorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
-                    return b" 200 " in tls.recv(64)
+            with (
+                socket.create_connection(("127.0.0.1", self.api_port), timeout=1) as raw,
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+            ):
+                tls.sendall(b"GET /readyz HTTP/1.0\r\nAuthorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
+                return b" 200 " in tls.recv(64)
         except OSError:
             return False
 
@@ -226,9 +315,17 @@ class Kubelet:
             if gpus:
                 capacity["nvidia.com/gpu"] = str(gpus)
             status = {
-                "capacity": capacity, "allocatable": capacity,
-                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                "lastHeartbeatTime": _now(), "lastTransitionTime": _now()}],
+                "capacity": capacity,
+                "allocatable": capacity,
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "lastHeartbeatTime": _now(),
+                        "lastTransitionTime": _now(),
+                    }
+                ],
                 "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
                 "images": [{"names": [BASE_IMAGE], "sizeBytes": 1}],
@@ -259,14 +356,21 @@ class Kubelet:
         while not self.stopping.is_set():
             try:
                 if version is None:
-                    listed = json.loads(self.core.list_pod_for_all_namespaces(
-                        label_selector="=".join(MANAGED_BY), _preload_content=False).data)
+                    listed = json.loads(
+                        self.core.list_pod_for_all_namespaces(
+                            label_selector="=".join(MANAGED_BY), _preload_content=False
+                        ).data
+                    )
                     version = listed["metadata"]["resourceVersion"]
                     for pod in listed["items"]:
                         self._on_pod(pod)
                 stream = self.core.list_pod_for_all_namespaces(
-                    label_selector="=".join(MANAGED_BY), watch=True, resource_version=version,
-                    timeout_seconds=2, _preload_content=False, _request_timeout=(5, 10),
+                    label_selector="=".join(MANAGED_BY),
+                    watch=True,
+                    resource_version=version,
+                    timeout_seconds=2,
+                    _preload_content=False,
+                    _request_timeout=(5, 10),
                 )
                 for line in stream:
                     for part in line.splitlines():
@@ -296,8 +400,15 @@ class Kubelet:
             _ignore_404(lambda: self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0))
             return
         if phase == "Running" and spec.get("activeDeadlineSeconds") is not None:
-            self._terminate(ns, name, 137, "Error", "Failed", reason="DeadlineExceeded",
-                            message="Pod was active on the node longer than the specified deadline")
+            self._terminate(
+                ns,
+                name,
+                137,
+                "Error",
+                "Failed",
+                reason="DeadlineExceeded",
+                message="Pod was active on the node longer than the specified deadline",
+            )
             self._log(key).end()
             return
         if not spec.get("nodeName") or phase != "Pending" or key in self.handled:
@@ -317,8 +428,9 @@ class Kubelet:
                 self._log(key).add(line)
                 time.sleep(0.1)
             code = int(behavior.exit_code or 0)
-            self._terminate(ns, name, code, "Completed" if code == 0 else "Error",
-                            "Succeeded" if code == 0 else "Failed")
+            self._terminate(
+                ns, name, code, "Completed" if code == 0 else "Error", "Succeeded" if code == 0 else "Failed"
+            )
             self._log(key).end()
 
         threading.Thread(target=play, daemon=True).start()
@@ -339,11 +451,21 @@ class Kubelet:
 
     def _set_status(self, ns: str, name: str, phase: str, state: dict[str, Any], **pod_fields: str) -> None:
         status = {
-            "phase": phase, "podIP": "10.244.0.1", "hostIP": "127.0.0.1", "startTime": _now(),
-            "containerStatuses": [{
-                "name": CONTAINER, "state": state, "ready": "running" in state, "restartCount": 0,
-                "image": BASE_IMAGE, "imageID": "", "started": "running" in state,
-            }],
+            "phase": phase,
+            "podIP": "10.244.0.1",
+            "hostIP": "127.0.0.1",
+            "startTime": _now(),
+            "containerStatuses": [
+                {
+                    "name": CONTAINER,
+                    "state": state,
+                    "ready": "running" in state,
+                    "restartCount": 0,
+                    "image": BASE_IMAGE,
+                    "imageID": "",
+                    "started": "running" in state,
+                }
+            ],
             **pod_fields,
         }
         _ignore_404(lambda: self.core.patch_namespaced_pod_status(name, ns, {"status": status}))
@@ -420,7 +542,9 @@ async def namespaced_runtime(running: Running, labels: dict[str, str]) -> AsyncI
     namespace = "se-test-" + "".join(c for c in next(iter(labels.values())) if c.isalnum())[:12].lower()
     core: Any = kubernetes.client.CoreV1Api(running.kubelet.client)
     core.create_namespace({"metadata": {"name": namespace}})
-    runtime = KubernetesRuntime(namespace=namespace, kubeconfig=str(running.cluster.kubeconfig), watch_timeout_s=2)
+    runtime = KubernetesRuntime(
+        namespace=namespace, kubeconfig=str(running.cluster.kubeconfig), watch_timeout_s=2
+    )
     try:
         yield runtime
     finally:

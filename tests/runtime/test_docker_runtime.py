@@ -112,7 +112,9 @@ async def test_idle_event_stream_closes_when_the_consumer_stops(docker_harness: 
         await waiting
     await events.aclose()
     await poll(
-        _async(lambda: rt.open_streams == 0 and not stream_threads(before)), 5, lambda: str(stream_threads(before))
+        _async(lambda: rt.open_streams == 0 and not stream_threads(before)),
+        5,
+        lambda: str(stream_threads(before)),
     )
 
 
@@ -126,7 +128,9 @@ async def test_chatty_log_stream_closes_when_the_consumer_stops(docker_harness: 
     assert first[:2] == ["line 0", "line 1"]
     await stream.aclose()
     await poll(
-        _async(lambda: rt.open_streams == 0 and not stream_threads(before)), 5, lambda: str(stream_threads(before))
+        _async(lambda: rt.open_streams == 0 and not stream_threads(before)),
+        5,
+        lambda: str(stream_threads(before)),
     )
 
 

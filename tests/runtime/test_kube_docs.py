@@ -69,8 +69,13 @@ def test_pod_name_is_dns_1123_and_at_most_63() -> None:
 
 def test_manifest_bare_pod_limits_gpus_volume_and_no_token() -> None:
     manifest = pod_manifest(
-        _spec(memory_mb=512, nano_cpus=1_500_000_000, gpu_device_ids=("0", "1"), volume="vol-1",
-              extra_hosts={"control-plane": "10.0.0.1", "gw": "host-gateway"}),
+        _spec(
+            memory_mb=512,
+            nano_cpus=1_500_000_000,
+            gpu_device_ids=("0", "1"),
+            volume="vol-1",
+            extra_hosts={"control-plane": "10.0.0.1", "gw": "host-gateway"},
+        ),
         "p-1",
         grace_s=7,
     )
@@ -96,9 +101,12 @@ def test_cpu_pod_keeps_void_and_has_no_limits() -> None:
 
 def test_unschedulable_pod_is_created_with_the_schedulers_message() -> None:
     message = "0/50 nodes are available: 50 Insufficient nvidia.com/gpu."
-    pod = _pod("Pending", conditions=[
-        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
-    ])
+    pod = _pod(
+        "Pending",
+        conditions=[
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+        ],
+    )
     info = container_info(pod)
     assert (info.status, info.pending) == ("created", f"Unschedulable: {message}")
     assert info.labels == {LABEL_ENDPOINT: "ep1"} and info.id == "p-1"
@@ -112,12 +120,24 @@ def test_pending_states() -> None:
 
 
 def test_running_and_terminated() -> None:
-    running = container_info(_pod("Running", {"running": {"startedAt": "2026-11-30T18:00:00Z"}}, podIP="10.1.2.3"))
+    running = container_info(
+        _pod("Running", {"running": {"startedAt": "2026-11-30T18:00:00Z"}}, podIP="10.1.2.3")
+    )
     assert (running.status, running.ip_address) == ("running", "10.1.2.3")
     assert running.started_at == 1796061600.0
-    ended = container_info(_pod("Failed", {"terminated": {
-        "exitCode": 3, "reason": "Error", "startedAt": "2026-11-30T18:00:00Z", "finishedAt": "2026-11-30T18:00:05Z"
-    }}))
+    ended = container_info(
+        _pod(
+            "Failed",
+            {
+                "terminated": {
+                    "exitCode": 3,
+                    "reason": "Error",
+                    "startedAt": "2026-11-30T18:00:00Z",
+                    "finishedAt": "2026-11-30T18:00:05Z",
+                }
+            },
+        )
+    )
     assert (ended.status, ended.exit_code, ended.oom_killed, ended.error) == ("exited", 3, False, None)
     assert ended.finished_at is not None and ended.started_at is not None
     assert ended.finished_at - ended.started_at == 5
@@ -126,8 +146,14 @@ def test_running_and_terminated() -> None:
 def test_oom_deadline_evicted_and_unknown() -> None:
     oom = container_info(_pod("Failed", {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}))
     assert (oom.exit_code, oom.oom_killed) == (137, True)
-    killed = container_info(_pod("Failed", {"terminated": {"exitCode": 137, "reason": "Error"}},
-                                 reason="DeadlineExceeded", message="Pod was active too long"))
+    killed = container_info(
+        _pod(
+            "Failed",
+            {"terminated": {"exitCode": 137, "reason": "Error"}},
+            reason="DeadlineExceeded",
+            message="Pod was active too long",
+        )
+    )
     assert killed.error == "DeadlineExceeded: Pod was active too long"
     evicted = container_info(_pod("Failed", reason="Evicted", message="low on memory"))
     assert (evicted.status, evicted.error) == ("exited", "Evicted: low on memory")

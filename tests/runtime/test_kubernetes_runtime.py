@@ -31,7 +31,9 @@ async def kube(kube_cluster: Running, test_labels: dict[str, str]) -> AsyncItera
 
 def _pod(running: Running, runtime: KubernetesRuntime, name: str) -> dict[str, Any]:
     core: Any = kubernetes.client.CoreV1Api(running.kubelet.client)
-    data: dict[str, Any] = json.loads(core.read_namespaced_pod(name, runtime.namespace, _preload_content=False).data)
+    data: dict[str, Any] = json.loads(
+        core.read_namespaced_pod(name, runtime.namespace, _preload_content=False).data
+    )
     return data
 
 
@@ -61,7 +63,9 @@ async def test_the_pod_on_the_api_server_is_a_bare_worker_pod(kube: Harness, kub
     await poll(waits_for_the_claim, 30, lambda: f"no claim message: {info}")
     assert info.status == "created"
     core: Any = kubernetes.client.CoreV1Api(kube_cluster.kubelet.client)
-    claim = json.loads(core.read_namespaced_persistent_volume_claim("models", rt.namespace, _preload_content=False).data)
+    claim = json.loads(
+        core.read_namespaced_persistent_volume_claim("models", rt.namespace, _preload_content=False).data
+    )
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     # the long label value is restored on the way back, and selects by its hash
     plain = await kube.started("sleep", labels=labels)

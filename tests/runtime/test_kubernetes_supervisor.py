@@ -36,8 +36,17 @@ async def test_scale_out_and_a_gpu_pod_that_does_not_fit(
             gpus="0,1,2,3",  # the supervisor's own GPU admission lets 2 through; the cluster's nodes have 1 each
             startup_timeout_s=300.0,
         )
-        async with ControlPlane(settings, runtime=rt) as cp, httpx.AsyncClient(base_url=cp.client_url, timeout=10) as api:
-            body: dict[str, Any] = {"name": "k", "id": "k", "imageName": BASE_IMAGE, "workersMin": 2, "extraWorkers": 0}
+        async with (
+            ControlPlane(settings, runtime=rt) as cp,
+            httpx.AsyncClient(base_url=cp.client_url, timeout=10) as api,
+        ):
+            body: dict[str, Any] = {
+                "name": "k",
+                "id": "k",
+                "imageName": BASE_IMAGE,
+                "workersMin": 2,
+                "extraWorkers": 0,
+            }
             assert (await api.post("/v1/endpoints", json=body)).status_code == 201, body
             pods: list[ContainerInfo] = []
 
@@ -50,7 +59,14 @@ async def test_scale_out_and_a_gpu_pod_that_does_not_fit(
             workers = (await api.get("/v1/endpoints/k/workers")).json()["workers"]
             assert sorted(w["containerId"] for w in workers) == sorted(p.id for p in pods)
 
-            gpu = {"name": "g", "id": "g", "imageName": BASE_IMAGE, "workersMin": 1, "extraWorkers": 0, "gpuCount": 2}
+            gpu = {
+                "name": "g",
+                "id": "g",
+                "imageName": BASE_IMAGE,
+                "workersMin": 1,
+                "extraWorkers": 0,
+                "gpuCount": 2,
+            }
             assert (await api.post("/v1/endpoints", json=gpu)).status_code == 201
             waiting: list[ContainerInfo] = []
 

@@ -29,11 +29,13 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, FakeRunt
     settings = settings_for(
         tmp_path / "data", worker_host="127.0.0.1", api_key="sekrit", reconcile_interval_s=0.05
     )
-    async with ControlPlane(settings, runtime=fake) as cp:
-        async with httpx.AsyncClient(base_url=cp.client_url, timeout=10, headers=KEY) as client:
-            body = {"name": "e", "id": "e", "imageName": IMAGE, "workersMin": 1, "extraWorkers": 0}
-            assert (await client.post("/v1/endpoints", json=body)).status_code == 201
-            yield client, fake
+    async with (
+        ControlPlane(settings, runtime=fake) as cp,
+        httpx.AsyncClient(base_url=cp.client_url, timeout=10, headers=KEY) as client,
+    ):
+        body = {"name": "e", "id": "e", "imageName": IMAGE, "workersMin": 1, "extraWorkers": 0}
+        assert (await client.post("/v1/endpoints", json=body)).status_code == 201
+        yield client, fake
 
 
 async def until(probe: Callable[[], Awaitable[Any]], what: str, timeout_s: float = 5.0) -> Any:

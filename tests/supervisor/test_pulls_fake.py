@@ -54,7 +54,9 @@ async def test_a_missing_image_is_pulled_once_for_all_workers_and_timed(world: W
     assert world.fake.image_ids[REMOTE] == "sha256:remote-1"
 
 
-async def test_a_failed_pull_is_unhealthy_with_the_reason_then_picks_up_the_pushed_image(world: World) -> None:
+async def test_a_failed_pull_is_unhealthy_with_the_reason_then_picks_up_the_pushed_image(
+    world: World,
+) -> None:
     world.endpoint(imageName=REMOTE, workersMin=1, workersMax=1, backoff={"initialDelayS": 5})
     await world.step()
     await world.sup.settle()
@@ -69,7 +71,9 @@ async def test_a_failed_pull_is_unhealthy_with_the_reason_then_picks_up_the_push
 
 async def test_pull_policy_never_does_not_pull(world: World) -> None:
     world.fake.registry[REMOTE] = "sha256:remote-1"
-    world.endpoint(imageName=REMOTE, workersMin=1, workersMax=1, pullPolicy="NEVER", backoff={"initialDelayS": 60})
+    world.endpoint(
+        imageName=REMOTE, workersMin=1, workersMax=1, pullPolicy="NEVER", backoff={"initialDelayS": 60}
+    )
     await world.step()
     await world.sup.settle()
     (w,) = world.workers()

@@ -20,8 +20,10 @@ async def test_scale_from_zero_then_queue_delay_reasons(tmp_path: Path) -> None:
             await world.step(1.5)
         reasons = [e["reason"] for e in logs if e["event"] == "worker wanted"]
         assert reasons[0] == "scale from zero: 3 job(s) queued and no worker"
-        assert len(reasons) == 3 and all(r.startswith("QUEUE_DELAY: a job has waited ") and r.endswith("s > 1s")
-                                         and "waited 0.0s" not in r for r in reasons[1:]), reasons
+        assert len(reasons) == 3 and all(
+            r.startswith("QUEUE_DELAY: a job has waited ") and r.endswith("s > 1s") and "waited 0.0s" not in r
+            for r in reasons[1:]
+        ), reasons
     finally:
         await world.sup.stop()
         world.core.close()

@@ -23,9 +23,14 @@ async def test_control_plane_with_the_fake_runtime(tmp_path: Path) -> None:
         assert "se-test-net" in fake.networks
         async with httpx.AsyncClient(base_url=cp.client_url, timeout=10) as api:
             # a missing image is accepted (#13 item 8): workers pull it when they start, and the answer says so
-            r = await api.post("/v1/endpoints", json={"name": "x", "imageName": "missing:latest", "extraWorkers": 0})
+            r = await api.post(
+                "/v1/endpoints", json={"name": "x", "imageName": "missing:latest", "extraWorkers": 0}
+            )
             assert r.status_code == 201, r.text
-            assert r.json()["imageStatus"]["local"] is False and "will pull it" in r.json()["imageStatus"]["message"]
+            assert (
+                r.json()["imageStatus"]["local"] is False
+                and "will pull it" in r.json()["imageStatus"]["message"]
+            )
             assert (await api.delete(f"/v1/endpoints/{r.json()['id']}")).status_code == 204
             body = {"name": "e", "id": "e", "imageName": IMAGE, "workersMin": 2, "extraWorkers": 1}
             assert (await api.post("/v1/endpoints", json=body)).status_code == 201

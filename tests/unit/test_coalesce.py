@@ -18,12 +18,19 @@ from emulator.api.coalesce import CoalescingHttpToolsProtocol, CoalescingTranspo
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     assert scope["type"] == "http"
     body = b'{"id":"job-1","input":{"n":1}}'
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
-async def _serve_and_count(protocol: Any, monkeypatch: pytest.MonkeyPatch, requests: int) -> tuple[int, bytes]:
+async def _serve_and_count(
+    protocol: Any, monkeypatch: pytest.MonkeyPatch, requests: int
+) -> tuple[int, bytes]:
     """Serve ``requests`` keep-alive GETs; (server-side socket writes, the bytes the client read)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -37,7 +44,9 @@ async def _serve_and_count(protocol: Any, monkeypatch: pytest.MonkeyPatch, reque
         original(self, data)
 
     monkeypatch.setattr(selector_transport, "write", counting)
-    server = uvicorn.Server(uvicorn.Config(_app, http=protocol, log_config=None, lifespan="off", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(_app, http=protocol, log_config=None, lifespan="off", access_log=False)
+    )
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
     try:
         for _ in range(200):
@@ -49,7 +58,9 @@ async def _serve_and_count(protocol: Any, monkeypatch: pytest.MonkeyPatch, reque
         for _ in range(requests):
             writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
             head = await reader.readuntil(b"\r\n\r\n")
-            length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+            length = int(
+                next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1]
+            )
             received += head + await reader.readexactly(length)
         writer.close()
         return writes[port], received
@@ -70,7 +81,9 @@ def _transport_class_probe() -> Any:
 async def test_one_write_per_answer_on_kept_connections(monkeypatch: pytest.MonkeyPatch) -> None:
     writes, received = await _serve_and_count(CoalescingHttpToolsProtocol, monkeypatch, 3)
     assert writes == 3
-    assert received.count(b"HTTP/1.1 200 OK\r\n") == 3 and received.count(b'{"id":"job-1","input":{"n":1}}') == 3
+    assert (
+        received.count(b"HTTP/1.1 200 OK\r\n") == 3 and received.count(b'{"id":"job-1","input":{"n":1}}') == 3
+    )
 
 
 async def test_uvicorns_own_protocol_writes_twice(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,8 +26,11 @@ def test_compose_up_wait_shape() -> None:
     emulator = services.pop("emulator")
     samples = {name for name, spec in services.items() if spec.get("entrypoint") == ["true"]}
     assert samples == set(services) and len(samples) >= 6  # the other services only build images
-    adopted = {name for name, dep in emulator["depends_on"].items()
-               if dep.get("condition") == "service_completed_successfully"}
+    adopted = {
+        name
+        for name, dep in emulator["depends_on"].items()
+        if dep.get("condition") == "service_completed_successfully"
+    }
     assert adopted == samples
     check = emulator["healthcheck"]
     assert "/ping" in " ".join(check["test"]) and check["test"][0] == "CMD"
@@ -42,4 +45,6 @@ def test_every_image_of_the_example_endpoints_is_built_by_compose() -> None:
     endpoints = tomllib.loads((COMPOSE.parent / "examples" / "endpoints.toml").read_text())["endpoints"]
     wanted = {e["imageName"] for e in endpoints if "imageName" in e}
     built = {spec.get("image") for spec in yaml.safe_load(COMPOSE.read_text())["services"].values()}
-    assert wanted - built == set(), f"images of examples/endpoints.toml with no compose service: {wanted - built}"
+    assert wanted - built == set(), (
+        f"images of examples/endpoints.toml with no compose service: {wanted - built}"
+    )

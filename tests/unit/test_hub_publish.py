@@ -122,7 +122,9 @@ async def test_an_execution_timeout_publishes_the_stop(core: Core) -> None:
     protocol = WorkerProtocol(core, jobs)
     endpoints = EndpointService(core.endpoints, core.workers, core.jobs, core.hub, core.clock)
     endpoint = await endpoints.create(EndpointSpec.model_validate({"name": "t", "id": "t", "imageName": "x"}))
-    job = jobs.submit(endpoint, JobRequest.model_validate({"input": 1, "policy": {"executionTimeout": 5000}}), sync=False)
+    job = jobs.submit(
+        endpoint, JobRequest.model_validate({"input": 1, "policy": {"executionTimeout": 5000}}), sync=False
+    )
     worker = core.workers.create("t", endpoint.version, kind="external", reason="test")
     await protocol.take(worker, 1, 0.0)
     hub.take()

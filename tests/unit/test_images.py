@@ -240,7 +240,9 @@ def test_every_sample_folder_is_complete() -> None:
     for folder in images.sample_dirs():
         dockerfile = (folder / "Dockerfile").read_text()
         assert "ARG BASE_IMAGE=python:3.12-slim" in dockerfile and "FROM ${BASE_IMAGE}" in dockerfile
-        if folder.name == "load-balancer":  # a load-balancing worker: an HTTP app, no job handler or job input
+        if (
+            folder.name == "load-balancer"
+        ):  # a load-balancing worker: an HTTP app, no job handler or job input
             assert (folder / "app.py").is_file() and 'CMD ["python3", "-u", "app.py"]' in dockerfile
             continue
         assert (folder / "handler.py").is_file() and (folder / "test_input.json").is_file()

@@ -15,8 +15,17 @@ from emulator.store.streams import StreamStore
 
 
 def new_job(i: int, endpoint: str = "e", **kw: object) -> NewJob:
-    base: dict[str, Any] = dict(id=f"job-{i}", endpoint_id=endpoint, input={"i": i}, webhook=None, s3_config=None,
-                low_priority=False, execution_timeout_ms=600_000, ttl_ms=86_400_000, is_sync=False)
+    base: dict[str, Any] = dict(
+        id=f"job-{i}",
+        endpoint_id=endpoint,
+        input={"i": i},
+        webhook=None,
+        s3_config=None,
+        low_priority=False,
+        execution_timeout_ms=600_000,
+        ttl_ms=86_400_000,
+        is_sync=False,
+    )
     base.update(kw)
     return NewJob(**base)
 

@@ -13,14 +13,28 @@ def endpoint(**kw: object) -> Endpoint:
 
 def test_defaults_follow_runpod() -> None:
     ep = endpoint()
-    assert (ep.workersMin, ep.workersMax, ep.idleTimeout, ep.scalerType, ep.scalerValue) == (0, 3, 5, "QUEUE_DELAY", 4)
+    assert (ep.workersMin, ep.workersMax, ep.idleTimeout, ep.scalerType, ep.scalerValue) == (
+        0,
+        3,
+        5,
+        "QUEUE_DELAY",
+        4,
+    )
     assert ep.executionTimeoutMs == 600_000 and ep.extraWorkers == 2 and ep.gpuCount == 0 and not ep.flashboot
 
 
 @pytest.mark.parametrize(
     ("change", "bumps"),
-    [({"imageName": "j"}, True), ({"env": {"A": "1"}}, True), ({"gpuCount": 1}, True), ({"dockerStartCmd": ["x"]}, True),
-     ({"workersMax": 9}, False), ({"idleTimeout": 9}, False), ({"name": "m"}, False), ({"imageName": "i"}, False)],
+    [
+        ({"imageName": "j"}, True),
+        ({"env": {"A": "1"}}, True),
+        ({"gpuCount": 1}, True),
+        ({"dockerStartCmd": ["x"]}, True),
+        ({"workersMax": 9}, False),
+        ({"idleTimeout": 9}, False),
+        ({"name": "m"}, False),
+        ({"imageName": "i"}, False),
+    ],
 )
 def test_version_bumps_only_for_what_workers_run(change: dict[str, object], bumps: bool) -> None:
     updated, bumped = endpoint().apply_patch(EndpointPatch.model_validate(change))
@@ -34,8 +48,11 @@ def test_patch_cannot_break_bounds() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{"input": 1, "policy": {"executionTimeout": 1}}, {"input": 1, "policy": {"ttl": 1}},
-     {"input": 1, "webhook": "file:///etc/passwd"}],
+    [
+        {"input": 1, "policy": {"executionTimeout": 1}},
+        {"input": 1, "policy": {"ttl": 1}},
+        {"input": 1, "webhook": "file:///etc/passwd"},
+    ],
 )
 def test_bad_job_requests(body: dict[str, object]) -> None:
     with pytest.raises(ValidationError):

@@ -28,9 +28,17 @@ from emulator.supervisor.pull_policy import decide
         ("127.0.0.1:5000/app", "127.0.0.1:5000", "127.0.0.1:5000/app", None, None, True),
     ],
 )
-def test_parse_image(image: str, registry: str, repository: str, tag: str | None, digest: str | None, latest: bool) -> None:
+def test_parse_image(
+    image: str, registry: str, repository: str, tag: str | None, digest: str | None, latest: bool
+) -> None:
     ref = parse_image(image)
-    assert (ref.registry, ref.repository, ref.tag, ref.digest, ref.is_latest) == (registry, repository, tag, digest, latest)
+    assert (ref.registry, ref.repository, ref.tag, ref.digest, ref.is_latest) == (
+        registry,
+        repository,
+        tag,
+        digest,
+        latest,
+    )
     assert ref.pull_tag == (digest or tag or "latest")
 
 
@@ -59,7 +67,12 @@ def test_progress_counts_layers_and_bytes() -> None:
     for doc in docs:
         p.feed(doc)
     snap = p.snapshot()
-    assert (snap["layersDone"], snap["layersTotal"], snap["bytesDone"], snap["bytesTotal"]) == (1, 3, 1010, 4100)
+    assert (snap["layersDone"], snap["layersTotal"], snap["bytesDone"], snap["bytesTotal"]) == (
+        1,
+        3,
+        1010,
+        4100,
+    )
     for doc in [
         {"status": "Download complete", "id": "l2", "progressDetail": {}},
         {"status": "Extracting", "id": "l2", "progressDetail": {"current": 5, "total": 4000}},
@@ -72,14 +85,19 @@ def test_progress_counts_layers_and_bytes() -> None:
     snap = p.snapshot()
     assert (snap["layersDone"], snap["bytesDone"], snap["bytesTotal"]) == (3, 4100, 4100)
     assert snap["digest"] == "sha256:" + "b" * 64 and p.error is None
-    assert describe_progress("app:v1", {"layersDone": 1, "layersTotal": 3, "bytesDone": 1048576, "bytesTotal": 4194304}) == (
-        "pulling app:v1: 1/3 layers, 1.0 of 4.0 MB"
-    )
+    assert describe_progress(
+        "app:v1", {"layersDone": 1, "layersTotal": 3, "bytesDone": 1048576, "bytesTotal": 4194304}
+    ) == ("pulling app:v1: 1/3 layers, 1.0 of 4.0 MB")
 
 
 def test_progress_keeps_an_error_document() -> None:
     p = PullProgress()
-    p.feed({"errorDetail": {"message": "unauthorized: authentication required"}, "error": "unauthorized: authentication required"})
+    p.feed(
+        {
+            "errorDetail": {"message": "unauthorized: authentication required"},
+            "error": "unauthorized: authentication required",
+        }
+    )
     assert p.error == "unauthorized: authentication required"
 
 
@@ -87,14 +105,36 @@ def test_progress_keeps_an_error_document() -> None:
     ("text", "credential", "starts", "mentions"),
     [
         ("unauthorized: authentication required", "abc", "authentication failed", "'abc'"),
-        ('Head "http://127.0.0.1:5/v2/a/manifests/v1": no basic auth credentials', None, "authentication failed", "~/.docker/config.json"),
-        ("manifest for 127.0.0.1:5/a:nope not found: manifest unknown: manifest unknown", None, "no such tag", "'nope'"),
-        ("pull access denied for nosuch, repository does not exist or may require 'docker login'", None, "no such image", "imageName"),
-        ('Get "http://127.0.0.1:5999/v2/": dial tcp 127.0.0.1:5999: connect: connection refused', None, "registry unreachable", "127.0.0.1:5"),
+        (
+            'Head "http://127.0.0.1:5/v2/a/manifests/v1": no basic auth credentials',
+            None,
+            "authentication failed",
+            "~/.docker/config.json",
+        ),
+        (
+            "manifest for 127.0.0.1:5/a:nope not found: manifest unknown: manifest unknown",
+            None,
+            "no such tag",
+            "'nope'",
+        ),
+        (
+            "pull access denied for nosuch, repository does not exist or may require 'docker login'",
+            None,
+            "no such image",
+            "imageName",
+        ),
+        (
+            'Get "http://127.0.0.1:5999/v2/": dial tcp 127.0.0.1:5999: connect: connection refused',
+            None,
+            "registry unreachable",
+            "127.0.0.1:5",
+        ),
         ("something else entirely", None, "pull of", "something else"),
     ],
 )
-def test_pull_errors_in_words_a_user_acts_on(text: str, credential: str | None, starts: str, mentions: str) -> None:
+def test_pull_errors_in_words_a_user_acts_on(
+    text: str, credential: str | None, starts: str, mentions: str
+) -> None:
     said = explain_pull_error("127.0.0.1:5/a:nope", text, credential)
     assert said.startswith(starts) and mentions in said and text in said
 
@@ -120,7 +160,9 @@ FROM_REGISTRY = LocalImage("sha256:2", ("127.0.0.1:5000/a@sha256:" + "c" * 64,))
         ("NEVER", "127.0.0.1:5000/a:latest", FROM_REGISTRY, False, "use-local"),
     ],
 )
-def test_pull_policy(policy: str | None, image: str, local: LocalImage | None, done: bool, verdict: str) -> None:
+def test_pull_policy(
+    policy: str | None, image: str, local: LocalImage | None, done: bool, verdict: str
+) -> None:
     decision = decide(policy, image, local, done)  # type: ignore[arg-type]
     assert decision.verdict == verdict, decision.why
     assert decision.fallback_to_local == (verdict == "pull" and policy is None and local is not None)

@@ -283,4 +283,6 @@ def test_a_worker_still_running_an_ended_job_is_stopped_and_replaced_past_the_gr
     stats = QueueStats(1, 0, 1, 0.1)  # the next job waits for it
     actions = plan(ep(workersMax=1), obs(past), stats, NOW, SETTINGS)
     assert kinds(actions) == ["Remove", "Start"]
-    assert isinstance(actions[0], Remove) and actions[0].reason.startswith("execution timeout: worker stopped")
+    assert isinstance(actions[0], Remove) and actions[0].reason.startswith(
+        "execution timeout: worker stopped"
+    )

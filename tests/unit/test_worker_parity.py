@@ -66,17 +66,28 @@ def test_runpod_resource_variables() -> None:
     env = worker_env(settings(), "http://gw:1", ep(vcpuCount=2, memoryInMb=4096), worker(), host=HOST)
     assert env["RUNPOD_CPU_COUNT"] == "2" and env["RUNPOD_MEM_GB"] == "4" and env["RUNPOD_GPU_COUNT"] == "0"
     assert "RUNPOD_GPU_NAME" not in env and "RUNPOD_VOLUME_ID" not in env and "RUNPOD_PUBLIC_IP" not in env
-    env = worker_env(settings(gpu_mode="emulate"), "http://gw:1", ep(gpuCount=1, networkVolumeId="vol1"),
-                     worker(gpu_ids=["0"]), host=HOST)
+    env = worker_env(
+        settings(gpu_mode="emulate"),
+        "http://gw:1",
+        ep(gpuCount=1, networkVolumeId="vol1"),
+        worker(gpu_ids=["0"]),
+        host=HOST,
+    )
     assert env["RUNPOD_GPU_NAME"] == "Emulated+GPU" and env["RUNPOD_GPU_COUNT"] == "1"
-    assert env["RUNPOD_VOLUME_ID"] == "vol1" and env["RUNPOD_CPU_COUNT"] == "8" and env["RUNPOD_MEM_GB"] == "32"
+    assert (
+        env["RUNPOD_VOLUME_ID"] == "vol1" and env["RUNPOD_CPU_COUNT"] == "8" and env["RUNPOD_MEM_GB"] == "32"
+    )
     # the endpoint's env cannot override RunPod's variables
     env = worker_env(settings(), "http://gw:1", ep(env={"RUNPOD_CPU_COUNT": "99"}), worker(), host=HOST)
     assert env["RUNPOD_CPU_COUNT"] == "8"
 
 
 def test_secret_references() -> None:
-    env = {"A": "{{ RUNPOD_SECRET_one }}", "B": "Bearer {{RUNPOD_SECRET_two}} and {{  RUNPOD_SECRET_one  }}", "C": "x"}
+    env = {
+        "A": "{{ RUNPOD_SECRET_one }}",
+        "B": "Bearer {{RUNPOD_SECRET_two}} and {{  RUNPOD_SECRET_one  }}",
+        "C": "x",
+    }
     assert referenced(env) == {"one", "two"}
     assert resolve(env, {"one": "1", "two": "2"}) == {"A": "1", "B": "Bearer 2 and 1", "C": "x"}
     with pytest.raises(MissingSecret, match="two") as caught:
@@ -113,9 +124,10 @@ def make_model(cache: Path, repo: str, revision: str = "main", commit: str = "c0
 
 def test_models_located_in_the_host_cache(tmp_path: Path) -> None:
     folder = make_model(tmp_path, "org/tiny")
-    assert hf_cache.mounts(["org/tiny", "org/tiny:main", "org/tiny:c0ffee"], tmp_path) == [
-        (str(folder), "/runpod-volume/huggingface-cache/hub/models--org--tiny")
-    ] * 3
+    assert (
+        hf_cache.mounts(["org/tiny", "org/tiny:main", "org/tiny:c0ffee"], tmp_path)
+        == [(str(folder), "/runpod-volume/huggingface-cache/hub/models--org--tiny")] * 3
+    )
     with pytest.raises(InvalidInput, match=r"huggingface-cli download org/absent`"):
         hf_cache.mounts(["org/absent"], tmp_path)
     with pytest.raises(InvalidInput, match="has no revision 'v2'.*--revision v2"):
@@ -131,7 +143,10 @@ def test_container_spec_mounts_limits_and_secrets(tmp_path: Path) -> None:
     volume.mkdir()
     s = settings(hf_hub_cache=cache)
     e = ep(
-        networkVolumeId=str(volume), modelReferences=["org/tiny"], vcpuCount=1, memoryInMb=2048,
+        networkVolumeId=str(volume),
+        modelReferences=["org/tiny"],
+        vcpuCount=1,
+        memoryInMb=2048,
         env={"K": "{{ RUNPOD_SECRET_k }}"},
     )
     check_inputs(s, e, {"k": "v"})
@@ -146,7 +161,11 @@ def test_container_spec_mounts_limits_and_secrets(tmp_path: Path) -> None:
     assert named.volume == "shared-vol" and named.host_mounts == () and named.shm_mb == 8192
     with pytest.raises(MissingSecret):
         check_inputs(s, e, {})
-    for bad in (str(tmp_path / "missing"), "/", "/" + "0" * 4000):  # (the last: a name too long, ENAMETOOLONG)
+    for bad in (
+        str(tmp_path / "missing"),
+        "/",
+        "/" + "0" * 4000,
+    ):  # (the last: a name too long, ENAMETOOLONG)
         with pytest.raises(InvalidInput) as caught:
             check_inputs(s, ep(networkVolumeId=bad), {})
         assert caught.value.field == "networkVolumeId"
@@ -160,9 +179,19 @@ def test_the_volume_path_is_the_runtimes() -> None:
 
 
 def test_endpoint_fields_validate_and_version() -> None:
-    for good in ({"vcpuCount": 4}, {"shmSizeMb": 16384}, {"networkVolumeId": "/data/models"}, {"modelReferences": ["a/b"]}):
+    for good in (
+        {"vcpuCount": 4},
+        {"shmSizeMb": 16384},
+        {"networkVolumeId": "/data/models"},
+        {"modelReferences": ["a/b"]},
+    ):
         ep(**good)
-    for bad in ({"vcpuCount": 0}, {"shmSizeMb": 0}, {"networkVolumeId": "relative/path"}, {"modelReferences": "a/b"}):
+    for bad in (
+        {"vcpuCount": 0},
+        {"shmSizeMb": 0},
+        {"networkVolumeId": "relative/path"},
+        {"modelReferences": "a/b"},
+    ):
         with pytest.raises(ValueError):
             ep(**bad)
     for change in ({"vcpuCount": 2}, {"shmSizeMb": 512}, {"modelReferences": ["a/b"]}):
@@ -189,7 +218,14 @@ def test_secret_store_persists_owner_only(tmp_path: Path) -> None:
     store.create("hf_token", "v1", now=1.0)
     with pytest.raises(Conflict):
         store.create("hf_token", "v2", now=2.0)
-    for name, value in (("bad name", "v"), ("", "v"), ("x" * 65, "v"), ("ok", ""), ("ok", "a\x00b"), ("ok", 5)):
+    for name, value in (
+        ("bad name", "v"),
+        ("", "v"),
+        ("x" * 65, "v"),
+        ("ok", ""),
+        ("ok", "a\x00b"),
+        ("ok", 5),
+    ):
         with pytest.raises(InvalidInput):
             check_name(name)
             check_value(value)
@@ -253,8 +289,17 @@ def test_the_job_a_worker_was_running_at_a_time(tmp_path: Path) -> None:
 
     store = JobStore(connect(tmp_path / "jobs.db"))
     for n in (1, 2):
-        job = NewJob(id=f"j{n}", endpoint_id="e", input={}, webhook=None, s3_config=None, low_priority=False,
-                     execution_timeout_ms=60_000, ttl_ms=600_000, is_sync=False)
+        job = NewJob(
+            id=f"j{n}",
+            endpoint_id="e",
+            input={},
+            webhook=None,
+            s3_config=None,
+            low_priority=False,
+            execution_timeout_ms=60_000,
+            ttl_ms=600_000,
+            is_sync=False,
+        )
         store.enqueue(job, now=0.0)
     (first,) = store.claim("e", "w", 1, now=10.0, lease_s=30)
     store.finish(first.id, JobStatus.COMPLETED, now=12.0, retention_s=60)

@@ -11,11 +11,30 @@ from emulator.workers.records import WorkerRecord
 
 def _full() -> WorkerRecord:
     return WorkerRecord(
-        id="ep-1", endpoint_id="ep", token="tok", version=3, kind="container", state=WorkerState.RUNNING,
-        container_id="c0ffee", gpu_ids=["0", "1"], job_ids=["j1", "j2"], created_at=1.5, started_at=2.5,
-        ready_at=3.0, last_seen_at=4.0, last_ping_at=4.5, state_since=3.5, restarts=2, reason="why",
-        next_retry_at=9.0, first_failure_at=1.0, stopping=True, paused=True, standby=False,
-        refresh_requested=True, timings={"createS": 0.1, "startS": 0.2},
+        id="ep-1",
+        endpoint_id="ep",
+        token="tok",
+        version=3,
+        kind="container",
+        state=WorkerState.RUNNING,
+        container_id="c0ffee",
+        gpu_ids=["0", "1"],
+        job_ids=["j1", "j2"],
+        created_at=1.5,
+        started_at=2.5,
+        ready_at=3.0,
+        last_seen_at=4.0,
+        last_ping_at=4.5,
+        state_since=3.5,
+        restarts=2,
+        reason="why",
+        next_retry_at=9.0,
+        first_failure_at=1.0,
+        stopping=True,
+        paused=True,
+        standby=False,
+        refresh_requested=True,
+        timings={"createS": 0.1, "startS": 0.2},
     )
 
 

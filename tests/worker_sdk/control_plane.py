@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -45,7 +46,7 @@ class ControlPlane:
 
     def start(self, timeout: float = 60.0) -> ControlPlane:
         self.starts += 1
-        log = open(self.log_dir / f"control-plane-{self.starts}.log", "wb")
+        log = open(self.log_dir / f"control-plane-{self.starts}.log", "wb")  # noqa: SIM115 - the child's log, open for its life
         cmd = [
             sys.executable,
             "-m",
@@ -90,10 +91,8 @@ class ControlPlane:
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                pass
         if self.proc is not None:
             kill_group(self.proc)  # whatever is left of it and anything it started
         self.client.close()

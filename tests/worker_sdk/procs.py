@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -37,7 +38,7 @@ class WorkerProcess:
     ) -> None:
         self.log_path = log_path
         self.registration: dict[str, Any] = {}  # set by tests that register the worker first
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "wb")  # noqa: SIM115 - the child's log, closed in stop()
         self.proc = subprocess.Popen(
             [python or sys.executable, "-u", str(script), *args],
             env=clean_env(env),
@@ -81,14 +82,10 @@ class WorkerProcess:
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the process group that ``proc`` leads (it was started with start_new_session=True)."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # the group id is the leader's pid; it outlives the leader
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def find_python(version: str) -> str | None:

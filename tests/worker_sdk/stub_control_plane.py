@@ -6,6 +6,7 @@ records every request, and can inject faults (status codes, dropped connections,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import select
@@ -91,10 +92,8 @@ class StubControlPlane:
         with self.cond:
             live, self._live = list(self._live), set()
         for conn in live:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         with self.cond:
             self.cond.notify_all()
 
@@ -207,10 +206,8 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         with self.owner.cond:
             self.owner._live.discard(self.connection)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
     def do_GET(self) -> None:
         self._dispatch("GET")

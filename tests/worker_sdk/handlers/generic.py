@@ -22,7 +22,7 @@ sys.path.insert(
     0, os.environ.get("WORKER_SDK_PATH", os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 )
 
-import worker_sdk  # noqa: E402
+import worker_sdk
 
 KIND = os.environ.get("HANDLER_KIND", "sync")
 
