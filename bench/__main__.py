@@ -21,7 +21,8 @@ from pathlib import Path
 
 from bench import coldstart, dockerx, imports, latency, lbproxy, procs, report, scale, throughput
 from bench.context import MODES, Run
-from bench.procs import HANDLER, runpod_version
+from bench.procs import HANDLER
+from bench.versions import runpod_version
 
 BENCH_DIR = Path(__file__).resolve().parent
 SECTIONS: list[tuple[str, str, Callable[[Run, report.Section], None], list[tuple[str, str]]]] = [

@@ -295,17 +295,3 @@ class HostWorker(_Proc):
 
     def stop(self) -> None:
         self.terminate(timeout_s=15)
-
-
-def runpod_version() -> str | None:
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", "import runpod; print(runpod.__version__)"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=_env({}),
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -95,9 +95,6 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN first_started_at REAL;
     ALTER TABLE jobs ADD COLUMN result_refused TEXT
     """,
-    # 4: issue #19: JobStore.running_at (one query per worker log line) sorted all of the worker's jobs
-    #    by started_at (about 0.5 ms at 1,250 jobs per worker); with this index it reads one or two rows
-    "CREATE INDEX IF NOT EXISTS jobs_worker_started ON jobs (worker_id, started_at)",
 ]
 
 
