@@ -157,6 +157,10 @@ async def test_scale_from_zero_worker_id_and_affinity(setup: Setup) -> None:
     assert r.status_code == 200 and r.headers["x-runpod-worker-id"] == worker
     r = await setup.api.get("/lb/z/again", headers={"X-Runpod-Worker-Id": "strict z-gone"})
     assert r.status_code == 404 and r.json()["error"] == "affinity_worker_gone"
+    # an endpoint deleted and made again under the same id starts with no request rows
+    assert (await setup.api.delete("/v1/endpoints/z")).status_code == 204
+    await create(setup, id="z", workersMax=2)
+    assert (await setup.api.get("/v1/endpoints/z/requests")).json()["requests"] == []
 
 
 async def test_requests_in_flight_scale_out_and_spread(setup: Setup) -> None:
