@@ -199,3 +199,15 @@ async def test_a_worker_serves_on_its_own_address_until_its_container_goes(setup
         assert (await setup.api.delete("/v1/endpoints/p")).status_code == 204
         with pytest.raises(httpx.ConnectError):  # the container was removed: so was its server
             await direct.get(f"http://{address}:18080/ping")
+
+
+def test_listen_ports_and_loopback_addresses() -> None:
+    from emulator.runtime.fake_http import AddressPool, listen_ports
+
+    assert listen_ports({}) == [80]
+    assert listen_ports({"PORT": "5000"}) == [5000]
+    assert listen_ports({"PORT": "5000", "PORT_HEALTH": "5001"}) == [5000, 5001]
+    assert listen_ports({"PORT": "x", "PORT_HEALTH": "5000"}) == [80, 5000]
+    pool = AddressPool()
+    taken = {pool.take() for _ in range(1000)}
+    assert len(taken) == 1000 and all(a.startswith("127.") and a.count(".") == 3 for a in taken)
