@@ -96,4 +96,8 @@ def test_the_requests_card_shows_a_proxied_request(
             "data-state", "IDLE", timeout=STATE_TIMEOUT_MS
         )
         expect(card.locator(".queue-line")).to_contain_text("0 in flight")
+        # no job tiles for an endpoint without jobs: its requests' answers instead
+        expect(page.locator(".kpi", has_text="Answered").locator(".kpi-value")).to_contain_text("1")
+        expect(page.locator(".kpi", has_text="Errors").locator(".kpi-value")).to_contain_text("0")
+        expect(page.locator(".kpi", has_text="Completed")).to_have_count(0)
         page.screenshot(path=str(artifacts / "dashboard-lb-requests.png"), full_page=True)
