@@ -22,7 +22,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from emulator.cli import hubtests, reports
+from emulator.cli import hubtests, lbtests, reports
 from emulator.cli.common import (
     TERMINAL,
     busy,
@@ -254,11 +254,11 @@ def check_image_command(
         None, "--junit-xml", help="Write a JUnit XML report (one test case per job)"
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show build output and the emulator's log"),
-    endpoint_type: str = typer.Option(
-        "QB",
+    endpoint_type: str | None = typer.Option(
+        None,
         "--type",
         help="QB: a queue-based handler image (jobs); LB: a load-balancing image (its own HTTP server, "
-        "tested with --requests) [LB when --requests or DIR/test_requests.json is given]",
+        "tested with --requests) [LB when --requests or DIR/test_requests.json is given, else QB]",
     ),
     requests_file: Path | None = typer.Option(
         None,
@@ -280,11 +280,16 @@ def check_image_command(
         fail(f"{target} is not a directory", "pass a folder with a Dockerfile, or an image name")
     if tests_from is not None and not tests_from.is_dir():
         fail(f"--tests-from {tests_from} is not a directory")
-    kind = endpoint_type.strip().upper()
-    if kind not in ("QB", "QUEUE", "LB", "LOAD_BALANCER"):
-        fail(f"--type must be QB or LB (QUEUE or LOAD_BALANCER), not {endpoint_type!r}")
-    found_requests = (directory or tests_from or Path("/nonexistent")) / "test_requests.json"
-    if kind in ("LB", "LOAD_BALANCER") or requests_file is not None or found_requests.is_file():
+    folder = directory or tests_from
+    try:
+        load_balancing = lbtests.is_lb_run(
+            endpoint_type,
+            requests_file is not None,
+            folder is not None and (folder / lbtests.REQUESTS_FILE).is_file(),
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    if load_balancing:
         if input_file is not None or expect is not None:
             fail("--input and --expect are for queue-based images; a load-balancing image takes --requests")
         from emulator.cli.lbcheck import check_lb_image

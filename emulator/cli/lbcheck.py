@@ -27,7 +27,7 @@ from emulator.cli.common import console, err_console, fail, load_json_file, pars
 from emulator.cli.hubtests import NOTHING, Verdict
 from emulator.cli.reports import JobResult
 
-REQUESTS_FILE = Path("test_requests.json")
+REQUESTS_FILE = lbtests.REQUESTS_FILE
 READY = frozenset({"IDLE", "RUNNING"})
 GIVE_UP_RESTARTS = 2
 

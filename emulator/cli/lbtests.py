@@ -24,10 +24,14 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from emulator.cli.hubtests import NOTHING, TestCase, Verdict
 
+REQUESTS_FILE = Path("test_requests.json")
+LB_TYPES = frozenset({"LB", "LOAD_BALANCER"})
+QB_TYPES = frozenset({"QB", "QUEUE"})
 KEYS = frozenset(
     {"name", "method", "path", "headers", "json", "body", "status", "expected", "contains", "timeout"}
 )
@@ -57,6 +61,22 @@ class HttpCase:
         elif self.body is not None:
             request["body"] = self.body
         return TestCase(self.name, request, self.timeout_s, self.expected)
+
+
+def is_lb_run(endpoint_type: str | None, requests_given: bool, folder_has_requests: bool) -> bool:
+    """Whether ``test`` checks a load-balancing image: ``--type LB`` (or ``LOAD_BALANCER``); without
+    ``--type``, when ``--requests`` or ``DIR/test_requests.json`` is given. Raises ValueError for an
+    unknown type, or ``--requests`` with ``--type QB``."""
+    if endpoint_type is None:
+        return requests_given or folder_has_requests
+    kind = endpoint_type.strip().upper()
+    if kind in LB_TYPES:
+        return True
+    if kind not in QB_TYPES:
+        raise ValueError(f"--type must be QB or LB (QUEUE or LOAD_BALANCER), not {endpoint_type!r}")
+    if requests_given:
+        raise ValueError("--requests is for load-balancing images: leave out --type QB, or use --type LB")
+    return False
 
 
 def default_cases(health_path: str) -> list[HttpCase]:

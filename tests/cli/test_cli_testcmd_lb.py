@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from emulator.cli.hubtests import NOTHING
-from emulator.cli.lbtests import default_cases, judge, parse_requests
+from emulator.cli.lbtests import default_cases, is_lb_run, judge, parse_requests
 from emulator.cli.main import app
 
 LB_IMAGE = "serverless-emulator/sample-load-balancer:latest"
@@ -51,6 +51,16 @@ def test_request_file_parsing_and_judging() -> None:
         differs.diff or ""
     )
     assert "expected 200" in (judge(exact, 500, "boom").problem or "")
+
+
+def test_which_runs_are_load_balancing() -> None:
+    assert is_lb_run("lb", False, False) and is_lb_run("LOAD_BALANCER", False, False)
+    assert is_lb_run(None, True, False) and is_lb_run(None, False, True)  # --requests, DIR/test_requests.json
+    assert not is_lb_run(None, False, False) and not is_lb_run("QB", False, True)  # QB wins over the file
+    with pytest.raises(ValueError, match="--requests is for load-balancing"):
+        is_lb_run("QUEUE", True, False)
+    with pytest.raises(ValueError, match="--type must be QB or LB"):
+        is_lb_run("XX", False, False)
 
 
 def test_a_wrong_request_file_exits_1_naming_the_field(tmp_path: Path) -> None:
