@@ -71,6 +71,9 @@ class Settings(BaseSettings):
 
     # --- supervisor ------------------------------------------------------------------------
     reconcile_interval_s: float = 0.25
+    # while the engine's event stream delivers (a container's start, die, oom, ... wakes the loop at
+    # once), the full container listing is a safety net taken this often, not on every tick
+    relist_interval_s: float = 5.0
     max_concurrent_starts: int = 4
     startup_timeout_s: float = 120.0
     stop_grace_s: float = 10.0

@@ -43,6 +43,7 @@ class Core:
     s3: S3Access | None = None  # the local S3 server, when serve --s3 started one
 
     def close(self) -> None:
+        self.logs.close()
         self.jobs.conn.close()
 
 

@@ -6,7 +6,8 @@ through admission (``capacity.admit``: what does not fit on the host waits THROT
 them to the actuator. A tick that fails is logged and the
 next one starts from scratch: the loop never dies on one error. It wakes on ``hub.changed()`` (a job
 queued or finished, an endpoint changed), on a container event (a container died), when an
-operation ends, and at the latest every ``reconcile_interval_s``.
+operation ends, and at the latest every ``reconcile_interval_s`` (the full container listing then
+every ``relist_interval_s`` while the engine's event stream delivers, else on every tick).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class ReconcileLoop:
         self._running = False
         self._containers: list[ContainerInfo] = []
         self._listed_at = float("-inf")
+        self._events_live = False  # the event stream delivered since it was (re)subscribed
         self._containers_changed = True
         # load-balancing endpoints scale on requests waiting and in flight (emulator.loadbalancer)
         self.lb_stats: Callable[[Endpoint, float], QueueStats | None] = lambda endpoint, now: None
@@ -104,7 +106,10 @@ class ReconcileLoop:
 
     async def _observe(self, relist: bool) -> list[ContainerInfo]:
         now = asyncio.get_running_loop().time()
-        stale = now - self._listed_at >= self.settings.reconcile_interval_s
+        # with a live event stream every change to a container wakes a relisting tick (``poke``): the
+        # periodic listing is then only a safety net (``relist_interval_s``), not a per-tick Docker call
+        every = self.settings.relist_interval_s if self._events_live else self.settings.reconcile_interval_s
+        stale = now - self._listed_at >= max(every, self.settings.reconcile_interval_s)
         if relist or stale or self._containers_changed:
             self._containers_changed = False
             self._containers = await self.runtime.list(owner_labels(self.instance))
@@ -223,10 +228,14 @@ class ReconcileLoop:
         while self._running:
             try:
                 async for event in self.runtime.events(owner_labels(self.instance)):
+                    self._events_live = True
                     if event.action in _WAKING_EVENTS:
                         self.poke()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the engine restarted, the stream broke: resubscribe
                 log.debug("container event stream ended; resubscribing", error=str(exc))
+            # until it delivers again, containers are listed on every tick
+            self._events_live = False
+            self.poke()
             await asyncio.sleep(EVENTS_RETRY_S)
