@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from emulator.runtime.base import ContainerInfo
 from emulator.runtime.fake import FakeRuntime
 from tests.supervisor.world import World
 
@@ -20,7 +21,7 @@ async def _world(tmp_path: Path) -> tuple[World, list[str]]:
     listed: list[str] = []
     real_list = fake.list
 
-    async def counting_list(labels: dict[str, str]) -> object:
+    async def counting_list(labels: dict[str, str]) -> list[ContainerInfo]:
         listed.append("list")
         return await real_list(labels)
 
