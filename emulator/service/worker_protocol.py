@@ -71,7 +71,12 @@ class WorkerProtocol:
             self.seen(worker)
             if self.core.workers.may_take(worker):
                 claimed = self.core.jobs.claim(
-                    worker.endpoint_id, worker.id, batch_size, self.core.clock.now(), self.lease_s
+                    worker.endpoint_id,
+                    worker.id,
+                    batch_size,
+                    self.core.clock.now(),
+                    self.lease_s,
+                    breakdown=self._breakdown(worker),
                 )
                 if claimed:
                     try:
@@ -90,23 +95,31 @@ class WorkerProtocol:
                 return []
             woken = await self.core.hub.wait_for_work(worker.endpoint_id, remaining)
 
-    def _handed(self, worker: WorkerRecord, claimed: list[JobRecord]) -> None:
+    def _breakdown(self, worker: WorkerRecord) -> Callable[[JobRecord], dict[str, Any]]:
+        """Each claimed job's breakdown (``claim`` stores it with the hand-over): its queue wait, and
+        for the first job a new worker takes, the worker's cold-start timings."""
         now = self.core.clock.now()
-        cold = "consumedBy" not in worker.timings and worker.started_at is not None
-        for job in claimed:
-            breakdown: dict[str, Any] = {
+        cold = ["consumedBy" not in worker.timings and worker.started_at is not None]
+
+        def breakdown(job: JobRecord) -> dict[str, Any]:
+            out: dict[str, Any] = {
                 "queueWaitMs": job.delay_ms(now),
-                "coldStart": cold,
+                "coldStart": cold[0],
                 "workerId": worker.id,
             }
-            if cold:
+            if cold[0]:
                 for key in ("pullS", "createS", "startS", "readyS", "resumeS"):
                     if key in worker.timings:
-                        breakdown[key.replace("S", "Ms")] = int(round(worker.timings[key] * 1000))
+                        out[key.replace("S", "Ms")] = int(round(worker.timings[key] * 1000))
                 worker.timings["consumedBy"] = 1.0
-                cold = False
-            self.core.jobs.set_breakdown(job.id, breakdown)
-            log.info("job taken", endpoint=worker.endpoint_id, worker=worker.id, job=job.id, **breakdown)
+                cold[0] = False
+            return out
+
+        return breakdown
+
+    def _handed(self, worker: WorkerRecord, claimed: list[JobRecord]) -> None:
+        for job in claimed:
+            log.info("job taken", endpoint=worker.endpoint_id, worker=worker.id, job=job.id, **job.breakdown)
         self.core.workers.jobs_assigned(worker, [j.id for j in claimed])
         self.core.hub.publish(Change(worker.endpoint_id, jobs=tuple(j.id for j in claimed)))
 

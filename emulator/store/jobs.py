@@ -7,6 +7,7 @@ workers can never take the same job.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,11 +139,20 @@ class JobStore:
             ).fetchone()
         return JobRecord.from_row(row)
 
-    def claim(self, endpoint_id: str, worker_id: str, n: int, now: float, lease_s: float) -> list[JobRecord]:
+    def claim(
+        self,
+        endpoint_id: str,
+        worker_id: str,
+        n: int,
+        now: float,
+        lease_s: float,
+        breakdown: Callable[[JobRecord], dict[str, Any]] | None = None,
+    ) -> list[JobRecord]:
         """Hand up to ``n`` queued jobs (oldest first) to ``worker_id``; atomically.
 
         The first hand-over starts the execution-timeout clock (``first_started_at``); a requeue does
-        not restart it."""
+        not restart it. ``breakdown(job)`` (oldest first) gives each job's cold-start breakdown, stored
+        in the same transaction (one commit per hand-over, #19)."""
         with transaction(self.conn):
             rows = self.conn.execute(
                 """UPDATE jobs SET status = 'IN_PROGRESS', worker_id = ?, started_at = ?, lease_expires_at = ?,
@@ -152,7 +162,15 @@ class JobStore:
                    RETURNING *""",
                 (worker_id, now, now + lease_s, now, endpoint_id, n),
             ).fetchall()
-        return sorted((JobRecord.from_row(r) for r in rows), key=lambda j: j.seq)
+            jobs = sorted((JobRecord.from_row(r) for r in rows), key=lambda j: j.seq)
+            if breakdown is not None:
+                for job in jobs:
+                    job.breakdown = breakdown(job)
+                self.conn.executemany(
+                    "UPDATE jobs SET breakdown = ? WHERE id = ?",
+                    [(dumps(job.breakdown), job.id) for job in jobs],
+                )
+        return jobs
 
     def renew_leases(self, worker_id: str, now: float, lease_s: float) -> None:
         self.conn.execute(
