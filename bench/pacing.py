@@ -98,7 +98,7 @@ async def measure(cp: ControlPlane, eid: str, env: dict[str, str], run_id: str, 
     proxy = TimingProxy(f"{upstream.scheme}://{upstream.netloc}")
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", proxy.forward)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     sock = socket.socket()
     sock.bind((gateway, 0))
@@ -132,8 +132,8 @@ async def measure(cp: ControlPlane, eid: str, env: dict[str, str], run_id: str, 
     finally:
         if container:
             await asyncio.to_thread(dockerx.remove_container, container)
-        await runner.cleanup()  # the held worker requests end before their upstream session closes
-        await proxy.http.close()
+        await proxy.http.close()  # ends the held long polls (answered 502), so the cleanup need not wait
+        await runner.cleanup()
     return {"client": client, "log": proxy.log}
 
 
