@@ -67,13 +67,14 @@ def run(ctx: Run, section: Section) -> None:
         targets["floor"] = ("peer_runsync", floor.start(cp, ctx.run_id).url, "")
         samples: dict[str, list[float]] = {k: [] for k in targets}
         cpu = {"emu": [0.0, 0], "peer": [0.0, 0]}  # seconds, jobs
+        walls: dict[str, float] = {}  # wall seconds of the measured batches
         idle_cpu0, idle_at = cp.cpu_s(), time.monotonic()
         time.sleep(IDLE_S)  # the control plane's own background (supervisor ticks, worker pings)
         idle_share = (cp.cpu_s() - idle_cpu0) / (time.monotonic() - idle_at)
         for r in range(c.latency_rounds):
             for name, (kind, base, eid) in targets.items():
                 proc = cp if name == "emu" else peer if name == "peer" else None
-                before = proc.cpu_s() if proc else 0.0
+                before, began = (proc.cpu_s() if proc else 0.0), time.monotonic()
                 if name == "rp":
                     per_round, warm = max(1, c.latency_rp_jobs // c.latency_rounds), 1 if r == 0 else 0
                 else:
@@ -85,6 +86,7 @@ def run(ctx: Run, section: Section) -> None:
                 if proc is not None:
                     cpu[name][0] += proc.cpu_s() - before
                     cpu[name][1] += per_round + warm
+                    walls[name] = walls.get(name, 0.0) + time.monotonic() - began
     finally:
         if "host" in locals():
             host.stop()
@@ -124,12 +126,13 @@ def run(ctx: Run, section: Section) -> None:
     h50 = pct(samples["host"], 50)
     section.rows.append(Row("latency.host_worker", ROWS[3][1], ms(h50), ms(peer50), ratio(h50, peer50)))
     emu_cpu = cpu["emu"][0] / max(1, cpu["emu"][1]) * 1000
+    net_cpu = emu_cpu - idle_share * walls.get("emu", 0.0) / max(1, cpu["emu"][1]) * 1000
     peer_cpu = cpu["peer"][0] / max(1, cpu["peer"][1]) * 1000
     section.rows.append(
         Row(
             "cpu.sequential",
             ROWS[4][1],
-            ms(emu_cpu),
+            f"{ms(emu_cpu)} ({ms(net_cpu)} net of the idle background)",
             ms(peer_cpu),
             ratio(emu_cpu, peer_cpu),
             f"<= {AIM_CPU_MS:g} ms",
@@ -172,5 +175,5 @@ def run(ctx: Run, section: Section) -> None:
         "process) over the measured batches, divided by the jobs run; the worker's own CPU is not included. "
         f"With no job running, the control plane used {idle_share * 100:.1f}% of a core (supervisor ticks, the "
         f"three workers' pings; /proc counts in {TICK_S * 1000:.0f} ms ticks, measured over {IDLE_S:g} s); that "
-        "background is inside the per-job figure.",
+        "background is inside the per-job figure (the aim is judged on it), and taken out of the net one.",
     ]
