@@ -1,6 +1,6 @@
 """``python -m bench``: every benchmark in one run, written to bench/RESULTS.md.
 
-    python -m bench                 # full counts (about 5 minutes on 2 cores)
+    python -m bench                 # full counts (about 6 minutes on 2 quiet cores; 10 under load)
     python -m bench --quick         # small counts, under about 2 minutes
     python -m bench --only latency,scale --out /tmp/RESULTS.md
 
