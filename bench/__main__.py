@@ -1,6 +1,6 @@
 """``python -m bench``: every benchmark in one run, written to bench/RESULTS.md.
 
-    python -m bench                 # full counts (about 5 minutes on 2 cores)
+    python -m bench                 # full counts (about 6 minutes on 2 quiet cores; 10 under load)
     python -m bench --quick         # small counts, under about 2 minutes
     python -m bench --only latency,scale --out /tmp/RESULTS.md
 
@@ -19,7 +19,19 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import coldstart, dockerx, imports, latency, lbproxy, procs, report, scale, throughput
+from bench import (
+    coldstart,
+    dockerx,
+    imports,
+    latency,
+    lbproxy,
+    pacing,
+    procs,
+    queued,
+    report,
+    scale,
+    throughput,
+)
 from bench.context import MODES, Run
 from bench.procs import HANDLER
 from bench.versions import runpod_version
@@ -31,6 +43,8 @@ SECTIONS: list[tuple[str, str, Callable[[Run, report.Section], None], list[tuple
     ("coldstart", "Cold start", coldstart.run_cold, coldstart.COLD_ROWS),
     ("flashboot", "FlashBoot resume", coldstart.run_flashboot, coldstart.FLASH_ROWS),
     ("scale", "Scale: 10,000 jobs", scale.run, scale.ROWS),
+    ("queued", "Deep queue: 100,000 jobs, no workers", queued.run, queued.ROWS),
+    ("pacing", "RunPod's SDK worker between two jobs", pacing.run, pacing.ROWS),
     ("imports", "Import time (bench/bench_import.py)", imports.run, imports.ROWS),
     ("lbproxy", "Load-balancing proxy latency", lbproxy.run, lbproxy.ROWS),
 ]
@@ -137,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         mode,
         time.monotonic() - began,
     )
+    aimed = [row for section in sections for row in section.rows if row.aim]
+    print(
+        f"aims: {sum(r.verdict == 'met' for r in aimed)} met, {sum(r.verdict == 'MISSED' for r in aimed)} missed"
+    )
+    for row in aimed:
+        print(f"    {row.verdict:6} {row.key}: {row.value} (aim {row.aim})", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")
     print(f"wrote {args.out} in {time.monotonic() - began:.0f} s", flush=True)

@@ -26,8 +26,8 @@ COLD_ROWS = [
     ("cold.standby", "Cold start from a standby container (extraWorkers: 1; the default is 2)"),
 ]
 FLASH_ROWS = [("flashboot.resume", "FlashBoot: paused idle worker -> next /runsync result")]
-AIM_COLD = 1.5
-AIM_FLASH_MS = 50.0
+AIM_COLD = 1.15  # issue #19: cold start at most 1.15x the docker run floor
+AIM_FLASH_MS = 20.0  # issue #19: FlashBoot resume at most 20 ms
 PAUSED_FOR_S = 1.0
 SUPERVISOR = Path(__file__).resolve().parents[1] / "emulator" / "supervisor"
 

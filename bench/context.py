@@ -31,12 +31,14 @@ class Counts:
     scale_procs: int
     scale_concurrency: int  # connections per submitting process
     import_runs: int
+    queued_jobs: int  # the deep-queue run (no workers)
+    pacing_jobs: int  # RunPod's SDK worker, sequential jobs about 1 s apart
 
 
 MODES = {
-    "full": Counts(1000, 50, 5, 10, 16, 2.0, 10.0, 0.01, 2, 5, 3, 10_000, 8, 4, 16, 20),
-    "quick": Counts(150, 20, 3, 3, 16, 1.0, 4.0, 0.01, 2, 1, 1, 1_000, 8, 2, 16, 3),
-    "smoke": Counts(20, 5, 2, 2, 16, 0.5, 1.5, 0.01, 2, 1, 1, 100, 2, 2, 8, 2),
+    "full": Counts(1000, 50, 5, 10, 16, 2.0, 10.0, 0.01, 2, 5, 3, 10_000, 8, 4, 16, 20, 100_000, 10),
+    "quick": Counts(150, 20, 3, 3, 16, 1.0, 4.0, 0.01, 2, 1, 1, 1_000, 8, 2, 16, 3, 10_000, 4),
+    "smoke": Counts(20, 5, 2, 2, 16, 0.5, 1.5, 0.01, 2, 1, 1, 100, 2, 2, 8, 2, 500, 2),
 }
 
 

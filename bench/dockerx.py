@@ -164,6 +164,32 @@ def docker_run_floor(image: str, run_label: str) -> float:
     return elapsed
 
 
+def run_labelled(
+    image: str, network: str, run_label: str, command: list[str] | None, env: dict[str, str] | None = None
+) -> tuple[str, str]:
+    """Start a detached container of this run (labelled ``LABEL_BENCH=run_label``) on ``network``;
+    (container id, its IP address on that network). Remove it with ``remove_container``."""
+    _run_labels.add(run_label)
+    container = client().containers.run(
+        image, command, detach=True, network=network, environment=env or {}, labels={LABEL_BENCH: run_label}
+    )
+    networks = client().api.inspect_container(container.id)["NetworkSettings"]["Networks"]
+    return container.id, str(networks[network]["IPAddress"])
+
+
+def remove_container(container_id: str) -> None:
+    """Force-remove one container by id (gone already: nothing to do)."""
+    with contextlib.suppress(Exception):
+        client().api.remove_container(container_id, force=True)
+
+
+def container_logs(container_id: str, tail: int = 30) -> str:
+    try:
+        return bytes(client().api.logs(container_id, tail=tail)).decode(errors="replace")
+    except Exception as exc:
+        return f"(no logs: {exc})"
+
+
 def container_paused(container_id: str) -> bool:
     try:
         state = client().api.inspect_container(container_id)["State"]

@@ -32,7 +32,8 @@ ROWS = [
 ]
 BODY: dict[str, Any] = {"input": {"n": 1}}  # not {}: the peer answers 500 to an empty output (KeyError)
 SLEEP_BODY: dict[str, Any] = {"input": {"sleep": 0.02}}
-AIM_RATIO = 2.0
+AIM_JOBS_S = {"runsync": 1000.0, "run_poll": 800.0}  # issue #19, 16 clients, 4 warm workers
+AIM_CPU_MS = 1.0  # issue #19: control-plane CPU per /runsync job at most 1.0 ms
 
 
 def window(
@@ -113,8 +114,8 @@ def run(ctx: Run, section: Section) -> None:
                 f"{e['jobs_s']:.0f} jobs/s",
                 f"{p['jobs_s']:.0f} jobs/s",
                 ratio(e["jobs_s"], p["jobs_s"]),
-                f">= {AIM_RATIO:g}x peer",
-                verdict(e["jobs_s"] >= AIM_RATIO * p["jobs_s"]),
+                f">= {AIM_JOBS_S[emu_kind]:,.0f} jobs/s",
+                verdict(e["jobs_s"] >= AIM_JOBS_S[emu_kind]),
             )
         )
     e, p = results["runsync_20ms"], results["peer_runsync_20ms"]
@@ -129,6 +130,7 @@ def run(ctx: Run, section: Section) -> None:
     )
     for emu_kind, peer_kind, _, cpu_row in pairs:
         e, p = results[emu_kind], results[peer_kind]
+        aimed = emu_kind == "runsync"  # the issue's CPU aim is per /runsync job
         section.rows.append(
             Row(
                 ROWS[cpu_row][0],
@@ -136,6 +138,8 @@ def run(ctx: Run, section: Section) -> None:
                 ms(e["server_cpu_ms"]),
                 ms(p["server_cpu_ms"]),
                 ratio(e["server_cpu_ms"], p["server_cpu_ms"]),
+                f"<= {AIM_CPU_MS:g} ms" if aimed else "",
+                verdict(e["server_cpu_ms"] <= AIM_CPU_MS) if aimed else "",
             )
         )
     section.notes += [
