@@ -25,9 +25,11 @@ from emulator.clock import Clock, SystemClock
 from emulator.errors import ContainerNotFound, EmulatorError, InvalidInput, RuntimeFailure, RuntimeUnavailable
 from emulator.runtime import VOLUME_MOUNT, gpu_unavailable, image_not_found
 from emulator.runtime.base import (
+    DOCKER_CAPABILITIES,
     LABEL_ENDPOINT,
     LABEL_VERSION,
     LABEL_WORKER,
+    Capabilities,
     ContainerEvent,
     ContainerInfo,
     ContainerSpec,
@@ -94,8 +96,10 @@ class FakeRuntime:
         refuse_gpus: bool = False,
         images: set[str] | None = None,  # None: every image exists
         registry: dict[str, str] | None = None,  # what pulls find: image -> its id (sha256:...)
+        capabilities: Capabilities = DOCKER_CAPABILITIES,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
+        self.capabilities = capabilities
         self.refuse_gpus = refuse_gpus
         self.images = images
         self.registry: dict[str, str] = dict(registry or {})
@@ -248,6 +252,8 @@ class FakeRuntime:
     async def pause(self, container_id: str) -> None:
         self._enter("pause", container_id)
         container = self._get(container_id)
+        if not self.capabilities.pause:
+            raise RuntimeFailure("this runtime cannot pause a container", reason="unsupported", status=409)
         if container.status != "running":
             raise RuntimeFailure(f"container {container_id} is not running", reason="is not running")
         container.status = "paused"

@@ -78,7 +78,7 @@ def pod_manifest(spec: ContainerSpec, name: str, grace_s: int = 10) -> dict[str,
     """The bare Pod that runs one worker: ``restartPolicy: Never`` (crash back-off stays the supervisor's).
 
     Mapping: ``command`` -> ``args`` (like Docker's Cmd, the image's entrypoint stays); memory and CPU
-    as limits (``Mi``, millicores); ``gpu_device_ids`` as a count in ``limits["nvidia.com/gpu"]`` (the
+    as limits (``Mi``, millicores); ``gpu_count`` (or the number of ``gpu_device_ids``) in ``limits["nvidia.com/gpu"]`` (the
     device plugin chooses the devices, so ``NVIDIA_VISIBLE_DEVICES`` is dropped for GPU Pods and kept
     for CPU Pods, where ``void`` hides the node's GPUs); the network volume as a PersistentVolumeClaim
     of the same name at ``/runpod-volume``; ``extra_hosts`` with IP addresses as ``hostAliases``;
@@ -90,7 +90,7 @@ def pod_manifest(spec: ContainerSpec, name: str, grace_s: int = 10) -> dict[str,
         labels[key], hashed = label_value(value)
         if hashed:
             annotations[key] = value
-    gpus = len(spec.gpu_device_ids)
+    gpus = spec.gpu_count or len(spec.gpu_device_ids)
     env = [
         {"name": key, "value": value}
         for key, value in spec.env.items()

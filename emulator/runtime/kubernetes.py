@@ -40,6 +40,8 @@ from kubernetes.client.exceptions import ApiException
 
 from emulator.errors import ContainerNotFound, EmulatorError, InvalidInput, RuntimeFailure, RuntimeUnavailable
 from emulator.runtime.base import (
+    CLUSTER_CAPABILITIES,
+    Capabilities,
     ContainerEvent,
     ContainerInfo,
     ContainerSpec,
@@ -103,6 +105,8 @@ class KubernetesRuntime:
     Errors: RuntimeUnavailable (API server unreachable, no credentials), RuntimeFailure (a refusal),
     ContainerNotFound (404).
     """
+
+    capabilities: Capabilities = CLUSTER_CAPABILITIES  # no pause, no standby; the scheduler places Pods
 
     def __init__(
         self,

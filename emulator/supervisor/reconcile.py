@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from emulator.config import Settings
 from emulator.models import Endpoint, WorkerState
-from emulator.runtime.base import classify_exit
+from emulator.runtime.base import DOCKER_CAPABILITIES, Capabilities, classify_exit
 from emulator.store.jobs import QueueStats
 from emulator.supervisor import policy, rollout
 from emulator.supervisor.actions import (
@@ -40,6 +40,7 @@ from emulator.workers.records import WorkerRecord
 
 S = WorkerState
 _DEAD = ("exited", "dead")
+NO_PAUSE = "this runtime cannot pause a worker"
 __all__ = [  # the actions are re-exported: callers and tests import them from here
     "Action",
     "Adopt",
@@ -137,8 +138,16 @@ class _Tally:
 
 
 def plan(
-    endpoint: Endpoint, observed: Sequence[Observed], stats: QueueStats, now: float, settings: Settings
+    endpoint: Endpoint,
+    observed: Sequence[Observed],
+    stats: QueueStats,
+    now: float,
+    settings: Settings,
+    caps: Capabilities = DOCKER_CAPABILITIES,
 ) -> list[Action]:
+    """The actions that bring ``endpoint``'s workers where they should be. ``caps``: what the runtime can
+    do (without ``pause`` FlashBoot removes idle workers, saying why; without ``standby`` there are no
+    standby containers)."""
     actions: list[Action] = []
     t = _Tally()
     ordered = sorted(observed, key=lambda o: (o.worker.created_at, o.worker.id))
@@ -177,15 +186,17 @@ def plan(
         keep = policy.floor(endpoint, stats)
         for wid in policy.idle_to_stop(endpoint, t.idle_since, t.healthy, keep, now):
             reason = f"idle for {endpoint.idleTimeout:g}s (idleTimeout)"
-            if endpoint.flashboot and wid not in t.old:
+            if endpoint.flashboot and wid not in t.old and caps.pause:
                 actions.append(Pause(wid, f"{reason}: paused (FlashBoot)"))
+            elif endpoint.flashboot and wid not in t.old:
+                actions.append(Remove(wid, f"{reason}: removed, not paused (FlashBoot: {NO_PAUSE})"))
             else:
                 actions.append(Remove(wid, reason))
 
     # standby containers (extraWorkers)
     have = len(standbys) + busy_standbys
-    target = policy.standby_target(endpoint, t.serving)
-    cap = policy.standby_cap(endpoint)
+    target = policy.standby_target(endpoint, t.serving) if caps.standby else 0
+    cap = policy.standby_cap(endpoint) if caps.standby else 0
     if have < target:
         actions.extend(CreateStandby(endpoint.id) for _ in range(target - have))
     elif have > cap:
