@@ -63,6 +63,7 @@ class FakeContainer:
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
+    pending: str | None = None  # cluster mode: why a started container waits (Unschedulable: ...)
     ready: bool = False
     logs: list[str] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=lambda: {"memory_mb": 32.0, "cpu_percent": 1.0})
@@ -79,6 +80,7 @@ class FakeContainer:
             started_at=self.started_at,
             finished_at=self.finished_at if ended else None,
             error=self.error,
+            pending=self.pending if self.status == "created" else None,
         )
 
 
