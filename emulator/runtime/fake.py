@@ -3,6 +3,7 @@
 It keeps Docker's contract (the same contract tests run against both) and adds knobs: ``crash``,
 per-image behaviour (exit right after start, be OOM-killed, never become ready, refuse to start),
 ``set_unavailable``, ``refuse_gpus``, logs a test appends to, a record of every call and of every event.
+``cluster=FakeCluster([8] * 50)``: Kubernetes' capabilities and placement (see ``fake_cluster``).
 
 "Ready" is not a runtime notion (a worker is ready when it talks to the control plane); the fake tracks
 it so tests can simulate that: a container becomes ready right after start unless its image hangs
@@ -25,6 +26,7 @@ from emulator.clock import Clock, SystemClock
 from emulator.errors import ContainerNotFound, EmulatorError, InvalidInput, RuntimeFailure, RuntimeUnavailable
 from emulator.runtime import VOLUME_MOUNT, gpu_unavailable, image_not_found
 from emulator.runtime.base import (
+    CLUSTER_CAPABILITIES,
     DOCKER_CAPABILITIES,
     LABEL_ENDPOINT,
     LABEL_VERSION,
@@ -36,6 +38,7 @@ from emulator.runtime.base import (
     ContainerStatus,
     LocalImage,
 )
+from emulator.runtime.fake_cluster import FakeCluster
 
 _GPU_REFUSAL = 'could not select device driver "nvidia" with capabilities: [[gpu]]'
 _ALIVE = ("running", "paused")
@@ -98,10 +101,12 @@ class FakeRuntime:
         refuse_gpus: bool = False,
         images: set[str] | None = None,  # None: every image exists
         registry: dict[str, str] | None = None,  # what pulls find: image -> its id (sha256:...)
-        capabilities: Capabilities = DOCKER_CAPABILITIES,
+        capabilities: Capabilities | None = None,  # None: Docker's, or the cluster's with ``cluster``
+        cluster: FakeCluster | None = None,  # cluster mode: nodes with GPUs, Pods that fit nowhere wait
     ) -> None:
         self.clock: Clock = clock or SystemClock()
-        self.capabilities = capabilities
+        self.cluster = cluster
+        self.capabilities = capabilities or (CLUSTER_CAPABILITIES if cluster else DOCKER_CAPABILITIES)
         self.refuse_gpus = refuse_gpus
         self.images = images
         self.registry: dict[str, str] = dict(registry or {})
@@ -208,6 +213,12 @@ class FakeRuntime:
         if behavior.start_error is not None:
             container.error = behavior.start_error.message
             raise behavior.start_error
+        if self.cluster is not None and not self._place(container):
+            return  # cluster mode: waits "created" with the scheduler's message until a node has room
+        self._run(container)
+
+    def _run(self, container: FakeContainer) -> None:
+        behavior = self.behaviors.get(container.spec.image, ImageBehavior())
         container.status, container.started_at = "running", self.clock.now()
         container.exit_code, container.oom_killed, container.error, container.ready = None, False, None, False
         container.logs.extend(behavior.logs)
@@ -217,7 +228,7 @@ class FakeRuntime:
         elif behavior.exit_code is not None:
             self._exit(container, behavior.exit_code)
         elif behavior.ready:
-            self.make_ready(container_id)
+            self.make_ready(container.id)
 
     async def stop(self, container_id: str, timeout_s: float = 10.0) -> None:
         self._enter("stop", container_id, timeout_s)
@@ -250,6 +261,7 @@ class FakeRuntime:
             self._exit(container, 137)
         del self.containers[container_id]
         self._emit(container, "destroy")
+        self._release(container)
 
     async def pause(self, container_id: str) -> None:
         self._enter("pause", container_id)
@@ -441,6 +453,22 @@ class FakeRuntime:
         container.status, container.exit_code, container.oom_killed = "exited", exit_code, oom
         container.finished_at, container.ready = self.clock.now(), False
         self._emit(container, "die", exit_code)
+        self._release(container)
+
+    def _place(self, container: FakeContainer) -> bool:
+        """Cluster mode: put a started container on a node; False (with ``pending`` set) when none has room."""
+        assert self.cluster is not None
+        container.pending = self.cluster.admit(container.id, container.spec)
+        return container.pending is None
+
+    def _release(self, container: FakeContainer) -> None:
+        """Cluster mode: the container's GPUs are free; waiting containers are placed, oldest first."""
+        if self.cluster is None or not self.cluster.release(container.id):
+            return
+        waiting = [c for c in self.containers.values() if c.status == "created" and c.pending]
+        for queued in waiting:  # in creation order: the oldest first
+            if self._place(queued):
+                self._run(queued)
 
     def _emit(self, container: FakeContainer, action: str, exit_code: int | None = None) -> None:
         labels = dict(container.spec.labels)
