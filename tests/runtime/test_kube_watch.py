@@ -186,3 +186,27 @@ async def test_the_log_follower_waits_for_the_start_then_stops_by_interrupting()
             break
         await asyncio.sleep(0.02)
     assert opened[0].closed  # and the reading thread closed the response
+
+
+def test_the_runtime_turns_an_http_410_into_gone_for_the_watch() -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    from emulator.runtime.kubernetes import KubernetesRuntime
+
+    class Core:
+        def list_namespaced_pod(self, namespace: str, **options: Any) -> Any:
+            assert options["watch"] is True and options["resource_version"] == "41"
+            error = ApiException(status=410, reason="Gone")
+            error.body = json.dumps({"message": "too old resource version: 41 (97)"})
+            raise error
+
+    runtime = KubernetesRuntime(namespace="ns")
+    runtime._core = Core  # type: ignore[method-assign]
+    try:
+        runtime._open_watch("41")
+    except Gone as gone:
+        assert str(gone) == "too old resource version: 41 (97)"
+    else:
+        raise AssertionError("HTTP 410 must raise Gone")
+    finally:
+        runtime._pool.shutdown(wait=False)
