@@ -34,6 +34,7 @@ from kubernetes.client.exceptions import ApiException
 from emulator.runtime.kube_docs import CONTAINER, MANAGED_BY
 from emulator.runtime.kubernetes import KubernetesRuntime
 from tests.runtime.harness import BASE_IMAGE, SCENARIOS
+from tests.runtime.kube_workers import WorkerProcesses
 
 CACHE = (
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "serverless-emulator/kubernetes-1.20"
@@ -300,6 +301,8 @@ class Kubelet:
         self.core: Any = kubernetes.client.CoreV1Api(self.client)  # untyped use: raw JSON documents
         self.logs: dict[str, _PodLogs] = {}
         self.handled: set[str] = set()
+        self.ending: set[str] = set()  # worker processes being stopped by a delete or a deadline
+        self.workers = WorkerProcesses()  # the supervisor's worker Pods, as processes (kube_workers)
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.server = self._log_server()
@@ -345,6 +348,7 @@ class Kubelet:
 
     def stop(self) -> None:
         self.stopping.set()
+        self.workers.stop_all()
         self.server.shutdown()
         self.server.server_close()
         for thread in self._threads:
@@ -393,6 +397,16 @@ class Kubelet:
         ns, name = meta["namespace"], meta["name"]
         key = f"{ns}/{name}"
         phase = status.get("phase")
+        if key in self.ending:
+            if meta.get("deletionTimestamp") and not self.workers.running(key):
+                _ignore_404(lambda: self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0))
+            return
+        if self.workers.running(key) and (meta.get("deletionTimestamp") or spec.get("activeDeadlineSeconds")):
+            self.ending.add(key)
+            deleting = bool(meta.get("deletionTimestamp"))
+            grace_s = float(spec.get("terminationGracePeriodSeconds") or 0)
+            threading.Thread(target=self._end_worker, args=(ns, name, deleting, grace_s), daemon=True).start()
+            return
         if meta.get("deletionTimestamp"):
             if phase == "Running":
                 self._terminate(ns, name, 0, "Completed", "Succeeded")  # the sleeper handles SIGTERM
@@ -415,9 +429,13 @@ class Kubelet:
             return
         self.handled.add(key)
         args = tuple(spec["containers"][0].get("args") or ())
-        scenario = next((n for n, (cmd, _) in SCENARIOS.items() if tuple(cmd) == args), "sleep")
-        behavior = SCENARIOS[scenario][1]
+        scenario = next((n for n, (cmd, _) in SCENARIOS.items() if tuple(cmd) == args), None)
+        env = {e["name"]: e.get("value", "") for e in spec["containers"][0].get("env") or []}
         self._set_status(ns, name, "Running", {"running": {"startedAt": _now()}})
+        if scenario is None and "RUNPOD_WEBHOOK_GET_JOB" in env:  # a worker of the supervisor: run it
+            self.workers.spawn(key, env, self._log(key).add, lambda code: self._worker_exited(ns, name, code))
+            return
+        behavior = SCENARIOS[scenario or "sleep"][1]
         if behavior.exit_code is None:
             for line in behavior.logs:
                 self._log(key).add(line)
@@ -434,6 +452,35 @@ class Kubelet:
             self._log(key).end()
 
         threading.Thread(target=play, daemon=True).start()
+
+    def _worker_exited(self, ns: str, name: str, code: int) -> None:
+        key = f"{ns}/{name}"
+        if key in self.ending or self.stopping.is_set():
+            return  # a delete or a deadline ended it: that path reports
+        self._terminate(
+            ns, name, code, "Completed" if code == 0 else "Error", "Succeeded" if code == 0 else "Failed"
+        )
+        self._log(key).end()
+
+    def _end_worker(self, ns: str, name: str, deleting: bool, grace_s: float) -> None:
+        """A deleted Pod: SIGTERM, SIGKILL after the grace, then gone; a deadline: SIGKILL, Failed."""
+        key = f"{ns}/{name}"
+        if deleting:
+            self.workers.stop(key, min(grace_s, 5.0))
+            self._log(key).end()
+            _ignore_404(lambda: self.core.delete_namespaced_pod(name, ns, grace_period_seconds=0))
+            return
+        self.workers.kill(key)
+        self._terminate(
+            ns,
+            name,
+            137,
+            "Error",
+            "Failed",
+            reason="DeadlineExceeded",
+            message="Pod was active on the node longer than the specified deadline",
+        )
+        self._log(key).end()
 
     def _log(self, key: str) -> _PodLogs:
         return self.logs.setdefault(key, _PodLogs())
