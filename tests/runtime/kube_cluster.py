@@ -2,7 +2,7 @@
 
 ``KubeCluster.start`` runs Debian's etcd and the kube-apiserver and kube-scheduler 1.20 built by
 ``scripts/kubernetes.sh`` (from its cache folder) on free loopback ports, with a private CA, a static
-token and ``AlwaysAllow``. There is no kubelet: ``Kubelet`` (a thread using the official client, as kwok
+token (in ``system:masters``) and RBAC. There is no kubelet: ``Kubelet`` (a thread using the official client, as kwok
 does for real) registers fake nodes (optionally with ``nvidia.com/gpu``), marks Pods the scheduler bound
 Running, plays the contract harness' scenarios by the Pod's ``args`` (exit codes, log lines), honours
 graceful deletion and ``activeDeadlineSeconds``, and serves ``/containerLogs`` over HTTPS, which the API
@@ -199,7 +199,7 @@ class KubeCluster:
                 f"--tls-cert-file={self.cert}",
                 f"--tls-private-key-file={self.key}",
                 f"--token-auth-file={w / 'tokens.csv'}",
-                "--authorization-mode=AlwaysAllow",
+                "--authorization-mode=RBAC",  # the test token is in system:masters; the manifest test asks RBAC
                 f"--service-account-key-file={w / 'sa.key'}",
                 f"--service-account-signing-key-file={w / 'sa.key'}",
                 "--service-account-issuer=https://kubernetes.default.svc",
