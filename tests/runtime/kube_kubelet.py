@@ -53,7 +53,7 @@ class _PodLogs:
 class Kubelet:
     """The kubelet stand-in: fake nodes, Pod lifecycle by scenario, and the HTTPS log endpoint."""
 
-    def __init__(self, cluster: KubeCluster) -> None:
+    def __init__(self, cluster: KubeCluster, run_workers: bool = True) -> None:
         self.cluster = cluster
         self.client: Any = cluster.api()
         self.core: Any = kubernetes.client.CoreV1Api(self.client)  # untyped use: raw JSON documents
@@ -61,6 +61,7 @@ class Kubelet:
         self.handled: set[str] = set()
         self.ending: set[str] = set()  # worker processes being stopped by a delete or a deadline
         self.workers = WorkerProcesses()  # the supervisor's worker Pods, as processes (kube_workers)
+        self.run_workers = run_workers  # False: worker Pods only run (a bench simulates their contact)
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.server = self._log_server()
@@ -190,7 +191,7 @@ class Kubelet:
         scenario = next((n for n, (cmd, _) in SCENARIOS.items() if tuple(cmd) == args), None)
         env = {e["name"]: e.get("value", "") for e in spec["containers"][0].get("env") or []}
         self._set_status(ns, name, "Running", {"running": {"startedAt": _now()}})
-        if scenario is None and "RUNPOD_WEBHOOK_GET_JOB" in env:  # a worker of the supervisor: run it
+        if scenario is None and "RUNPOD_WEBHOOK_GET_JOB" in env and self.run_workers:  # a worker of the supervisor: run it
             self.workers.spawn(key, env, self._log(key).add, lambda code: self._worker_exited(ns, name, code))
             return
         behavior = SCENARIOS[scenario or "sleep"][1]
