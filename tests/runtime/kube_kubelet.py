@@ -191,7 +191,9 @@ class Kubelet:
         scenario = next((n for n, (cmd, _) in SCENARIOS.items() if tuple(cmd) == args), None)
         env = {e["name"]: e.get("value", "") for e in spec["containers"][0].get("env") or []}
         self._set_status(ns, name, "Running", {"running": {"startedAt": _now()}})
-        if scenario is None and "RUNPOD_WEBHOOK_GET_JOB" in env and self.run_workers:  # a worker of the supervisor: run it
+        if (
+            scenario is None and "RUNPOD_WEBHOOK_GET_JOB" in env and self.run_workers
+        ):  # a worker of the supervisor: run it
             self.workers.spawn(key, env, self._log(key).add, lambda code: self._worker_exited(ns, name, code))
             return
         behavior = SCENARIOS[scenario or "sleep"][1]
