@@ -51,6 +51,7 @@ class Counter:
     def __init__(self, api_client: Any) -> None:
         self.requests = 0
         self.watches = 0
+        self.by_kind: dict[str, int] = {}  # "GET pods", "POST pods (dry run)", ...
         rest = api_client.rest_client
         original = rest.request
 
@@ -60,6 +61,11 @@ class Counter:
                 self.watches += 1
             else:
                 self.requests += 1
+                path = url.split("?")[0].split("/api/v1/")[-1].split("/")
+                what = path[-1] if path[-1] in ("log", "status", "nodes", "pods") else path[-2]
+                dry = " (dry run)" if any(k == "dryRun" for k, _ in query) else ""
+                kind = f"{method} {what}{dry}"
+                self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
             return original(method, url, *args, **kwargs)
 
         rest.request = request
@@ -149,6 +155,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             first_ready_s=first_ready_s,
             all_throttled_s=throttled_seen_s,
             requests_during_scale_out=counter.requests,
+            requests_by_kind=dict(sorted(counter.by_kind.items())),
         )
         await sup.settle(60)
         # steady state: nothing changes, so a tick should cost the API server nothing
@@ -174,7 +181,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             tick_ms_max=round(durations[-1], 2),
             api_requests_per_steady_tick=(counter.requests - before) / args.ticks,
             watch_requests=counter.watches,
-            relists=rt.relists,
+            relists=rt.watch.relists,
             loadavg_end=os.getloadavg(),
         )
         await sup.stop()

@@ -291,3 +291,10 @@ def nodes_offer_gpus(nodes: list[dict[str, Any]]) -> bool:
         int(str((node.get("status") or {}).get("allocatable", {}).get(GPU_RESOURCE, "0")) or 0) > 0
         for node in nodes
     )
+
+
+def valid_pod_name(name: str) -> bool:
+    """Whether ``name`` can be a Pod's name (DNS-1123 subdomain: lowercase letters, digits, ``-`` and ``.``)."""
+    return 0 < len(name) <= 253 and all(
+        c.isascii() and (c.islower() or c.isdigit() or c in "-.") for c in name
+    )

@@ -57,6 +57,7 @@ from emulator.runtime.kube_docs import (
     pod_labels,
     pod_manifest,
     pod_name,
+    valid_pod_name,
     volume_claim,
 )
 from emulator.runtime.kube_logs import follow_pod_log
@@ -67,6 +68,7 @@ _config: Any = kubernetes.config  # the client's loaders are untyped
 KUBE_HINT = "is the API server reachable? check `kubectl get --raw /version` with the same kube config"
 _SUFFIX = string.ascii_lowercase + string.digits
 _MANAGED = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
+NODES_TTL_S = 5.0  # image and GPU checks read the nodes listed within this
 
 
 def translate_error(exc: BaseException, subject: str = "") -> BaseException:
@@ -180,11 +182,6 @@ class KubernetesRuntime:
             if self._client is not None:
                 self._client.close()
                 self._client = None
-
-    @property
-    def relists(self) -> int:
-        """How many full lists the cache made (1 + one per 410 Gone)."""
-        return self.watch.relists
 
     # --- what the watch (kube_watch.PodWatch) calls, in its thread ---------------------------
     def _list_pods(self) -> dict[str, Any]:
@@ -358,7 +355,7 @@ class KubernetesRuntime:
                 raise ContainerNotFound(f"pod {container_id} not found", container_id=container_id)
             return container_info(pod)
 
-        if not _valid_name(container_id):
+        if not valid_pod_name(container_id):
             raise ContainerNotFound(f"pod {container_id} not found", container_id=container_id)
         return await self._call(read, container_id)
 
@@ -445,10 +442,12 @@ class KubernetesRuntime:
 
     # --- images, networks, volumes, GPUs -----------------------------------------------------
     def _nodes(self) -> builtins.list[dict[str, Any]]:
-        items: builtins.list[dict[str, Any]] = (
-            self._raw(self._core().list_node(_preload_content=False)).get("items") or []
-        )
-        return items
+        """The Node documents, listed at most once per ``NODES_TTL_S`` (each start checks its image)."""
+        nodes = self._cache.recent_nodes(time.monotonic(), NODES_TTL_S)
+        if nodes is None:
+            nodes = self._raw(self._core().list_node(_preload_content=False)).get("items") or []
+            self._cache.keep_nodes(nodes, time.monotonic())
+        return nodes
 
     async def image_exists(self, image: str) -> bool:
         return await self.image_info(image) is not None
@@ -494,10 +493,6 @@ class KubernetesRuntime:
             return nodes_offer_gpus(self._nodes())
 
         return await self._call(any_gpu)
-
-
-def _valid_name(name: str) -> bool:
-    return 0 < len(name) <= 253 and all(c in _SUFFIX + "-." for c in name)
 
 
 __all__ = ["KubernetesRuntime", "pod_labels", "translate_error"]

@@ -210,3 +210,29 @@ def test_the_runtime_turns_an_http_410_into_gone_for_the_watch() -> None:
         raise AssertionError("HTTP 410 must raise Gone")
     finally:
         runtime._pool.shutdown(wait=False)
+
+
+async def test_image_and_gpu_checks_list_the_nodes_once_per_ttl() -> None:
+    from emulator.runtime.kube_docs import valid_pod_name
+    from emulator.runtime.kubernetes import KubernetesRuntime
+
+    calls: list[str] = []
+    node = {"status": {"allocatable": {"nvidia.com/gpu": "8"}, "images": [{"names": ["img:1"]}]}}
+
+    class Response:
+        data = json.dumps({"items": [node]}).encode()
+
+    class Core:
+        def list_node(self, **options: Any) -> Response:
+            calls.append("list_node")
+            return Response()
+
+    runtime = KubernetesRuntime(namespace="ns")
+    runtime._core = Core  # type: ignore[method-assign]
+    try:
+        assert await runtime.image_exists("img:1") and not await runtime.image_exists("img:2")
+        assert await runtime.gpu_runtime_available()
+        assert calls == ["list_node"]  # a scale-out of 1,000 workers does not list the nodes 1,000 times
+    finally:
+        runtime._pool.shutdown(wait=False)
+    assert valid_pod_name("se-ep-w1-abcde") and not valid_pod_name("Se_ep") and not valid_pod_name("")
