@@ -8,6 +8,7 @@ wakes the blocked reader (closing it from another thread would wait for the read
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 from emulator.runtime._stream import ThreadStream
 from emulator.runtime.kube_watch import close_response, interrupt, iter_lines
 
-STARTED_POLL_S = 0.05
+STARTED_POLL_S = 0.05  # the first look again; then doubling up to STARTED_POLL_MAX_S
+STARTED_POLL_MAX_S = 1.0
 
 
 class _LogBody:
@@ -34,6 +36,15 @@ class _LogBody:
         interrupt(self.response)
 
 
+async def wait_started(started: Callable[[], bool]) -> None:
+    """Until ``started()`` (looked at after 0.05 s, then doubling up to 1 s): a Pod the scheduler queues
+    may wait for minutes, and 600 queued Pods must not cost 600 polling threads."""
+    delay_s = STARTED_POLL_S
+    while not started():
+        await asyncio.sleep(delay_s)
+        delay_s = min(delay_s * 2, STARTED_POLL_MAX_S)
+
+
 def follow_pod_log(
     open_log: Callable[[], Any], started: Callable[[], bool], name: str = "kube-log-stream"
 ) -> ThreadStream[str]:
@@ -43,9 +54,11 @@ def follow_pod_log(
     """
 
     def ready(stop: threading.Event) -> bool:
+        delay_s = STARTED_POLL_S
         while not started():
-            if stop.wait(STARTED_POLL_S):
+            if stop.wait(delay_s):
                 return False
+            delay_s = min(delay_s * 2, STARTED_POLL_MAX_S)
         return True
 
     def lines(chunk: str) -> tuple[str, ...]:

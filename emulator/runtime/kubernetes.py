@@ -60,7 +60,7 @@ from emulator.runtime.kube_docs import (
     valid_pod_name,
     volume_claim,
 )
-from emulator.runtime.kube_logs import follow_pod_log
+from emulator.runtime.kube_logs import follow_pod_log, wait_started
 from emulator.runtime.kube_watch import Gone, PodWatch
 
 T = TypeVar("T")
@@ -404,6 +404,7 @@ class KubernetesRuntime:
                 _preload_content=False,
             )
 
+        await wait_started(started)  # a queued Pod may wait long: no thread for it until it starts
         stream = follow_pod_log(open_log, started)
         self._log_streams += 1
         try:
