@@ -10,7 +10,8 @@ first call) once its Pod is Running, and keeps pinging. Measured:
 * the time from the endpoints' creation to the first N ready (IDLE) workers (N = the cluster's GPUs);
 * the time until every worker that cannot fit is THROTTLED with the scheduler's message;
 * the steady reconcile tick (median, p95, max of ``--ticks`` ticks) and the API requests per tick
-  (every HTTP request the runtime's client makes, the long-lived watch apart).
+  (every HTTP request the runtime's client makes, the long-lived watch apart);
+* with ``--rollout``: a new version of every endpoint, the time until the cluster is full of new workers.
 
     python -m bench.kube_scale                          # 1,000 workers over 50 nodes of 8 GPUs
     python -m bench.kube_scale --endpoints 4 --workers 25 --nodes 5   # a quick look
@@ -33,7 +34,7 @@ from typing import Any
 
 from emulator import logs
 from emulator.clock import SystemClock
-from emulator.models import Endpoint, EndpointSpec, WorkerState
+from emulator.models import Endpoint, EndpointPatch, EndpointSpec, WorkerState
 from emulator.runtime.kubernetes import KubernetesRuntime
 from emulator.service.core import build_core, job_service
 from emulator.service.worker_protocol import WorkerProtocol
@@ -184,6 +185,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             relists=rt.watch.relists,
             loadavg_end=os.getloadavg(),
         )
+        if args.rollout:
+            result.update(await _rollout(args, core, sup, ops, rt, capacity))
         await sup.stop()
         await rt.close()
         core.close()
@@ -198,6 +201,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         cluster.stop()
 
 
+async def _rollout(
+    args: argparse.Namespace, core: Any, sup: Any, ops: WorkerProtocol, rt: KubernetesRuntime, capacity: int
+) -> dict[str, Any]:
+    """A new version of every endpoint (an env change): the time until ``capacity`` workers of version 2
+    are IDLE and none of version 1 is left, with the rolling update's budget per endpoint."""
+    began = time.monotonic()
+    for index in range(args.endpoints):
+        current = core.endpoints.require(f"e{index}")
+        updated, _ = current.apply_patch(EndpointPatch.model_validate({"env": {"V": "2"}}))
+        core.endpoints.save(updated)
+    done_s: float | None = None
+    while time.monotonic() - began < args.timeout_s:
+        await sup.tick()
+        pods = {p.id: p for p in await rt.list({})}
+        workers = core.workers.all()
+        for worker in workers:
+            pod = pods.get(worker.container_id or "")
+            if pod is not None and pod.status == "running" and not worker.stopping:
+                ops.ping(worker, [], None, None)
+        new_idle = sum(w.version == 2 and w.state == WorkerState.IDLE for w in workers)
+        if new_idle >= capacity and not [w for w in workers if w.version == 1]:
+            done_s = time.monotonic() - began
+            break
+        await asyncio.sleep(0.2)
+    return {"rollout_s": done_s, "loadavg_after_rollout": os.getloadavg()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.kube_scale", description=__doc__.splitlines()[0])
     p.add_argument("--endpoints", type=int, default=20)
@@ -207,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ticks", type=int, default=50, help="steady ticks measured")
     p.add_argument("--concurrency", type=int, default=16, help="max_concurrent_starts")
     p.add_argument("--timeout-s", type=float, default=600.0)
+    p.add_argument("--rollout", action="store_true", help="then a new version of every endpoint, timed")
     args = p.parse_args(argv)
     logs.configure(level="warning", stream=sys.stderr)  # stdout is the JSON result
     missing = missing_binaries()
