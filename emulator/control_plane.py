@@ -182,6 +182,7 @@ class ControlPlane:
             access_log=False,
             lifespan="off",
             timeout_keep_alive=75,
+            http=_http_protocol(),
             timeout_graceful_shutdown=3,
         )
         server = _Server(config)
@@ -233,3 +234,13 @@ def _url_host(host: str) -> str:
     if host == "::":
         return "[::1]"
     return f"[{host}]" if ":" in host else host
+
+
+def _http_protocol() -> Any:
+    """uvicorn's httptools protocol with one socket write per answer (emulator/api/coalesce.py), or
+    uvicorn's own choice ("auto") when httptools is not installed."""
+    try:
+        from emulator.api.coalesce import CoalescingHttpToolsProtocol
+    except ImportError:
+        return "auto"
+    return CoalescingHttpToolsProtocol

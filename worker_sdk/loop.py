@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from . import log, polling, progress
+from . import log, polling, progress, transport
 from .jobs import Execution, JobGone, error_payload, handler_kind
 from .report import GONE, OK, REJECTED, Link, deliver, encode
 
@@ -102,6 +102,7 @@ class Worker:
             if self.heartbeat is not None:
                 self.heartbeat.stop()
             progress.detach(self)
+            transport.close_idle()
         log.info(f"worker {self.settings.worker_id} stopped after {self.completed} job(s)")
         return self.exit_code
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -25,6 +25,15 @@ from emulator.errors import BadRequest, InvalidInput, describe_validation
 from emulator.models import Endpoint, JobRequest
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# ``?wait=`` on runsync, status-sync and stream: RunPod's milliseconds, clamped by ``wait_ms``
+WaitQuery = Annotated[
+    str | None,
+    Query(
+        description="Milliseconds to wait (clamped to 1000..300000)",
+        json_schema_extra={"pattern": schema.WAIT},
+    ),
+]
 
 router = APIRouter(
     prefix="/v2/{endpoint_id}",
@@ -83,9 +92,7 @@ async def runsync(
     endpoint: EndpointDep,
     ctx: Ctx,
     request: Request,
-    wait: str | None = schema.query(
-        None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT
-    ),
+    wait: WaitQuery = None,
 ) -> Mapping[str, Any]:
     wait_s = wait_ms(wait)
     job_request = await _job_request(request, ctx.core.settings.max_runsync_body_bytes, "/runsync")
@@ -106,9 +113,7 @@ async def status_sync(
     endpoint: EndpointDep,
     job_id: JobIdDep,
     ctx: Ctx,
-    wait: str | None = schema.query(
-        None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT
-    ),
+    wait: WaitQuery = None,
 ) -> Mapping[str, Any]:
     job = await ctx.jobs.wait_terminal(endpoint.id, job_id, wait_ms(wait))
     return wire.status_body(job, ctx.core.clock.now())
@@ -119,9 +124,7 @@ async def stream(
     endpoint: EndpointDep,
     job_id: JobIdDep,
     ctx: Ctx,
-    wait: str | None = schema.query(
-        None, "Milliseconds to wait (clamped to 1000..300000)", pattern=schema.WAIT
-    ),
+    wait: WaitQuery = None,
 ) -> Mapping[str, Any]:
     wait_s = 0.0 if not wait else wait_ms(wait)  # no wait (or an empty one): answer at once
     job, chunks = await ctx.jobs.stream(endpoint.id, job_id, wait_s)

@@ -22,7 +22,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from emulator.cli import hubtests, reports
+from emulator.cli import hubtests, lbtests, reports
 from emulator.cli.common import (
     TERMINAL,
     busy,
@@ -254,6 +254,19 @@ def check_image_command(
         None, "--junit-xml", help="Write a JUnit XML report (one test case per job)"
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show build output and the emulator's log"),
+    endpoint_type: str | None = typer.Option(
+        None,
+        "--type",
+        help="QB: a queue-based handler image (jobs); LB: a load-balancing image (its own HTTP server, "
+        "tested with --requests) [LB when --requests or DIR/test_requests.json is given, else QB]",
+    ),
+    requests_file: Path | None = typer.Option(
+        None,
+        "--requests",
+        "-r",
+        help='LB: HTTP requests to send, [{"method", "path", "json"?, "status"?, "expected"?}] '
+        "[DIR/test_requests.json; none: GET the health path, expecting 200]",
+    ),
 ) -> None:
     """Run a handler image's tests in a throw-away emulator and judge them as RunPod's Hub does (for CI).
 
@@ -267,6 +280,36 @@ def check_image_command(
         fail(f"{target} is not a directory", "pass a folder with a Dockerfile, or an image name")
     if tests_from is not None and not tests_from.is_dir():
         fail(f"--tests-from {tests_from} is not a directory")
+    folder = directory or tests_from
+    try:
+        load_balancing = lbtests.is_lb_run(
+            endpoint_type,
+            requests_file is not None,
+            folder is not None and (folder / lbtests.REQUESTS_FILE).is_file(),
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    if load_balancing:
+        if input_file is not None or expect is not None:
+            fail("--input and --expect are for queue-based images; a load-balancing image takes --requests")
+        from emulator.cli.lbcheck import check_lb_image
+
+        check_lb_image(
+            target,
+            directory,
+            tests_from,
+            requests_file,
+            env,
+            gpu_count,
+            timeout,
+            cold_start,
+            tag,
+            base_image,
+            port,
+            junit_xml,
+            verbose,
+        )
+        return
     plan = load_plan(directory or tests_from, input_file, expect)
     worker_env = {**plan.env, **parse_env(env)}
     gpus = gpu_count if gpu_count is not None else (plan.gpu_count or 0)
@@ -389,9 +432,11 @@ def finish(
     junit_xml: Path | None,
     notes: list[str],
     image_problem: str | None = None,
+    table: bool = True,
 ) -> None:
-    """Print the table and failures; write the JUnit file, the job summary and the step outputs."""
-    if results:
+    """Print the table (unless ``table`` is False: the caller printed its own) and failures; write the
+    JUnit file, the job summary and the step outputs."""
+    if results and table:
         console.print(results_table(results, image))
     failed = [r for r in results if not r.ok]
     for r in failed:

@@ -106,9 +106,14 @@ class EphemeralEmulator:
     def url(self) -> str:
         return str(self.plane.client_url)
 
-    def create_endpoint(self, image: str, env: dict[str, str], gpu_count: int, timeout_s: float) -> str:
+    def create_endpoint(
+        self, image: str, env: dict[str, str], gpu_count: int, timeout_s: float, endpoint_type: str = "QB"
+    ) -> str:
+        """Create the run's endpoint (one worker, kept while the tests run); ``endpoint_type`` "LB" for a
+        load-balancing image. Exits with a hint when the emulator refuses it."""
         assert self.http is not None
         body = {
+            "type": endpoint_type,
             "id": self.endpoint_id,
             "name": self.endpoint_id,
             "imageName": image,

@@ -252,5 +252,9 @@ class Pool:
         self.requests.append(row)
 
     def recent(self, endpoint_id: str, limit: int) -> list[dict[str, Any]]:
-        rows = [r for r in self.requests if r["endpointId"] == endpoint_id]
+        """The newest ``limit`` rows of ``endpoint_id``, newest first; rows from before its creation (an
+        endpoint of the same id, deleted) are left out."""
+        endpoint = self.lookup(endpoint_id)
+        since = endpoint.createdAt if endpoint is not None else 0.0
+        rows = [r for r in self.requests if r["endpointId"] == endpoint_id and r["at"] >= since]
         return list(reversed(rows[-limit:]))

@@ -14,7 +14,7 @@ closing would block).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import collections
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -31,6 +31,56 @@ def close_quietly(stream: Any) -> None:
     if close is not None:
         with contextlib.suppress(Exception):
             close()
+
+
+class _Handoff(Generic[T]):
+    """A bounded thread-to-loop queue: ``put`` from one thread, ``await get()`` on the loop.
+
+    Cheaper than ``asyncio.run_coroutine_threadsafe(queue.put(...))`` per item (a task, a future
+    and a thread wake-up each): the producer appends under a lock and wakes the loop
+    (``call_soon_threadsafe``) only when the consumer is waiting; a semaphore bounds what is
+    unread, so a slow consumer blocks the producer (backpressure).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int) -> None:
+        self._loop = loop
+        self._items: collections.deque[T] = collections.deque()
+        self._space = threading.Semaphore(capacity)
+        self._lock = threading.Lock()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: T, stop: threading.Event) -> bool:
+        """Append ``item`` (blocking while full); False when ``stop`` is set or the loop is closed."""
+        while not self._space.acquire(timeout=0.25):
+            if stop.is_set():
+                return False
+        if stop.is_set():
+            return False
+        with self._lock:
+            self._items.append(item)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            try:
+                self._loop.call_soon_threadsafe(_wake, waiter)
+            except RuntimeError:  # the loop is closed
+                return False
+        return True
+
+    async def get(self) -> T:
+        """The next item, waiting for one."""
+        while True:
+            with self._lock:
+                if self._items:
+                    item = self._items.popleft()
+                    self._space.release()
+                    return item
+                waiter = self._waiter = self._loop.create_future()
+            await waiter
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class ThreadStream(Generic[T]):
@@ -64,26 +114,12 @@ class ThreadStream(Generic[T]):
         self._lock = threading.Lock()
         self._stream: Any = None
 
-    def _put(
-        self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[tuple[str, Any]], item: tuple[str, Any]
-    ) -> bool:
-        """Hand ``item`` to the loop, blocking while the queue is full; False once stopped."""
-        try:
-            future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
-        except RuntimeError:  # the loop is closed
-            return False
-        while not self._stop.is_set():
-            try:
-                future.result(timeout=0.25)
-                return True
-            except concurrent.futures.TimeoutError:
-                continue
-            except Exception:
-                return False
-        future.cancel()
-        return False
+    def _put(self, handoff: _Handoff[tuple[str, Any]], item: tuple[str, Any]) -> bool:
+        """Hand ``item`` to the loop, blocking while the consumer is ``QUEUE_ITEMS`` behind; False once
+        stopped or once the loop is closed."""
+        return handoff.put(item, self._stop)
 
-    def _pump(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[tuple[str, Any]]) -> None:
+    def _pump(self, queue: _Handoff[tuple[str, Any]]) -> None:
         stream = None
         try:
             if self._ready is not None and not self._ready(self._stop):
@@ -95,16 +131,16 @@ class ThreadStream(Generic[T]):
                 return
             for chunk in stream:
                 for item in self._convert(chunk):
-                    if not self._put(loop, queue, ("item", item)):
+                    if not self._put(queue, ("item", item)):
                         return
                 if self._stop.is_set():
                     return
             for item in self._flush():
-                self._put(loop, queue, ("item", item))
-            self._put(loop, queue, ("end", None))
+                self._put(queue, ("item", item))
+            self._put(queue, ("end", None))
         except BaseException as exc:  # noqa: B036 - handed to the consumer
             if not self._stop.is_set():
-                self._put(loop, queue, ("error", exc))
+                self._put(queue, ("error", exc))
         finally:
             if stream is not None:
                 close_quietly(stream)
@@ -118,9 +154,8 @@ class ThreadStream(Generic[T]):
             self._interrupt(stream)  # wakes the thread blocked on the socket
 
     async def __aiter__(self) -> AsyncIterator[T]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=QUEUE_ITEMS)
-        thread = threading.Thread(target=self._pump, args=(loop, queue), name=self._name, daemon=True)
+        queue: _Handoff[tuple[str, Any]] = _Handoff(asyncio.get_running_loop(), QUEUE_ITEMS)
+        thread = threading.Thread(target=self._pump, args=(queue,), name=self._name, daemon=True)
         thread.start()
         try:
             while True:

@@ -39,6 +39,7 @@ from emulator.runtime.base import (
     LocalImage,
 )
 from emulator.runtime.fake_cluster import FakeCluster
+from emulator.runtime.fake_http import AddressPool, AppFactory, LoopbackServer, listen_ports
 
 _GPU_REFUSAL = 'could not select device driver "nvidia" with capabilities: [[gpu]]'
 _ALIVE = ("running", "paused")
@@ -54,6 +55,9 @@ class ImageBehavior:
     start_error: EmulatorError | None = None  # start() raises this (the container stays "created")
     logs: tuple[str, ...] = ()  # lines printed at each start
     stop_exit_code: int = 0  # exit code after a graceful stop (a process that handles SIGTERM)
+    # a load-balancing worker: env -> an ASGI app, served on the container's own loopback address at
+    # PORT (and PORT_HEALTH) while it runs (emulator.runtime.fake_http)
+    http_app: AppFactory | None = None
 
 
 @dataclass
@@ -70,6 +74,8 @@ class FakeContainer:
     ready: bool = False
     logs: list[str] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=lambda: {"memory_mb": 32.0, "cpu_percent": 1.0})
+    address: str | None = None  # its loopback address while its HTTP server runs (http_app images)
+    server: LoopbackServer | None = None
 
     def info(self) -> ContainerInfo:
         ended = self.status in ("exited", "dead")
@@ -83,6 +89,7 @@ class FakeContainer:
             started_at=self.started_at,
             finished_at=self.finished_at if ended else None,
             error=self.error,
+            ip_address=self.address if self.status in _ALIVE else None,
             pending=self.pending if self.status == "created" else None,
         )
 
@@ -124,6 +131,8 @@ class FakeRuntime:
         self._changed = asyncio.Event()
         self._counter = 0
         self._open_streams = 0
+        self._addresses = AddressPool()
+        self._stopping: set[asyncio.Task[None]] = set()
 
     # --- knobs -------------------------------------------------------------------------------
     def set_unavailable(self, unavailable: bool = True) -> None:
@@ -215,9 +224,13 @@ class FakeRuntime:
             raise behavior.start_error
         if self.cluster is not None and not self._place(container):
             return  # cluster mode: waits "created" with the scheduler's message until a node has room
-        self._run(container)
+        app = behavior.http_app
+        if self._run(container) and app is not None and await self._serve(container, app) and behavior.ready:
+            self.make_ready(container_id)
 
-    def _run(self, container: FakeContainer) -> None:
+    def _run(self, container: FakeContainer) -> bool:
+        """The container's process starts; True when it still runs and has an HTTP app to serve (the
+        caller serves it: a container the cluster mode places later gets none)."""
         behavior = self.behaviors.get(container.spec.image, ImageBehavior())
         container.status, container.started_at = "running", self.clock.now()
         container.exit_code, container.oom_killed, container.error, container.ready = None, False, None, False
@@ -227,8 +240,11 @@ class FakeRuntime:
             self._exit(container, 137, oom=True)
         elif behavior.exit_code is not None:
             self._exit(container, behavior.exit_code)
+        elif behavior.http_app is not None:
+            return True
         elif behavior.ready:
             self.make_ready(container.id)
+        return False
 
     async def stop(self, container_id: str, timeout_s: float = 10.0) -> None:
         self._enter("stop", container_id, timeout_s)
@@ -238,6 +254,7 @@ class FakeRuntime:
             code = self.behaviors.get(container.spec.image, ImageBehavior()).stop_exit_code
             self._exit(container, code)
             self._emit(container, "stop")
+        await self._settle()
 
     async def kill(self, container_id: str, signal: str = "SIGKILL") -> None:
         self._enter("kill", container_id, signal)
@@ -245,6 +262,7 @@ class FakeRuntime:
         if container is not None and container.status in _ALIVE:
             self._emit(container, "kill")
             self._exit(container, 128 + _signal_number(signal))
+        await self._settle()
 
     async def remove(self, container_id: str, force: bool = True) -> None:
         self._enter("remove", container_id, force)
@@ -262,6 +280,7 @@ class FakeRuntime:
         del self.containers[container_id]
         self._emit(container, "destroy")
         self._release(container)
+        await self._settle()
 
     async def pause(self, container_id: str) -> None:
         self._enter("pause", container_id)
@@ -429,7 +448,43 @@ class FakeRuntime:
         self._enter("gpu_runtime_available")
         return not self.refuse_gpus
 
+    async def close(self) -> None:
+        """Stop every HTTP server still running (containers the test left) and wait for them to end."""
+        for container in self.containers.values():
+            self._stop_server(container)
+        await self._settle()
+
+    async def _settle(self) -> None:
+        """Wait for the HTTP servers being stopped (their ports are free after it)."""
+        while self._stopping:
+            await asyncio.gather(*list(self._stopping), return_exceptions=True)
+
     # --- internals ------------------------------------------------------------------------------
+    async def _serve(self, container: FakeContainer, factory: AppFactory) -> bool:
+        """Start the container's HTTP server; False (the container exited 1) when a port cannot be bound."""
+        if container.address is None:
+            container.address = self._addresses.take()
+        ports = listen_ports(container.spec.env)
+        server = LoopbackServer(factory(dict(container.spec.env)), container.address, ports)
+        try:
+            await server.start()
+        except OSError as exc:
+            container.logs.append(f"ERROR: could not bind {container.address} ports {ports}: {exc}")
+            self._exit(container, 1)
+            return False
+        if container.status != "running":  # stopped while it started
+            await server.stop()
+            return False
+        container.server = server
+        return True
+
+    def _stop_server(self, container: FakeContainer) -> None:
+        server, container.server = container.server, None
+        if server is not None:
+            task = asyncio.get_running_loop().create_task(server.stop())
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
     def _check(self) -> None:
         if self.unavailable:
             raise RuntimeUnavailable(
@@ -452,6 +507,7 @@ class FakeRuntime:
             self._emit(container, "oom")
         container.status, container.exit_code, container.oom_killed = "exited", exit_code, oom
         container.finished_at, container.ready = self.clock.now(), False
+        self._stop_server(container)
         self._emit(container, "die", exit_code)
         self._release(container)
 

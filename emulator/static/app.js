@@ -281,10 +281,12 @@
     const failed = c.failed + c.timedOut;
     const tile = (label, value, extra = "", cls = "") =>
       `<div class="kpi ${cls}"><div class="kpi-label">${label}</div><div class="kpi-value">${value}${extra}</div></div>`;
-    return `<div class="kpis">
-      <div class="kpi"><div class="kpi-label">Workers</div>
+    const workersTile = `<div class="kpi"><div class="kpi-label">Workers</div>
         <div class="kpi-value">${s.idle + s.running}<small>ready of ${total}</small></div>
-        <div class="statebar">${bar}</div><div class="legend">${legend || '<span class="muted">no workers</span>'}</div></div>
+        <div class="statebar">${bar}</div><div class="legend">${legend || '<span class="muted">no workers</span>'}</div></div>`;
+    if (ep.type === "LB") return lbKpis(ep, workersTile, tile);
+    return `<div class="kpis">
+      ${workersTile}
       ${tile("In queue", ep.queue.inQueue, ep.queue.inQueue ? `<small>oldest ${fmtMs(ep.queue.oldestWaitS * 1000)}</small>` : "")}
       ${tile("In progress", ep.queue.inProgress)}
       ${tile("Completed", c.completed)}
@@ -292,6 +294,21 @@
       ${tile("Retried", c.retried, `<small>requeued: retry or lost worker${c.cancelled ? ` · ${c.cancelled} cancelled` : ""}</small>`)}
     </div>
     <div class="card-note kpi-window">Job counts since the endpoint was created${ep.countersSince ? ` (${ago(ep.countersSince)})` : ""}, kept across restarts.</div>`;
+  }
+
+  // load-balancing endpoints have no jobs: requests waiting, in flight, and the recent answers
+  function lbKpis(ep, workersTile, tile) {
+    const reqs = ep.requests || [];
+    const answered = reqs.filter((r) => r.status < 400).length;
+    const errors = reqs.length - answered;
+    return `<div class="kpis">
+      ${workersTile}
+      ${tile("Waiting", ep.queue.inQueue, "<small>for a worker</small>")}
+      ${tile("In flight", ep.queue.inProgress)}
+      ${tile("Answered", answered, "<small>2xx / 3xx</small>")}
+      ${tile("Errors", errors, "<small>4xx / 5xx</small>", errors ? "kpi-bad" : "")}
+    </div>
+    <div class="card-note kpi-window">Answers counted over the ${reqs.length} most recent request(s) below.</div>`;
   }
 
   function workersCard(ep) {
@@ -317,7 +334,9 @@
   function workerRow(w) {
     const flags = [w.kind, w.paused ? "paused" : "", w.standby ? "extraWorkers, not started" : "", w.stopping ? "stopping" : ""]
       .filter(Boolean).join(" · ");
-    const jobs = w.jobIds.length
+    const jobs = w.jobIds.length === 1 && w.jobIds[0] === "http-requests"  // load-balancing: requests in flight
+      ? '<span title="HTTP requests in flight (load-balancing)">requests</span>'
+      : w.jobIds.length
       ? `<span title="${esc(w.jobIds.join("\n"))}">${esc(shortId(w.jobIds[0], 8))}</span>` +
         (w.jobIds.length > 1 ? `<span class="more">+${w.jobIds.length - 1}</span>` : "")
       : `<span class="muted">—</span>`;

@@ -33,7 +33,7 @@ class EndpointStore:
         return endpoint
 
     def create(self, endpoint: Endpoint) -> Endpoint:
-        with transaction(self.conn):
+        with transaction(self.conn, new_work=True):
             clash = self.conn.execute(
                 "SELECT id, name FROM endpoints WHERE id = ? OR name = ?", (endpoint.id, endpoint.name)
             ).fetchone()

@@ -115,7 +115,7 @@ class JobStore:
 
     # --- writes ------------------------------------------------------------------------------
     def enqueue(self, job: NewJob, now: float) -> JobRecord:
-        with transaction(self.conn):
+        with transaction(self.conn, new_work=True):
             row = self.conn.execute(
                 """INSERT INTO jobs (id, endpoint_id, status, input, webhook, s3_config, low_priority,
                      execution_timeout_ms, ttl_ms, is_sync, created_at, queued_at, webhook_state, has_input)

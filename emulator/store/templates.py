@@ -53,7 +53,7 @@ class NamedDocs:
         """Insert (``create``) or replace the row ``doc["id"]``; Conflict on a name in use, NotFound on a
         replace of a missing row."""
         doc_id, name = str(doc["id"]), str(doc["name"])
-        with transaction(self.conn):
+        with transaction(self.conn, new_work=create):
             clash = self.conn.execute(
                 f"SELECT id FROM {self.table} WHERE name = ? AND id != ?", (name, doc_id)
             ).fetchone()

@@ -4,6 +4,15 @@
         ep = serverless_endpoint(image="my-handler:latest")
         assert ep.run_sync({"prompt": "hi"})["output"] == ...
 
+A load-balancing image (RunPod's endpoint type ``LB``: the worker's own HTTP server, no handler):
+
+    def test_my_api(serverless_endpoint):
+        ep = serverless_endpoint(image="my-api:latest", type="LB", env={"PORT": "5000"})
+        assert ep.post("/generate", json={"prompt": "hi"}).status_code == 200
+
+gives an ``LBEndpointClient`` (``emulator.testing.lb``): ``ep.http`` (an httpx client on the
+endpoint's URL), ``ep.base_url``, ``ep.host_url``, ``ep.wait_ready()``, ``ep.requests()``.
+
 One emulator (with real Docker workers) is started per test session, lazily, on a private data
 dir and Docker network; every endpoint and container it made is removed at the end.
 """
@@ -22,6 +31,7 @@ import pytest
 
 from emulator.config import Settings
 from emulator.testing import BackgroundControlPlane
+from emulator.testing.lb import LBEndpointClient, is_load_balancing
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
 
@@ -103,12 +113,16 @@ class EmulatorSession:
             self.plane = BackgroundControlPlane(settings).start()
         return self.plane
 
-    def create_endpoint(self, image: str, **fields: Any) -> EndpointClient:
+    def create_endpoint(self, image: str, **fields: Any) -> EndpointClient | LBEndpointClient:
+        """A new endpoint of ``image`` (RunPod's endpoint fields: ``workersMin``, ``env``, ``type``...):
+        an ``EndpointClient`` for a queue-based one, an ``LBEndpointClient`` for ``type="LB"``."""
         plane = self.ensure()
         body = {"name": fields.pop("name", f"ep-{uuid.uuid4().hex[:8]}"), "imageName": image, **fields}
         r = httpx.post(f"{plane.client_url}/v1/endpoints", json=body, timeout=60)
         if r.status_code != 201:
             raise AssertionError(f"creating the endpoint failed ({r.status_code}): {r.text}")
+        if is_load_balancing(fields):
+            return LBEndpointClient(plane.client_url, r.json()["id"])
         return EndpointClient(plane.client_url, r.json()["id"])
 
     def delete_endpoint(self, endpoint_id: str) -> None:
@@ -143,11 +157,12 @@ def serverless_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Em
 
 
 @pytest.fixture
-def serverless_endpoint(serverless_emulator: EmulatorSession) -> Iterator[Callable[..., EndpointClient]]:
-    """A factory: ``serverless_endpoint(image="...", workersMin=1, ...)`` -> a ready EndpointClient."""
-    made: list[EndpointClient] = []
+def serverless_endpoint(serverless_emulator: EmulatorSession) -> Iterator[Callable[..., Any]]:
+    """A factory: ``serverless_endpoint(image="...", workersMin=1, ...)`` -> an EndpointClient, or an
+    LBEndpointClient with ``type="LB"`` (a load-balancing endpoint)."""
+    made: list[EndpointClient | LBEndpointClient] = []
 
-    def factory(image: str, **fields: Any) -> EndpointClient:
+    def factory(image: str, **fields: Any) -> EndpointClient | LBEndpointClient:
         client = serverless_emulator.create_endpoint(image, **fields)
         made.append(client)
         return client

@@ -165,6 +165,26 @@ async def test_no_health_route_goes_unhealthy_and_a_deaf_port_is_a_502(instance:
         assert "connection refused" in r.json()["error"]
 
 
+async def test_a_health_port_nothing_listens_on_times_out_the_start_naming_it(instance: Instance) -> None:
+    """RunPod's worker-load-balancing README once said PORT 5000 and PORT_HEALTH 5001 while its app
+    listens on PORT only: the health check never answers, the start-up times out with the port in the
+    reason, and a request waiting meanwhile gets "no workers available"."""
+    async with (
+        ControlPlane(settings(instance, startup_timeout_s=3.0, lb_wait_for_worker_s=2.0)) as cp,
+        httpx.AsyncClient(base_url=cp.client_url, timeout=60) as api,
+    ):
+        env = {"PORT": "5000", "PORT_HEALTH": "5001", "LISTEN_PORT": "5000", "WARMUP_S": "0"}
+        await create(api, id="hp", workersMin=1, workersMax=1, env=env)
+        r = await api.post("/lb/hp/generate", json={"prompt": "Hello, world!"})
+        assert r.status_code == 400 and r.json() == {"error": "no workers available"}
+        failed = await eventually(
+            lambda: _has(api, "hp", lambda ws: ws and "start-up timed out" in (ws[0]["reason"] or "") and ws),
+            "the start-up timing out",
+        )
+        reason = failed[0]["reason"]
+        assert ":5001/ping: no answer" in reason and "connection refused" in reason, reason
+
+
 async def test_rolling_update_under_load_fails_no_request(instance: Instance) -> None:
     async with (
         ControlPlane(settings(instance)) as cp,

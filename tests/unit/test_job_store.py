@@ -166,3 +166,20 @@ def test_unwritable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(StoreError, match="cannot open the job store"):
         connect(blocker / "db.sqlite")
+
+
+def test_running_at_reads_an_index_not_a_sort_of_the_workers_jobs(store: JobStore) -> None:
+    """One query per worker log line: it must not sort all of the worker's past jobs (#19)."""
+    for i in range(20):
+        store.enqueue(new_job(i), now=1000.0 + i)
+    for i in range(20):
+        [job] = store.claim("e", "w1", 1, now=2000.0 + i, lease_s=10)
+        store.finish(job.id, JobStatus.COMPLETED, now=2000.5 + i, retention_s=3600, output=i)
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)  # the query running_at really sends, values inlined
+    found = store.running_at("w1", 2010.2)
+    store.conn.set_trace_callback(None)
+    assert found is not None and found.id == "job-10"
+    [query] = statements
+    plan = " ".join(str(row[3]) for row in store.conn.execute("EXPLAIN QUERY PLAN " + query))
+    assert "jobs_worker_started" in plan and "TEMP B-TREE" not in plan, plan

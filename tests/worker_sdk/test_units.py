@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from worker_sdk import jobs
+from worker_sdk import jobs, transport
 from worker_sdk.config import Settings, add_query
 from worker_sdk.transport import TransportError, request
 
@@ -134,6 +134,13 @@ def test_handler_kind_detection() -> None:
 
 
 # ---- the HTTP client --------------------------------------------------------------------------------
+@pytest.fixture
+async def pool_closed() -> AsyncIterator[None]:
+    """Close the connections the test's event loop kept alive (the one-shot servers close their side)."""
+    yield
+    transport.close_idle()
+
+
 def _one_shot_server(answer: bytes) -> tuple[int, dict[str, Any]]:
     """Accept one connection, read the request head, write ``answer`` raw, close. Returns (port, seen)."""
     srv = socket.socket()
@@ -164,6 +171,7 @@ def _one_shot_server(answer: bytes) -> tuple[int, dict[str, Any]]:
     return int(srv.getsockname()[1]), seen
 
 
+@pytest.mark.usefixtures("pool_closed")
 async def test_transport_content_length_and_request_shape() -> None:
     port, seen = _one_shot_server(
         b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 8\r\n\r\n{"a": 1}'
@@ -180,6 +188,7 @@ async def test_transport_content_length_and_request_shape() -> None:
     assert "Authorization: tok" in seen["head"] and seen["body"] == b'{"k":"v"}'
 
 
+@pytest.mark.usefixtures("pool_closed")
 async def test_transport_chunked_and_until_eof() -> None:
     port, _ = _one_shot_server(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -193,6 +202,7 @@ async def test_transport_chunked_and_until_eof() -> None:
     assert r.status == 204 and r.json() is None
 
 
+@pytest.mark.usefixtures("pool_closed")
 async def test_transport_errors() -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
