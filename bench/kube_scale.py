@@ -11,7 +11,8 @@ first call) once its Pod is Running, and keeps pinging. Measured:
 * the time until every worker that cannot fit is THROTTLED with the scheduler's message;
 * the steady reconcile tick (median, p95, max of ``--ticks`` ticks) and the API requests per tick
   (every HTTP request the runtime's client makes, the long-lived watch apart);
-* with ``--rollout``: a new version of every endpoint, the time until the cluster is full of new workers.
+* with ``--rollout``: ``--jobs`` queued jobs (5,000), then a new version of every endpoint: the time
+  until the cluster is full of new workers and the queue is drained, and the jobs not completed.
 
     python -m bench.kube_scale                          # 1,000 workers over 50 nodes of 8 GPUs
     python -m bench.kube_scale --endpoints 4 --workers 25 --nodes 5   # a quick look
@@ -34,7 +35,7 @@ from typing import Any
 
 from emulator import logs
 from emulator.clock import SystemClock
-from emulator.models import Endpoint, EndpointPatch, EndpointSpec, WorkerState
+from emulator.models import Endpoint, EndpointPatch, EndpointSpec, JobRequest, WorkerState
 from emulator.runtime.kubernetes import KubernetesRuntime
 from emulator.service.core import build_core, job_service
 from emulator.service.worker_protocol import WorkerProtocol
@@ -204,28 +205,52 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 async def _rollout(
     args: argparse.Namespace, core: Any, sup: Any, ops: WorkerProtocol, rt: KubernetesRuntime, capacity: int
 ) -> dict[str, Any]:
-    """A new version of every endpoint (an env change): the time until ``capacity`` workers of version 2
-    are IDLE and none of version 1 is left, with the rolling update's budget per endpoint."""
+    """``--jobs`` queued jobs (spread over the endpoints), then a new version of every endpoint (an env
+    change). Workers whose Pod runs take one job per round and finish it the next round (as worker_sdk
+    would, in process). Measured: the time until ``capacity`` workers of version 2 are IDLE, none of
+    version 1 is left and the queue is empty; and how many jobs did not complete or were requeued."""
+    submitted: list[str] = []
+    for index in range(args.jobs):
+        endpoint = core.endpoints.require(f"e{index % args.endpoints}")
+        request = JobRequest.model_validate({"input": {"n": index}})
+        submitted.append(sup.jobs.submit(endpoint, request, sync=False).id)
     began = time.monotonic()
     for index in range(args.endpoints):
         current = core.endpoints.require(f"e{index}")
         updated, _ = current.apply_patch(EndpointPatch.model_validate({"env": {"V": "2"}}))
         core.endpoints.save(updated)
+    held: dict[str, list[str]] = {}  # worker id -> the jobs it took last round
     done_s: float | None = None
     while time.monotonic() - began < args.timeout_s:
         await sup.tick()
         pods = {p.id: p for p in await rt.list({})}
-        workers = core.workers.all()
-        for worker in workers:
+        for worker in core.workers.all():
             pod = pods.get(worker.container_id or "")
-            if pod is not None and pod.status == "running" and not worker.stopping:
-                ops.ping(worker, [], None, None)
+            if pod is None or pod.status != "running":
+                continue
+            for job_id in held.pop(worker.id, []):
+                ops.done(worker, job_id, {"output": {"by": worker.id}})
+            ops.ping(worker, [], None, None)
+            if not worker.stopping and worker.state in (WorkerState.IDLE, WorkerState.RUNNING):
+                held[worker.id] = [job["id"] for job in await ops.take(worker, 1, 0)]
+        workers = core.workers.all()
         new_idle = sum(w.version == 2 and w.state == WorkerState.IDLE for w in workers)
-        if new_idle >= capacity and not [w for w in workers if w.version == 1]:
+        queued = sum(
+            stats.in_queue + stats.in_progress
+            for stats in (core.jobs.stats(f"e{i}", core.clock.now()) for i in range(args.endpoints))
+        )
+        if new_idle >= capacity and not [w for w in workers if w.version == 1] and queued == 0:
             done_s = time.monotonic() - began
             break
-        await asyncio.sleep(0.2)
-    return {"rollout_s": done_s, "loadavg_after_rollout": os.getloadavg()}
+        await asyncio.sleep(0.05)
+    records = [core.jobs.get(job_id) for job_id in submitted]
+    return {
+        "rollout_s": done_s,
+        "jobs": len(submitted),
+        "jobs_completed": sum(1 for r in records if r is not None and r.status.value == "COMPLETED"),
+        "jobs_requeued": sum(1 for r in records if r is not None and r.retries > 0),
+        "loadavg_after_rollout": os.getloadavg(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16, help="max_concurrent_starts")
     p.add_argument("--timeout-s", type=float, default=600.0)
     p.add_argument("--rollout", action="store_true", help="then a new version of every endpoint, timed")
+    p.add_argument(
+        "--jobs", type=int, default=5000, help="jobs queued before the rollout (drained during it)"
+    )
     args = p.parse_args(argv)
     logs.configure(level="warning", stream=sys.stderr)  # stdout is the JSON result
     missing = missing_binaries()
