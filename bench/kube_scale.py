@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -200,18 +201,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"could not empty the namespace: {exc}", file=sys.stderr)
         kubelet.stop()
         cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 async def _rollout(
     args: argparse.Namespace, core: Any, sup: Any, ops: WorkerProtocol, rt: KubernetesRuntime, capacity: int
 ) -> dict[str, Any]:
-    """``--jobs`` queued jobs (spread over the endpoints), then a new version of every endpoint (an env
+    """``--jobs`` queued jobs (spread over the endpoints that have a worker placed), then a new version of every endpoint (an env
     change). Workers whose Pod runs take one job per round and finish it the next round (as worker_sdk
     would, in process). Measured: the time until ``capacity`` workers of version 2 are IDLE, none of
     version 1 is left and the queue is empty; and how many jobs did not complete or were requeued."""
     submitted: list[str] = []
+    # only endpoints with a worker placed get jobs: the others' workers all wait for GPUs (oversubscribed)
+    served = sorted({w.endpoint_id for w in core.workers.all() if w.state == WorkerState.IDLE})
     for index in range(args.jobs):
-        endpoint = core.endpoints.require(f"e{index % args.endpoints}")
+        endpoint = core.endpoints.require(served[index % len(served)])
         request = JobRequest.model_validate({"input": {"n": index}})
         submitted.append(sup.jobs.submit(endpoint, request, sync=False).id)
     began = time.monotonic()
@@ -237,17 +241,22 @@ async def _rollout(
         new_idle = sum(w.version == 2 and w.state == WorkerState.IDLE for w in workers)
         queued = sum(
             stats.in_queue + stats.in_progress
-            for stats in (core.jobs.stats(f"e{i}", core.clock.now()) for i in range(args.endpoints))
+            for stats in (core.jobs.stats(endpoint_id, core.clock.now()) for endpoint_id in served)
         )
         if new_idle >= capacity and not [w for w in workers if w.version == 1] and queued == 0:
             done_s = time.monotonic() - began
             break
         await asyncio.sleep(0.05)
     records = [core.jobs.get(job_id) for job_id in submitted]
+    statuses: dict[str, int] = {}
+    for record in records:
+        status = "missing" if record is None else record.status.value
+        statuses[status] = statuses.get(status, 0) + 1
     return {
         "rollout_s": done_s,
         "jobs": len(submitted),
-        "jobs_completed": sum(1 for r in records if r is not None and r.status.value == "COMPLETED"),
+        "jobs_on_endpoints": len(served),
+        "jobs_by_status": statuses,
         "jobs_requeued": sum(1 for r in records if r is not None and r.retries > 0),
         "loadavg_after_rollout": os.getloadavg(),
     }
