@@ -5,7 +5,10 @@ The Docker SDK's streams (events, logs, pull progress) are blocking iterators ov
 ``asyncio.Queue`` (the thread blocks while the consumer is behind); closing it, or the consumer
 stopping, sets the stop flag and closes the underlying stream, which wakes the thread blocked on the
 socket. An error raised by the stream (or by ``open_stream``) is raised to the consumer as it is: the
-adapter translates it.
+adapter translates it. Two hooks serve streams that are not the Docker SDK's: ``ready`` (called in the
+thread before ``open_stream``: wait until the stream can be opened, e.g. until a Pod's container has
+started) and ``interrupt`` (how another thread wakes the reader, e.g. by shutting the socket down where
+closing would block).
 """
 
 from __future__ import annotations
@@ -85,6 +88,10 @@ class ThreadStream(Generic[T]):
 
     ``open_stream()`` is called in the thread and returns the blocking iterator; each chunk it yields
     becomes zero or more items through ``convert``; ``flush()`` gives the last items once it ends.
+    ``ready(stop)``, when given, is called in the thread first and may block until the stream can be
+    opened; it answers False when ``stop`` was set meanwhile (nothing is opened then). ``interrupt(stream)``
+    wakes the thread blocked reading ``stream`` from another thread (default: close it); the thread
+    itself always closes the stream when it ends.
     """
 
     def __init__(
@@ -93,11 +100,16 @@ class ThreadStream(Generic[T]):
         convert: Callable[[Any], Iterable[T]],
         flush: Callable[[], Iterable[T]],
         name: str,
+        *,
+        ready: Callable[[threading.Event], bool] | None = None,
+        interrupt: Callable[[Any], None] = close_quietly,
     ) -> None:
         self._open_stream = open_stream
         self._convert = convert
         self._flush = flush
         self._name = name
+        self._ready = ready
+        self._interrupt = interrupt
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._stream: Any = None
@@ -110,6 +122,8 @@ class ThreadStream(Generic[T]):
     def _pump(self, queue: _Handoff[tuple[str, Any]]) -> None:
         stream = None
         try:
+            if self._ready is not None and not self._ready(self._stop):
+                return
             stream = self._open_stream()
             with self._lock:
                 self._stream = stream
@@ -137,7 +151,7 @@ class ThreadStream(Generic[T]):
         with self._lock:
             stream = self._stream
         if stream is not None:
-            close_quietly(stream)  # wakes the thread blocked on the socket
+            self._interrupt(stream)  # wakes the thread blocked on the socket
 
     async def __aiter__(self) -> AsyncIterator[T]:
         queue: _Handoff[tuple[str, Any]] = _Handoff(asyncio.get_running_loop(), QUEUE_ITEMS)

@@ -44,6 +44,30 @@ class ContainerSpec:
     init: bool = True  # a tiny init as PID 1 forwards SIGTERM to handlers that do not handle it
     shm_mb: int | None = None  # size of /dev/shm (None: the engine's default, 64 MB)
     host_mounts: tuple[HostMount, ...] = ()  # host folders: a folder network volume, cached models
+    gpu_count: int = 0  # GPUs asked for by number (an engine that places workers picks the devices)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a runtime can do; the supervisor plans with it (``reconcile.plan``, ``loop``).
+
+    ``pause``: freeze a container (FlashBoot pauses idle workers; without it they are removed after
+    ``idleTimeout``). ``standby``: create a container that is not started (extraWorkers' standby
+    containers; without it there are none). ``places_workers``: the engine decides where and when a
+    worker runs (a cluster scheduler): the host admission of GPUs, memory and CPU is skipped, and a
+    worker the engine cannot place yet waits THROTTLED with the engine's reason. ``gpu_ids``: GPUs are
+    pinned by device id (``ContainerSpec.gpu_device_ids``); otherwise they are asked for by count
+    (``ContainerSpec.gpu_count``).
+    """
+
+    pause: bool = True
+    standby: bool = True
+    places_workers: bool = False
+    gpu_ids: bool = True
+
+
+DOCKER_CAPABILITIES = Capabilities()
+CLUSTER_CAPABILITIES = Capabilities(pause=False, standby=False, places_workers=True, gpu_ids=False)
 
 
 @dataclass(frozen=True)
@@ -100,6 +124,10 @@ def classify_exit(exit_code: int | None, oom_killed: bool = False) -> str:
 
 
 class Runtime(Protocol):
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this runtime can do (``DOCKER_CAPABILITIES`` for Docker, ``CLUSTER_CAPABILITIES`` for Kubernetes)."""
+
     async def ping(self) -> None:
         """Raise RuntimeUnavailable when the runtime cannot be reached."""
 

@@ -36,7 +36,14 @@ from emulator.errors import (
 )
 from emulator.runtime import VOLUME_MOUNT, gpu_unavailable, image_not_found
 from emulator.runtime._stream import ThreadStream
-from emulator.runtime.base import ContainerEvent, ContainerInfo, ContainerSpec, LocalImage
+from emulator.runtime.base import (
+    DOCKER_CAPABILITIES,
+    Capabilities,
+    ContainerEvent,
+    ContainerInfo,
+    ContainerSpec,
+    LocalImage,
+)
 from emulator.runtime.docker_docs import (
     LineSplitter,
     compute_stats,
@@ -108,6 +115,8 @@ def _explain(exc: docker.errors.APIError) -> str:
 
 class DockerRuntime:
     """The Runtime protocol on a real Docker engine (``base_url`` None: the environment's DOCKER_HOST)."""
+
+    capabilities: Capabilities = DOCKER_CAPABILITIES
 
     def __init__(
         self, base_url: str | None = None, *, max_threads: int = 16, timeout_s: float = 60.0

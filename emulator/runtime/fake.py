@@ -3,6 +3,7 @@
 It keeps Docker's contract (the same contract tests run against both) and adds knobs: ``crash``,
 per-image behaviour (exit right after start, be OOM-killed, never become ready, refuse to start),
 ``set_unavailable``, ``refuse_gpus``, logs a test appends to, a record of every call and of every event.
+``cluster=FakeCluster([8] * 50)``: Kubernetes' capabilities and placement (see ``fake_cluster``).
 
 "Ready" is not a runtime notion (a worker is ready when it talks to the control plane); the fake tracks
 it so tests can simulate that: a container becomes ready right after start unless its image hangs
@@ -25,15 +26,19 @@ from emulator.clock import Clock, SystemClock
 from emulator.errors import ContainerNotFound, EmulatorError, InvalidInput, RuntimeFailure, RuntimeUnavailable
 from emulator.runtime import VOLUME_MOUNT, gpu_unavailable, image_not_found
 from emulator.runtime.base import (
+    CLUSTER_CAPABILITIES,
+    DOCKER_CAPABILITIES,
     LABEL_ENDPOINT,
     LABEL_VERSION,
     LABEL_WORKER,
+    Capabilities,
     ContainerEvent,
     ContainerInfo,
     ContainerSpec,
     ContainerStatus,
     LocalImage,
 )
+from emulator.runtime.fake_cluster import FakeCluster
 from emulator.runtime.fake_http import AddressPool, AppFactory, LoopbackServer, listen_ports
 
 _GPU_REFUSAL = 'could not select device driver "nvidia" with capabilities: [[gpu]]'
@@ -65,6 +70,7 @@ class FakeContainer:
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
+    pending: str | None = None  # cluster mode: why a started container waits (Unschedulable: ...)
     ready: bool = False
     logs: list[str] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=lambda: {"memory_mb": 32.0, "cpu_percent": 1.0})
@@ -84,6 +90,7 @@ class FakeContainer:
             finished_at=self.finished_at if ended else None,
             error=self.error,
             ip_address=self.address if self.status in _ALIVE else None,
+            pending=self.pending if self.status == "created" else None,
         )
 
 
@@ -101,8 +108,12 @@ class FakeRuntime:
         refuse_gpus: bool = False,
         images: set[str] | None = None,  # None: every image exists
         registry: dict[str, str] | None = None,  # what pulls find: image -> its id (sha256:...)
+        capabilities: Capabilities | None = None,  # None: Docker's, or the cluster's with ``cluster``
+        cluster: FakeCluster | None = None,  # cluster mode: nodes with GPUs, Pods that fit nowhere wait
     ) -> None:
         self.clock: Clock = clock or SystemClock()
+        self.cluster = cluster
+        self.capabilities = capabilities or (CLUSTER_CAPABILITIES if cluster else DOCKER_CAPABILITIES)
         self.refuse_gpus = refuse_gpus
         self.images = images
         self.registry: dict[str, str] = dict(registry or {})
@@ -211,6 +222,16 @@ class FakeRuntime:
         if behavior.start_error is not None:
             container.error = behavior.start_error.message
             raise behavior.start_error
+        if self.cluster is not None and not self._place(container):
+            return  # cluster mode: waits "created" with the scheduler's message until a node has room
+        app = behavior.http_app
+        if self._run(container) and app is not None and await self._serve(container, app) and behavior.ready:
+            self.make_ready(container_id)
+
+    def _run(self, container: FakeContainer) -> bool:
+        """The container's process starts; True when it still runs and has an HTTP app to serve (the
+        caller serves it: a container the cluster mode places later gets none)."""
+        behavior = self.behaviors.get(container.spec.image, ImageBehavior())
         container.status, container.started_at = "running", self.clock.now()
         container.exit_code, container.oom_killed, container.error, container.ready = None, False, None, False
         container.logs.extend(behavior.logs)
@@ -219,10 +240,11 @@ class FakeRuntime:
             self._exit(container, 137, oom=True)
         elif behavior.exit_code is not None:
             self._exit(container, behavior.exit_code)
-        elif behavior.http_app is not None and not await self._serve(container, behavior.http_app):
-            return
+        elif behavior.http_app is not None:
+            return True
         elif behavior.ready:
-            self.make_ready(container_id)
+            self.make_ready(container.id)
+        return False
 
     async def stop(self, container_id: str, timeout_s: float = 10.0) -> None:
         self._enter("stop", container_id, timeout_s)
@@ -257,11 +279,14 @@ class FakeRuntime:
             self._exit(container, 137)
         del self.containers[container_id]
         self._emit(container, "destroy")
+        self._release(container)
         await self._settle()
 
     async def pause(self, container_id: str) -> None:
         self._enter("pause", container_id)
         container = self._get(container_id)
+        if not self.capabilities.pause:
+            raise RuntimeFailure("this runtime cannot pause a container", reason="unsupported", status=409)
         if container.status != "running":
             raise RuntimeFailure(f"container {container_id} is not running", reason="is not running")
         container.status = "paused"
@@ -484,6 +509,22 @@ class FakeRuntime:
         container.finished_at, container.ready = self.clock.now(), False
         self._stop_server(container)
         self._emit(container, "die", exit_code)
+        self._release(container)
+
+    def _place(self, container: FakeContainer) -> bool:
+        """Cluster mode: put a started container on a node; False (with ``pending`` set) when none has room."""
+        assert self.cluster is not None
+        container.pending = self.cluster.admit(container.id, container.spec)
+        return container.pending is None
+
+    def _release(self, container: FakeContainer) -> None:
+        """Cluster mode: the container's GPUs are free; waiting containers are placed, oldest first."""
+        if self.cluster is None or not self.cluster.release(container.id):
+            return
+        waiting = [c for c in self.containers.values() if c.status == "created" and c.pending]
+        for queued in waiting:  # in creation order: the oldest first
+            if self._place(queued):
+                self._run(queued)
 
     def _emit(self, container: FakeContainer, action: str, exit_code: int | None = None) -> None:
         labels = dict(container.spec.labels)

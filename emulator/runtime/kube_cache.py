@@ -59,6 +59,17 @@ class PodCache:
         self.stopping: set[str] = set()
         self.removed: set[str] = set()  # removed by us: late watch events must not bring them back
         self.subscribers: list[Subscription] = []
+        self._nodes: tuple[float, list[dict[str, Any]]] = (float("-inf"), [])  # (listed at, Node documents)
+
+    def recent_nodes(self, now: float, ttl_s: float) -> list[dict[str, Any]] | None:
+        """The Node documents kept less than ``ttl_s`` ago (monotonic seconds), else None."""
+        with self.lock:
+            listed_at, nodes = self._nodes
+        return nodes if now - listed_at < ttl_s else None
+
+    def keep_nodes(self, nodes: list[dict[str, Any]], now: float) -> None:
+        with self.lock:
+            self._nodes = (now, nodes)
 
     def forget(self, name: str, now: float) -> None:
         """``remove`` deleted the Pod: out of the cache now (``destroy`` event), whatever the watch says later."""

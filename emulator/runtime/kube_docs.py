@@ -17,7 +17,13 @@ import shlex
 from datetime import datetime
 from typing import Any
 
-from emulator.runtime.base import ContainerEvent, ContainerInfo, ContainerSpec, ContainerStatus
+from emulator.runtime.base import (
+    ContainerEvent,
+    ContainerInfo,
+    ContainerSpec,
+    ContainerStatus,
+    LocalImage,
+)
 
 CONTAINER = "worker"  # the one container of a worker Pod
 MANAGED_BY = ("app.kubernetes.io/managed-by", "serverless-emulator")  # on every Pod we create
@@ -72,7 +78,7 @@ def pod_manifest(spec: ContainerSpec, name: str, grace_s: int = 10) -> dict[str,
     """The bare Pod that runs one worker: ``restartPolicy: Never`` (crash back-off stays the supervisor's).
 
     Mapping: ``command`` -> ``args`` (like Docker's Cmd, the image's entrypoint stays); memory and CPU
-    as limits (``Mi``, millicores); ``gpu_device_ids`` as a count in ``limits["nvidia.com/gpu"]`` (the
+    as limits (``Mi``, millicores); ``gpu_count`` (or the number of ``gpu_device_ids``) in ``limits["nvidia.com/gpu"]`` (the
     device plugin chooses the devices, so ``NVIDIA_VISIBLE_DEVICES`` is dropped for GPU Pods and kept
     for CPU Pods, where ``void`` hides the node's GPUs); the network volume as a PersistentVolumeClaim
     of the same name at ``/runpod-volume``; ``extra_hosts`` with IP addresses as ``hostAliases``;
@@ -84,7 +90,7 @@ def pod_manifest(spec: ContainerSpec, name: str, grace_s: int = 10) -> dict[str,
         labels[key], hashed = label_value(value)
         if hashed:
             annotations[key] = value
-    gpus = len(spec.gpu_device_ids)
+    gpus = spec.gpu_count or len(spec.gpu_device_ids)
     env = [
         {"name": key, "value": value}
         for key, value in spec.env.items()
@@ -256,3 +262,39 @@ def events_between(
     if after is None and before is not None:
         events.append(event("destroy"))
     return events
+
+
+def volume_claim(name: str, size_gb: int) -> dict[str, Any]:
+    """The ReadWriteMany PersistentVolumeClaim for the network volume ``name`` (default storage class)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "labels": {MANAGED_BY[0]: MANAGED_BY[1]}},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": f"{size_gb}Gi"}}},
+    }
+
+
+def image_on_nodes(nodes: list[dict[str, Any]], image: str) -> LocalImage | None:
+    """``image`` as the first node listing it in ``status.images`` reports it (nodes cap that list)."""
+    for node in nodes:
+        for entry in (node.get("status") or {}).get("images") or []:
+            names = [str(n) for n in entry.get("names") or []]
+            if image in names:
+                digests = tuple(n for n in names if "@" in n)
+                return LocalImage(id=digests[0] if digests else image, repo_digests=digests)
+    return None
+
+
+def nodes_offer_gpus(nodes: list[dict[str, Any]]) -> bool:
+    """Whether any node has ``nvidia.com/gpu`` allocatable (the NVIDIA device plugin runs there)."""
+    return any(
+        int(str((node.get("status") or {}).get("allocatable", {}).get(GPU_RESOURCE, "0")) or 0) > 0
+        for node in nodes
+    )
+
+
+def valid_pod_name(name: str) -> bool:
+    """Whether ``name`` can be a Pod's name (DNS-1123 subdomain: lowercase letters, digits, ``-`` and ``.``)."""
+    return 0 < len(name) <= 253 and all(
+        c.isascii() and (c.islower() or c.isdigit() or c in "-.") for c in name
+    )

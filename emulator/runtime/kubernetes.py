@@ -9,12 +9,14 @@ every RunPod decision, the cluster places Pods and counts GPUs. What differs fro
 - ``stop`` deletes with the grace period; the Pod's last state is kept (``exited``, listed) until
   ``remove``, as Docker keeps a stopped container. ``kill`` sets ``activeDeadlineSeconds: 1``, so the
   Pod fails (DeadlineExceeded) without being deleted and its exit code and logs stay readable.
-- ``list``/``inspect``/``events`` come from ONE watch-fed cache: list once, then watch from that
-  resourceVersion, relist on 410 Gone. A supervisor tick costs nothing on the API server.
+- ``list``/``inspect``/``events`` come from ONE watch-fed cache (``kube_cache``, fed by ``kube_watch``):
+  list once, then watch from that resourceVersion, relist on 410 Gone. A supervisor tick costs nothing
+  on the API server.
 - No pause (no cgroup freeze through the API); no network of our own (``ensure_network`` answers None's
   stand-in: the worker URL must be given, ``EMULATOR_WORKER_URL``); volumes are PersistentVolumeClaims.
 
-Blocking client calls run in a bounded thread pool; the watch and log streams each own a thread.
+Blocking client calls run in a bounded thread pool; the watch (``kube_watch``) and each log stream
+(``kube_logs``) own a thread.
 Kubernetes API reference: https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/
 """
 
@@ -23,13 +25,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import concurrent.futures
-import contextlib
 import json
 import math
 import secrets
-import socket
 import string
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
@@ -38,27 +37,38 @@ import kubernetes.client
 import kubernetes.config
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
-from kubernetes.watch import watch as _watch_module
 
 from emulator.errors import ContainerNotFound, EmulatorError, InvalidInput, RuntimeFailure, RuntimeUnavailable
-from emulator.runtime.base import ContainerEvent, ContainerInfo, ContainerSpec, LocalImage
+from emulator.runtime.base import (
+    CLUSTER_CAPABILITIES,
+    Capabilities,
+    ContainerEvent,
+    ContainerInfo,
+    ContainerSpec,
+    LocalImage,
+)
 from emulator.runtime.kube_cache import PodCache, Subscription
 from emulator.runtime.kube_docs import (
     CONTAINER,
-    GPU_RESOURCE,
     MANAGED_BY,
     container_info,
+    image_on_nodes,
+    nodes_offer_gpus,
     pod_labels,
     pod_manifest,
     pod_name,
+    valid_pod_name,
+    volume_claim,
 )
+from emulator.runtime.kube_logs import follow_pod_log, wait_started
+from emulator.runtime.kube_watch import Gone, PodWatch
 
 T = TypeVar("T")
 _config: Any = kubernetes.config  # the client's loaders are untyped
-iter_resp_lines: Callable[[Any], Any] = _watch_module.iter_resp_lines
 KUBE_HINT = "is the API server reachable? check `kubectl get --raw /version` with the same kube config"
 _SUFFIX = string.ascii_lowercase + string.digits
 _MANAGED = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
+NODES_TTL_S = 5.0  # image and GPU checks read the nodes listed within this
 
 
 def translate_error(exc: BaseException, subject: str = "") -> BaseException:
@@ -98,6 +108,8 @@ class KubernetesRuntime:
     ContainerNotFound (404).
     """
 
+    capabilities: Capabilities = CLUSTER_CAPABILITIES  # no pause, no standby; the scheduler places Pods
+
     def __init__(
         self,
         *,
@@ -123,14 +135,9 @@ class KubernetesRuntime:
         self._cache = PodCache()
         self._lock = self._cache.lock
         self._client: Any = None
-        self._synced = False
-        self._watch_error: BaseException | None = None
-        self._watch_thread: threading.Thread | None = None
-        self._watch_response: Any = None
-        self._closed = threading.Event()
+        self.watch = PodWatch(self._cache, self._list_pods, self._open_watch)
+        self._sync = self.watch.sync
         self._log_streams = 0
-        self.relists = 0  # how many full lists the cache made (1 + one per 410 Gone)
-        self.cache_version: str | None = None
 
     # --- plumbing --------------------------------------------------------------------------
     @property
@@ -169,20 +176,16 @@ class KubernetesRuntime:
 
     async def close(self) -> None:
         """Stop the watch, release the thread pool and the API connection."""
-        self._closed.set()
-        with self._lock:
-            response, self._watch_response = self._watch_response, None
-        if response is not None:
-            _interrupt(response)
+        self.watch.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
 
-    # --- the watch cache -------------------------------------------------------------------
-    def _relist(self) -> None:
-        raw = self._raw(
+    # --- what the watch (kube_watch.PodWatch) calls, in its thread ---------------------------
+    def _list_pods(self) -> dict[str, Any]:
+        return self._raw(
             self._core().list_namespaced_pod(
                 self.namespace,
                 label_selector=_MANAGED,
@@ -190,67 +193,23 @@ class KubernetesRuntime:
                 _request_timeout=self._timeout_s,
             )
         )
-        now = time.time()
-        fresh = {item["metadata"]["name"]: item for item in raw.get("items") or []}
-        with self._lock:
-            for name in set(self._cache.pods) - set(fresh):
-                self._cache.apply("DELETED", self._cache.pods[name], now)
-            for item in fresh.values():
-                self._cache.apply("MODIFIED", item, now)
-            self.cache_version = raw["metadata"].get("resourceVersion")
-            self.relists += 1
-            self._synced = True
 
-    def _sync(self) -> None:
-        """List once and start the watch (first use); raise what the watch last failed with."""
-        with self._lock:
-            if self._synced and self._watch_thread is not None:
-                return
-        self._relist()
-        with self._lock:
-            if self._watch_thread is None:
-                self._watch_thread = threading.Thread(target=self._watch, name="kube-watch", daemon=True)
-                self._watch_thread.start()
-
-    def _watch(self) -> None:
-        delay_s = 0.2
-        while not self._closed.is_set():
-            try:
-                if self.cache_version is None:
-                    self._relist()
-                response = self._core().list_namespaced_pod(
-                    self.namespace,
-                    label_selector=_MANAGED,
-                    watch=True,
-                    resource_version=self.cache_version,
-                    allow_watch_bookmarks=True,
-                    timeout_seconds=self._watch_timeout_s,
-                    _preload_content=False,
-                    _request_timeout=(self._timeout_s, 90),
-                )
-                with self._lock:
-                    self._watch_response = response
-                for line in iter_resp_lines(response):
-                    event = json.loads(line)
-                    kind, obj = event.get("type"), event.get("object") or {}
-                    if kind == "ERROR":
-                        if obj.get("code") == 410:  # Gone: our resourceVersion was compacted away
-                            self.cache_version = None
-                        break
-                    version = (obj.get("metadata") or {}).get("resourceVersion")
-                    if kind != "BOOKMARK":
-                        with self._lock:
-                            self._cache.apply(kind, obj, time.time())
-                    if version:
-                        self.cache_version = version
-                _close_quietly(response)
-                delay_s = 0.2
-            except Exception as exc:  # the API server went away: keep serving the cache, retry
-                if isinstance(exc, ApiException) and exc.status == 410:
-                    self.cache_version = None  # Gone as an HTTP answer: relist
-                self._watch_error = exc
-                self._closed.wait(delay_s)
-                delay_s = min(delay_s * 2, 5.0)
+    def _open_watch(self, resource_version: str | None) -> Any:
+        try:
+            return self._core().list_namespaced_pod(
+                self.namespace,
+                label_selector=_MANAGED,
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=self._watch_timeout_s,
+                _preload_content=False,
+                _request_timeout=(self._timeout_s, self._watch_timeout_s + 30),
+            )
+        except ApiException as exc:
+            if exc.status == 410:  # Gone as an HTTP answer
+                raise Gone(_api_message(exc)) from exc
+            raise
 
     # --- lifecycle -------------------------------------------------------------------------
     async def ping(self) -> None:
@@ -396,7 +355,7 @@ class KubernetesRuntime:
                 raise ContainerNotFound(f"pod {container_id} not found", container_id=container_id)
             return container_info(pod)
 
-        if not _valid_name(container_id):
+        if not valid_pod_name(container_id):
             raise ContainerNotFound(f"pod {container_id} not found", container_id=container_id)
         return await self._call(read, container_id)
 
@@ -426,63 +385,38 @@ class KubernetesRuntime:
 
         return await self._call(read, container_id)
 
-    async def follow_logs(  # noqa: C901 - ThreadStream has no hook yet for the wait and the interrupt
-        self, container_id: str, timestamps: bool = False
-    ) -> AsyncIterator[str]:
+    async def follow_logs(self, container_id: str, timestamps: bool = False) -> AsyncIterator[str]:
         """The container's lines through the API server (``pods/log?follow=true``; ``timestamps``: the
         kubelet's RFC 3339 prefix, as ``docker logs -t``), once the container has started."""
         await self.inspect(container_id)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1000)
-        stop = threading.Event()
-        holder: dict[str, Any] = {}
 
-        def put(item: tuple[str, Any]) -> None:
-            if not stop.is_set():
-                asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        def started() -> bool:
+            info = self._cache.known(container_id)
+            return info is None or info.status != "created"
 
-        def pump() -> None:
-            try:
-                # the API server refuses to follow a container that has not started yet
-                while (info := self._cache.known(container_id)) is not None and info.status == "created":
-                    if stop.wait(0.05):
-                        return
-                response = self._core().read_namespaced_pod_log(
-                    container_id,
-                    self.namespace,
-                    container=CONTAINER,
-                    follow=True,
-                    timestamps=timestamps,
-                    _preload_content=False,
-                )
-                holder["response"] = response
-                for line in iter_resp_lines(response):
-                    if stop.is_set():
-                        return
-                    put(("line", line))
-                put(("end", None))
-            except BaseException as exc:  # noqa: B036 - handed to the consumer
-                put(("error", exc))
-            finally:
-                if "response" in holder:
-                    _close_quietly(holder["response"])
+        def open_log() -> Any:
+            return self._core().read_namespaced_pod_log(
+                container_id,
+                self.namespace,
+                container=CONTAINER,
+                follow=True,
+                timestamps=timestamps,
+                _preload_content=False,
+            )
 
+        await wait_started(started)  # a queued Pod may wait long: no thread for it until it starts
+        stream = follow_pod_log(open_log, started)
         self._log_streams += 1
-        threading.Thread(target=pump, name="kube-log-stream", daemon=True).start()
         try:
-            while True:
-                what, value = await queue.get()
-                if what == "line":
-                    yield value
-                elif what == "end":
-                    return
-                else:
-                    translated = translate_error(value, container_id)
-                    raise translated from (value if translated is not value else None)
+            async for line in stream:
+                yield line
+        except Exception as exc:
+            translated = translate_error(exc, container_id)
+            if translated is exc:
+                raise
+            raise translated from exc
         finally:
-            stop.set()
-            if "response" in holder:
-                _interrupt(holder["response"])
+            stream.close()
             self._log_streams -= 1
 
     async def stats(self, container_id: str) -> dict[str, float]:
@@ -509,10 +443,12 @@ class KubernetesRuntime:
 
     # --- images, networks, volumes, GPUs -----------------------------------------------------
     def _nodes(self) -> builtins.list[dict[str, Any]]:
-        items: builtins.list[dict[str, Any]] = (
-            self._raw(self._core().list_node(_preload_content=False)).get("items") or []
-        )
-        return items
+        """The Node documents, listed at most once per ``NODES_TTL_S`` (each start checks its image)."""
+        nodes = self._cache.recent_nodes(time.monotonic(), NODES_TTL_S)
+        if nodes is None:
+            nodes = self._raw(self._core().list_node(_preload_content=False)).get("items") or []
+            self._cache.keep_nodes(nodes, time.monotonic())
+        return nodes
 
     async def image_exists(self, image: str) -> bool:
         return await self.image_info(image) is not None
@@ -521,13 +457,7 @@ class KubernetesRuntime:
         """The image as some node reports it in ``status.images`` (best effort: nodes cap that list)."""
 
         def find() -> LocalImage | None:
-            for node in self._nodes():
-                for entry in (node.get("status") or {}).get("images") or []:
-                    names = [str(n) for n in entry.get("names") or []]
-                    if image in names:
-                        digests = tuple(n for n in names if "@" in n)
-                        return LocalImage(id=digests[0] if digests else image, repo_digests=digests)
-            return None
+            return image_on_nodes(self._nodes(), image)
 
         return await self._call(find)
 
@@ -544,15 +474,7 @@ class KubernetesRuntime:
 
     async def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
         """A ReadWriteMany PersistentVolumeClaim ``name`` (the cluster's default storage class)."""
-        claim = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": name, "labels": {MANAGED_BY[0]: MANAGED_BY[1]}},
-            "spec": {
-                "accessModes": ["ReadWriteMany"],
-                "resources": {"requests": {"storage": f"{self._volume_size_gb}Gi"}},
-            },
-        }
+        claim = volume_claim(name, self._volume_size_gb)
 
         def ensure() -> None:
             try:
@@ -569,36 +491,9 @@ class KubernetesRuntime:
         """Whether any node offers ``nvidia.com/gpu`` (the NVIDIA device plugin runs there)."""
 
         def any_gpu() -> bool:
-            return any(
-                int(str((node.get("status") or {}).get("allocatable", {}).get(GPU_RESOURCE, "0")) or 0) > 0
-                for node in self._nodes()
-            )
+            return nodes_offer_gpus(self._nodes())
 
         return await self._call(any_gpu)
-
-
-def _valid_name(name: str) -> bool:
-    return 0 < len(name) <= 253 and all(c in _SUFFIX + "-." for c in name)
-
-
-def _interrupt(response: Any) -> None:
-    """Wake a thread blocked reading ``response`` (shut its socket down); that thread then closes it.
-
-    Closing the response from another thread would wait for the reader's lock.
-    """
-    connection = getattr(response, "connection", None) or getattr(response, "_connection", None)
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-def _close_quietly(response: Any) -> None:
-    try:
-        response.close()
-        response.release_conn()
-    except Exception:
-        pass
 
 
 __all__ = ["KubernetesRuntime", "pod_labels", "translate_error"]

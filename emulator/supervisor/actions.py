@@ -58,6 +58,15 @@ class Throttle:
 
 
 @dataclass(frozen=True)
+class Placed:
+    """The engine placed a THROTTLED worker's queued container (a cluster scheduler found a node): back to
+    INITIALIZING, its start-up clock counting from now."""
+
+    worker_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Fail:
     """The worker is lost: UNHEALTHY, its jobs requeued; ``kill`` a container still running."""
 
@@ -142,6 +151,7 @@ Action = (
     | Restart
     | Unthrottle
     | Throttle
+    | Placed
     | Fail
     | Drain
     | Remove

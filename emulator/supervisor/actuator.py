@@ -30,6 +30,7 @@ from emulator.supervisor.actions import (
     Fail,
     MarkOutdated,
     Pause,
+    Placed,
     Remove,
     RemoveContainer,
     Restart,
@@ -72,6 +73,7 @@ class Actuator:
             Start: self._do_start,
             CreateStandby: self._do_start,
             Throttle: self._do_throttle,
+            Placed: self._do_placed,
             Fail: self._do_fail,
             Restart: self._do_restart,
             Unthrottle: self._do_unthrottle,
@@ -149,6 +151,15 @@ class Actuator:
     def _do_throttle(self, action: Throttle, endpoint: Endpoint | None) -> None:
         assert endpoint is not None
         self.launcher.throttle(action, endpoint)
+
+    def _do_placed(self, action: Placed, endpoint: Endpoint | None) -> None:
+        worker = self._worker(action.worker_id)
+        if worker is None or worker.state != WorkerState.THROTTLED:
+            return
+        # the start-up clock counts from the placement, not from the container's creation
+        now = self.core.clock.now()
+        self.core.workers.apply(worker, WorkerEvent.STARTED, action.reason, started_at=now, ready_at=None)
+        log.info("queued worker placed", endpoint=worker.endpoint_id, worker=worker.id, reason=action.reason)
 
     def _do_fail(self, action: Fail, endpoint: Endpoint | None) -> None:
         worker = self._worker(action.worker_id)

@@ -1,5 +1,8 @@
 """PURE: host capacity and admission. A worker that should run but does not fit is THROTTLED.
 
+Only for a runtime that does not place workers itself (Docker): on Kubernetes the loop skips this and
+the scheduler's verdict makes THROTTLED (``reconcile.queued_reason``).
+
 Each tick the loop takes a snapshot of what running workers hold (``snapshot``) and passes every
 endpoint's planned actions through ``admit``, which reserves capacity for each start in order
 (THROTTLED workers first, oldest first; then due restarts; then new workers) and turns the starts

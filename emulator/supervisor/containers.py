@@ -78,7 +78,8 @@ def container_spec(
     """The container for ``worker`` of ``endpoint``: RunPod's worker variables plus the endpoint's env,
     ``memoryInMb`` as a hard memory limit, ``networkVolumeId`` as a named volume at /runpod-volume,
     ``dockerStartCmd`` as the command (the image's own CMD when unset), on ``settings.network``;
-    NVIDIA device requests for the worker's pinned GPUs (none in ``EMULATOR_GPU_MODE=emulate``, where
+    NVIDIA device requests for the worker's pinned GPUs, and ``gpuCount`` as ``gpu_count`` for an engine
+    that picks the devices itself (neither in ``EMULATOR_GPU_MODE=emulate``, where
     only NVIDIA_VISIBLE_DEVICES and RUNPOD_GPU_COUNT tell the worker which GPUs it has);
     ``vcpuCount`` as a CPU limit, ``/dev/shm`` sized by ``resources.shm_mb``, a host-folder volume and
     cached models as bind mounts (``host_mounts``), ``{{ RUNPOD_SECRET_name }}`` resolved from ``secrets``
@@ -99,5 +100,6 @@ def container_spec(
             HostMount(m.source, m.target, m.read_only) for m in host_mounts(settings, endpoint)
         ),
         gpu_device_ids=() if settings.gpu_mode == "emulate" else tuple(worker.gpu_ids),
+        gpu_count=0 if settings.gpu_mode == "emulate" else endpoint.gpuCount,
         network=settings.network,
     )

@@ -2,7 +2,8 @@
 
 Each tick lists this control plane's containers once, plans every endpoint against its worker
 records and the queue (``reconcile.plan``, ``rollout.status``), passes every endpoint's actions
-through admission (``capacity.admit``: what does not fit on the host waits THROTTLED), and hands
+through admission (``capacity.admit``: what does not fit on the host waits THROTTLED; skipped when the
+runtime's engine places workers, ``Capabilities.places_workers``), and hands
 them to the actuator. A tick that fails is logged and the
 next one starts from scratch: the loop never dies on one error. It wakes on ``hub.changed()`` (a job
 queued or finished, an endpoint changed), on a container event (a container died), when an
@@ -90,19 +91,28 @@ class ReconcileLoop:
                     if w.kind == "container"
                 ]
                 stats = self.lb_stats(endpoint, now) or self.core.jobs.stats(endpoint.id, now)
-                actions = plan(endpoint, observed, stats, now, self.settings)
+                actions = plan(endpoint, observed, stats, now, self.settings, self.runtime.capabilities)
                 wanted = rollout.status(endpoint, [o for o in observed if not o.worker.standby])
                 if wanted != endpoint.rollout:
                     actions.append(SetRollout(endpoint.id, endpoint.version, wanted))
                 planned.append((endpoint, actions))
             except Exception:
                 log.exception("planning failed for an endpoint", endpoint=endpoint.id)
-        everyone = self.core.workers.all()
-        host = capacity.snapshot(everyone, endpoints, self.gpu_inventory, self.settings, busy)
-        for endpoint, action in capacity.admit(planned, host, {w.id: w for w in everyone}):
+        for endpoint, action in self._admit(planned, endpoints, busy):
             self.actuator.run(action, endpoint)
         self._sweep(endpoints, containers, busy)
         self.ticks += 1
+
+    def _admit(
+        self, planned: list[tuple[Endpoint, list[Action]]], endpoints: dict[str, Endpoint], busy: set[str]
+    ) -> list[tuple[Endpoint, Action]]:
+        """Host admission (``capacity.admit``), unless the engine places workers itself (a cluster
+        scheduler: a worker it cannot place waits THROTTLED with its reason, see ``reconcile``)."""
+        if self.runtime.capabilities.places_workers:
+            return [(endpoint, action) for endpoint, actions in planned for action in actions]
+        everyone = self.core.workers.all()
+        host = capacity.snapshot(everyone, endpoints, self.gpu_inventory, self.settings, busy)
+        return capacity.admit(planned, host, {w.id: w for w in everyone})
 
     async def _observe(self, relist: bool) -> list[ContainerInfo]:
         now = asyncio.get_running_loop().time()

@@ -58,6 +58,11 @@ frees (see ``capacity``). GPU endpoints get no standby containers: a created con
 its GPUs. With ``flashboot: true`` an idle worker past ``idleTimeout`` is paused (``docker pause``)
 instead of removed, for up to ``EMULATOR_FLASHBOOT_PAUSE_S``; it is reported IDLE with
 ``paused: true``, takes no job while paused, and is resumed first when work arrives.
+
+On a runtime whose engine places workers (Kubernetes, ``Capabilities.places_workers``) the cluster's
+scheduler is the admission: a worker whose Pod fits on no node is THROTTLED with the scheduler's message
+and starts when the scheduler places it; such a runtime cannot pause (FlashBoot removes the idle worker,
+saying so) nor keep standby containers (``extraWorkers`` makes none).
 """
 
 from __future__ import annotations

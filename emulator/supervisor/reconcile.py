@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from emulator.config import Settings
 from emulator.models import Endpoint, WorkerState
-from emulator.runtime.base import classify_exit
+from emulator.runtime.base import DOCKER_CAPABILITIES, Capabilities, ContainerInfo, classify_exit
 from emulator.store.jobs import QueueStats
 from emulator.supervisor import policy, rollout
 from emulator.supervisor.actions import (
@@ -26,6 +26,7 @@ from emulator.supervisor.actions import (
     MarkOutdated,
     Observed,
     Pause,
+    Placed,
     Remove,
     RemoveContainer,
     Restart,
@@ -40,6 +41,18 @@ from emulator.workers.records import WorkerRecord
 
 S = WorkerState
 _DEAD = ("exited", "dead")
+NO_PAUSE = "this runtime cannot pause a worker"
+UNSCHEDULABLE = "Unschedulable"  # ContainerInfo.pending of a container a cluster engine cannot place yet
+
+
+def queued_reason(c: ContainerInfo | None) -> str | None:
+    """The engine's message when ``c`` waits for room (a Pod the scheduler cannot place), else None."""
+    if c is None or c.status != "created" or not (c.pending or "").startswith(UNSCHEDULABLE):
+        return None
+    message = (c.pending or "")[len(UNSCHEDULABLE) :].lstrip(": ")
+    return message or "the engine has no room for it yet"
+
+
 __all__ = [  # the actions are re-exported: callers and tests import them from here
     "Action",
     "Adopt",
@@ -49,6 +62,7 @@ __all__ = [  # the actions are re-exported: callers and tests import them from h
     "MarkOutdated",
     "Observed",
     "Pause",
+    "Placed",
     "Remove",
     "RemoveContainer",
     "Restart",
@@ -132,13 +146,22 @@ class _Tally:
     by_state: dict[str, list[WorkerRecord]] = field(default_factory=dict)
     unhealthy_due: list[WorkerRecord] = field(default_factory=list)
     throttled: list[WorkerRecord] = field(default_factory=list)
+    queued: dict[str, str] = field(default_factory=dict)  # worker id -> the engine's reason (in throttled)
     paused: list[WorkerRecord] = field(default_factory=list)
     old: set[str] = field(default_factory=set)  # older-version workers still serving (rollout)
 
 
 def plan(
-    endpoint: Endpoint, observed: Sequence[Observed], stats: QueueStats, now: float, settings: Settings
+    endpoint: Endpoint,
+    observed: Sequence[Observed],
+    stats: QueueStats,
+    now: float,
+    settings: Settings,
+    caps: Capabilities = DOCKER_CAPABILITIES,
 ) -> list[Action]:
+    """The actions that bring ``endpoint``'s workers where they should be. ``caps``: what the runtime can
+    do (without ``pause`` FlashBoot removes idle workers, saying why; without ``standby`` there are no
+    standby containers)."""
     actions: list[Action] = []
     t = _Tally()
     ordered = sorted(observed, key=lambda o: (o.worker.created_at, o.worker.id))
@@ -153,7 +176,7 @@ def plan(
     old_ids = {o.worker.id for o in roll.serving}
     for o in serving:
         if o.worker.version >= endpoint.version or o.worker.id in old_ids:
-            _count(o, now, settings, t, actions)
+            _count(o, now, settings, t, actions, caps)
 
     _restarts(endpoint, stats, t, actions)
     _throttled(endpoint, stats, t, actions)
@@ -177,15 +200,17 @@ def plan(
         keep = policy.floor(endpoint, stats)
         for wid in policy.idle_to_stop(endpoint, t.idle_since, t.healthy, keep, now):
             reason = f"idle for {endpoint.idleTimeout:g}s (idleTimeout)"
-            if endpoint.flashboot and wid not in t.old:
+            if endpoint.flashboot and wid not in t.old and caps.pause:
                 actions.append(Pause(wid, f"{reason}: paused (FlashBoot)"))
+            elif endpoint.flashboot and wid not in t.old:
+                actions.append(Remove(wid, f"{reason}: removed, not paused (FlashBoot: {NO_PAUSE})"))
             else:
                 actions.append(Remove(wid, reason))
 
     # standby containers (extraWorkers)
     have = len(standbys) + busy_standbys
-    target = policy.standby_target(endpoint, t.serving)
-    cap = policy.standby_cap(endpoint)
+    target = policy.standby_target(endpoint, t.serving) if caps.standby else 0
+    cap = policy.standby_cap(endpoint) if caps.standby else 0
     if have < target:
         actions.extend(CreateStandby(endpoint.id) for _ in range(target - have))
     elif have > cap:
@@ -216,7 +241,9 @@ def _standbys(
     return usable, busy
 
 
-def _count(o: Observed, now: float, settings: Settings, t: _Tally, actions: list[Action]) -> None:
+def _count(
+    o: Observed, now: float, settings: Settings, t: _Tally, actions: list[Action], caps: Capabilities
+) -> None:
     """One serving worker: its health, and what it counts for. Each helper handles one family of
     cases and says whether it did (``True``: nothing more to count)."""
     w = o.worker
@@ -227,9 +254,32 @@ def _count(o: Observed, now: float, settings: Settings, t: _Tally, actions: list
                 t.starting += 1
                 t.healthy += 1
         return
-    if _count_leaving(o, now, settings, t, actions) or _count_waiting(w, now, t):
+    if _count_leaving(o, now, settings, t, actions):
+        return
+    if caps.places_workers and _count_queued(o, t, actions):
+        return
+    if _count_waiting(w, now, t):
         return
     _count_live(o, now, settings, t, actions)
+
+
+def _count_queued(o: Observed, t: _Tally, actions: list[Action]) -> bool:
+    """An engine that places workers: a container it cannot place yet makes the worker THROTTLED with the
+    engine's own reason (the scheduler's message); once placed, the worker is INITIALIZING again."""
+    w, c = o.worker, o.container
+    reason = queued_reason(c)
+    if reason is not None and w.state in (S.INITIALIZING, S.THROTTLED):
+        t.serving += 1
+        t.throttled.append(w)
+        t.queued[w.id] = reason
+        return True
+    if w.state == S.THROTTLED and w.container_id and c is not None and c.status not in _DEAD:
+        actions.append(Placed(w.id, f"placed by the engine ({c.pending or c.status})"))
+        t.serving += 1
+        t.healthy += 1
+        t.starting += 1
+        return True
+    return False
 
 
 def _count_leaving(o: Observed, now: float, settings: Settings, t: _Tally, actions: list[Action]) -> bool:
@@ -320,11 +370,18 @@ def _restarts(endpoint: Endpoint, stats: QueueStats, t: _Tally, actions: list[Ac
 
 
 def _throttled(endpoint: Endpoint, stats: QueueStats, t: _Tally, actions: list[Action]) -> None:
-    """THROTTLED workers: started when capacity frees (admission decides), removed when not wanted."""
+    """THROTTLED workers: started when capacity frees (admission decides), removed when not wanted.
+
+    One whose container the engine queues (``t.queued``) is started by the engine: it only gets the
+    engine's latest reason."""
     for w in t.throttled:
+        queued = t.queued.get(w.id)
         if t.serving > endpoint.workersMax:
             actions.append(Remove(w.id, f"not started: workersMax lowered to {endpoint.workersMax}"))
             t.serving -= 1
+        elif (t.healthy < policy.floor(endpoint, stats) or stats.in_queue > 0) and queued is not None:
+            if w.state != S.THROTTLED or w.reason != queued:
+                actions.append(Throttle(endpoint.id, queued, worker_id=w.id))
         elif t.healthy < policy.floor(endpoint, stats) or stats.in_queue > 0:
             actions.append(Unthrottle(w.id, "capacity is available"))
         else:

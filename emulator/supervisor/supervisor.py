@@ -144,6 +144,14 @@ class Supervisor:
             await self._validate_gpus(endpoint.gpuCount)
 
     async def _validate_gpus(self, count: int) -> None:
+        if self.runtime.capabilities.places_workers:  # the cluster counts GPUs: no inventory of ours
+            if not await self.runtime.gpu_runtime_available():
+                raise GpuUnavailable(
+                    f"gpuCount is {count} but no node of the cluster offers GPUs (no node has "
+                    f"nvidia.com/gpu allocatable: is NVIDIA's device plugin running?)",
+                    field="gpuCount",
+                )
+            return
         inventory = self.gpus
         if inventory.mode == "off":
             raise GpuUnavailable(

@@ -1,8 +1,9 @@
 """The control plane and its supervisor on the Kubernetes runtime, end to end against the real API server.
 
-The kubelet stand-in runs no processes, so workers never make contact: these scenarios check what the
-supervisor does with the cluster (scale out to workersMin as Pods; a Pod the scheduler cannot place waits
-with the scheduler's message instead of failing; deleting the endpoint removes its Pods).
+Here the workers are told an address nothing listens on, so they never make contact: this checks what the
+supervisor does with the cluster alone (scale out to workersMin as Pods; a Pod the scheduler cannot place
+makes its worker THROTTLED with the scheduler's message instead of failing; deleting the endpoint removes
+its Pods). test_kubernetes_scenarios.py has the scenarios where workers run and answer.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ async def test_scale_out_and_a_gpu_pod_that_does_not_fit(
             worker_host="127.0.0.1",
             worker_url="http://127.0.0.1:9",  # the stand-in runs no worker process: nothing calls it
             gpu_mode="nvidia",
-            gpus="0,1,2,3",  # the supervisor's own GPU admission lets 2 through; the cluster's nodes have 1 each
+            gpus="0,1,2,3",  # not used: the cluster counts GPUs (its nodes have 1 each)
             startup_timeout_s=300.0,
         )
         async with (
@@ -79,7 +80,8 @@ async def test_scale_out_and_a_gpu_pod_that_does_not_fit(
             assert "Insufficient nvidia.com/gpu" in (waiting[0].pending or "")
             await poll(_ticks(cp, 20), 30, lambda: "the supervisor did not tick")
             [worker] = (await api.get("/v1/endpoints/g/workers")).json()["workers"]
-            assert worker["status"] == "INITIALIZING" and worker["containerId"] == waiting[0].id  # not failed
+            assert worker["status"] == "THROTTLED" and worker["containerId"] == waiting[0].id  # not failed
+            assert worker["reason"] == (waiting[0].pending or "").removeprefix("Unschedulable: ")
 
             for endpoint in ("k", "g"):
                 assert (await api.delete(f"/v1/endpoints/{endpoint}")).status_code == 204
