@@ -57,17 +57,22 @@ class Capabilities:
     worker runs (a cluster scheduler): the host admission of GPUs, memory and CPU is skipped, and a
     worker the engine cannot place yet waits THROTTLED with the engine's reason. ``gpu_ids``: GPUs are
     pinned by device id (``ContainerSpec.gpu_device_ids``); otherwise they are asked for by count
-    (``ContainerSpec.gpu_count``).
+    (``ContainerSpec.gpu_count``). ``cached_list``: ``list`` answers from a local watch-fed cache (no
+    request to the engine), so the supervisor lists on every tick; otherwise it lists when an event
+    says a container changed, and every ``relist_interval_s`` as a safety net.
     """
 
     pause: bool = True
     standby: bool = True
     places_workers: bool = False
     gpu_ids: bool = True
+    cached_list: bool = False
 
 
 DOCKER_CAPABILITIES = Capabilities()
-CLUSTER_CAPABILITIES = Capabilities(pause=False, standby=False, places_workers=True, gpu_ids=False)
+CLUSTER_CAPABILITIES = Capabilities(
+    pause=False, standby=False, places_workers=True, gpu_ids=False, cached_list=True
+)
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,13 @@ class ReconcileLoop:
         now = asyncio.get_running_loop().time()
         # with a live event stream every change to a container wakes a relisting tick (``poke``): the
         # periodic listing is then only a safety net (``relist_interval_s``), not a per-tick Docker call
-        every = self.settings.relist_interval_s if self._events_live else self.settings.reconcile_interval_s
+        # (a runtime whose listing is a local cache, Kubernetes' watch, is listed on every tick)
+        cached = self.runtime.capabilities.cached_list
+        every = (
+            self.settings.reconcile_interval_s
+            if cached or not self._events_live
+            else self.settings.relist_interval_s
+        )
         stale = now - self._listed_at >= max(every, self.settings.reconcile_interval_s)
         if relist or stale or self._containers_changed:
             self._containers_changed = False
