@@ -15,8 +15,7 @@ every RunPod decision, the cluster places Pods and counts GPUs. What differs fro
 - No pause (no cgroup freeze through the API); no network of our own (``ensure_network`` answers None's
   stand-in: the worker URL must be given, ``EMULATOR_WORKER_URL``); volumes are PersistentVolumeClaims.
 
-Blocking client calls run in a bounded thread pool; the watch (``kube_watch``) and each log stream
-(``kube_logs``) own a thread.
+Blocking calls run in a bounded thread pool; the watch and each log stream own a thread. Reference:
 Kubernetes API reference: https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/
 """
 
@@ -69,6 +68,7 @@ KUBE_HINT = "is the API server reachable? check `kubectl get --raw /version` wit
 _SUFFIX = string.ascii_lowercase + string.digits
 _MANAGED = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
 NODES_TTL_S = 5.0  # image and GPU checks read the nodes listed within this
+CONNECTION_POOL_SIZE = 64  # idle connections kept (default 5 per CPU): every log follow holds one
 
 
 def translate_error(exc: BaseException, subject: str = "") -> BaseException:
@@ -158,6 +158,7 @@ class KubernetesRuntime:
                         client_configuration=configuration,
                     )
                 configuration.retries = 0
+                configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
                 self._client = kubernetes.client.ApiClient(configuration)
             return kubernetes.client.CoreV1Api(self._client)
 
