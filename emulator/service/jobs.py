@@ -84,6 +84,9 @@ class JobService:
         self.settings = settings
         self.metrics = metrics
         self._depth: dict[str, tuple[int, float]] = {}  # endpoint -> (queued jobs, when counted)
+        # this process's start: a job handed over before it, and never named by a ping since, may have
+        # been claimed by a control plane that was killed before its answer reached the worker
+        self.started_at = clock.now()
 
     def _queue_depth(self, endpoint_id: str, fresh: bool = False) -> int:
         """Queued jobs, recounted at most every 0.5 s (the bound is a guard, not an exact quota).
@@ -331,7 +334,8 @@ class JobService:
 
     def _expired_leases(self, now: float) -> None:
         """Leases that ran out: requeued when the worker is gone or silent (RunPod re-runs a job only
-        when its worker is lost); otherwise the live worker dropped the job (RunPod's SDK pings on a
+        when its worker is lost), or when the hand-over may have been lost in a control-plane crash
+        (``_handed_before_crash``); otherwise the live worker dropped the job (RunPod's SDK pings on a
         timer, so a job it finished or dropped within one interval was never named): it stays
         IN_PROGRESS until its execution timeout, and is not run again."""
         lost: list[str] = []
@@ -341,7 +345,7 @@ class JobService:
         window_s = min(s.worker_lost_after_s, max(1.0, 3 * s.ping_interval_ms / 1000))
         for job in self.store.expired_leases(now):
             worker = self.workers.get(job.worker_id) if job.worker_id else None
-            if worker is None or not worker_in_touch(worker, now, window_s):
+            if worker is None or not worker_in_touch(worker, now, window_s) or self._handed_before_crash(job):
                 lost.append(job.id)
             elif self.store.mark_dropped(worker.id, [job.id], now, named_only=False):
                 log.warning(
@@ -356,6 +360,13 @@ class JobService:
             lost, now, self.settings.max_job_retries, "its worker stopped answering (lease expired)"
         )
         self._release_requeued_from_workers(outcomes)
+
+    def _handed_before_crash(self, job: JobRecord) -> bool:
+        """Claimed by an earlier control-plane process and never named by its worker's pings since: the
+        answer to that job-take may have died with the process (SIGKILL between the claim's commit and
+        the socket write), so a worker in touch that does not name it never had it. Requeued (a counted
+        retry: at least once, never lost), not taken for dropped."""
+        return job.named_at is None and job.started_at is not None and job.started_at < self.started_at
 
     def _release_requeued_from_workers(self, outcomes: list[Requeued]) -> None:
         if not outcomes:
