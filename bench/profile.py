@@ -23,6 +23,7 @@ from bench.context import Run
 from bench.load import submit_child
 from bench.procs import HANDLER
 
+ROOT = str(Path(__file__).resolve().parents[1])  # this checkout: frames are named relative to it
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]*)(?::\d+)?\)$")
 
 
@@ -31,7 +32,7 @@ def _name(frame: str) -> str:
     if not m:
         return frame.strip()
     path = m.group("file")
-    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+    for marker in ("site-packages/", f"{ROOT}/", "lib/python3"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{m.group('func')} ({path})"

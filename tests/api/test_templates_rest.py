@@ -171,15 +171,19 @@ def test_template_body_errors(api: httpx.Client) -> None:
 
 def test_registry_credentials_are_write_only(api: httpx.Client, plane: BackgroundControlPlane) -> None:
     r = api.post(
-        "/v1/containerregistryauth", json={"name": "ghcr", "username": "me", "password": "hunter2-pw"}
+        "/v1/containerregistryauth",
+        json={"name": "private-registry", "username": "me", "password": "hunter2-pw"},
     )
     assert r.status_code == 200 and set(r.json()) == {"id", "name"}, r.text
     auth_id = r.json()["id"]
     assert "hunter2-pw" not in api.get("/v1/containerregistryauth").text
-    assert api.get(f"/v1/containerregistryauth/{auth_id}").json() == {"id": auth_id, "name": "ghcr"}
+    assert api.get(f"/v1/containerregistryauth/{auth_id}").json() == {
+        "id": auth_id,
+        "name": "private-registry",
+    }
     r = api.post(
         "/v1/templates",
-        json={"name": "priv", "imageName": "ghcr.io/me/x:1", "containerRegistryAuthId": auth_id},
+        json={"name": "priv", "imageName": "registry.example.com/me/x:1", "containerRegistryAuthId": auth_id},
     )
     assert r.status_code == 200, r.text
     assert api.delete(f"/v1/containerregistryauth/{auth_id}").status_code == 409  # a template uses it

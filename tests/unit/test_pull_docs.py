@@ -24,7 +24,14 @@ from emulator.supervisor.pull_policy import decide
         ("user/app:latest", "docker.io", "user/app", "latest", None, True),
         ("127.0.0.1:5000/team/app:v1", "127.0.0.1:5000", "127.0.0.1:5000/team/app", "v1", None, False),
         ("localhost/app", "localhost", "localhost/app", None, None, True),
-        ("ghcr.io/o/app@sha256:" + "a" * 64, "ghcr.io", "ghcr.io/o/app", None, "sha256:" + "a" * 64, False),
+        (
+            "registry.example.com/o/app@sha256:" + "a" * 64,
+            "registry.example.com",
+            "registry.example.com/o/app",
+            None,
+            "sha256:" + "a" * 64,
+            False,
+        ),
         ("127.0.0.1:5000/app", "127.0.0.1:5000", "127.0.0.1:5000/app", None, None, True),
     ],
 )
